@@ -1,0 +1,98 @@
+//! The timeout layer's happy path against tower's `TimeoutLayer` and a bare
+//! `service_fn`, in the same run.
+//!
+//! `cargo bench --bench timeout`
+//!
+//! Three shapes of request, each measured for all three services:
+//!
+//! * `empty`: `Request::new(())` built inside the timed loop — the shape of
+//!   the baseline. meshgate's layer pays here for allocating the
+//!   header map (it forwards the budget header) and the extensions map (it
+//!   inserts a `Deadline`), which tower's layer does not do.
+//! * `headers`: a request with `host`, `user-agent` and `accept`, built
+//!   outside the timed region.
+//! * `stacked`: the `headers` request behind `RequestIdLayer`, as in a real
+//!   stack, where the extensions map already exists.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use meshgate::observe::RequestIdLayer;
+use tower::{Layer, Service, service_fn};
+
+fn request_with_headers() -> Request<()> {
+    Request::builder()
+        .uri("/orders/17")
+        .header("host", "api.example.com")
+        .header("user-agent", "bench/1.0")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap()
+}
+
+async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("ok"))
+}
+
+/// Benchmarks `service` under `name` in the three shapes.
+fn shapes<S, B>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, service: S)
+where
+    S: Service<Request<()>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut svc = service.clone();
+    c.bench_function(&format!("timeout/empty/{name}"), |b| {
+        b.to_async(rt).iter(|| {
+            let fut = svc.call(Request::new(()));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+    with_headers(c, rt, &format!("timeout/headers/{name}"), service.clone());
+    let stacked = RequestIdLayer::new().layer(service);
+    with_headers(c, rt, &format!("timeout/stacked/{name}"), stacked);
+}
+
+/// Benchmarks `svc` on requests with headers built outside the timed region.
+fn with_headers<S, B>(c: &mut Criterion, rt: &tokio::runtime::Runtime, id: &str, mut svc: S)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    c.bench_function(id, |b| {
+        b.to_async(rt).iter_batched(
+            request_with_headers,
+            |req| {
+                let fut = svc.call(req);
+                async move { black_box(fut.await.unwrap()) }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let budget = Duration::from_secs(30);
+    shapes(c, &rt, "service_fn", service_fn(ok));
+    shapes(
+        c,
+        &rt,
+        "tower",
+        tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok)),
+    );
+    shapes(
+        c,
+        &rt,
+        "meshgate",
+        meshgate::timeout::TimeoutLayer::new(budget).layer(service_fn(ok)),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

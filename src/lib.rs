@@ -1,0 +1,54 @@
+//! # meshgate
+//!
+//! Composable [`tower`](https://docs.rs/tower) middleware that gives an
+//! axum or hyper service, in-process, what an API gateway or a service-mesh
+//! sidecar gives it over an extra network hop.
+//!
+//! Every capability is a tower `Layer`, usable on its own in any stack.
+//! Layers that refuse a request answer with an HTTP response carrying an
+//! RFC 9457 problem document and a typed [`Rejection`](error::Rejection)
+//! extension, never with a service error, so stacks drop into axum unchanged.
+//!
+//! | module | what it does | feature |
+//! | --- | --- | --- |
+//! | [`timeout`] | per-request budget, 504 problem, deadline propagation | `timeout` |
+//! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
+//! | [`error`] | `Rejection` extension and problem+json responses | always |
+//! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
+//! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
+//!
+//! ## A stack
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use meshgate::{observe::{RequestIdLayer, TraceContextLayer}, timeout::TimeoutLayer};
+//! use tower::ServiceBuilder;
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(RequestIdLayer::new())
+//!             .layer(TraceContextLayer::new())
+//!             .layer(TimeoutLayer::new(Duration::from_secs(5))),
+//!     );
+//! # let _ = app;
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+pub mod classify;
+pub mod error;
+#[cfg(feature = "observe")]
+pub mod observe;
+#[cfg(feature = "timeout")]
+pub mod timeout;
+
+pub use body::{Body, ResponseBody};
+pub use error::{Problem, Rejection, RejectionKind};
+
+/// A boxed error, as tower and hyper use.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

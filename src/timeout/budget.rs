@@ -1,0 +1,182 @@
+//! The wire formats of a time budget: `grpc-timeout` and a millisecond header.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::time::Instant;
+
+/// The absolute deadline of a request, in its extensions.
+///
+/// [`Timeout`](super::Timeout) inserts it so that layers further in (a
+/// per-try timeout, retry backoff, the proxy) see the exact time left without
+/// re-reading headers, and so that stacked timeout layers in one process
+/// count down from one clock rather than each restarting the header's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// A deadline at `instant`.
+    #[must_use]
+    pub fn at(instant: Instant) -> Self {
+        Self(instant)
+    }
+
+    /// The instant at which the budget runs out.
+    #[must_use]
+    pub fn instant(&self) -> Instant {
+        self.0
+    }
+
+    /// The time left, zero once the deadline has passed.
+    #[must_use]
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the deadline has passed.
+    #[must_use]
+    pub fn is_spent(&self) -> bool {
+        self.0 <= Instant::now()
+    }
+}
+
+/// The largest budget read from a header: a year. Larger values (and
+/// overflowing ones) are clamped, which leaves the layer's own timeout in
+/// charge.
+const MAX_INCOMING: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses a non-negative integer count of milliseconds (at most 20 digits).
+pub(crate) fn parse_millis(value: &HeaderValue) -> Option<Duration> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 20 {
+        return None;
+    }
+    let mut millis: u64 = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        millis = millis
+            .saturating_mul(10)
+            .saturating_add(u64::from(b - b'0'));
+    }
+    Some(Duration::from_millis(millis).min(MAX_INCOMING))
+}
+
+/// Parses a gRPC `TimeoutValue TimeoutUnit`: 1 to 8 ASCII digits and one of
+/// `H` (hours), `M` (minutes), `S`, `m` (milliseconds), `u`, `n`.
+pub(crate) fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let bytes = value.as_bytes();
+    let (&unit, digits) = bytes.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'));
+    let duration = match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Some(duration.min(MAX_INCOMING))
+}
+
+/// Formats `budget` as whole milliseconds, rounded down.
+pub(crate) fn format_millis(budget: Duration) -> HeaderValue {
+    let millis = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+    HeaderValue::from(millis)
+}
+
+/// Formats `budget` as a gRPC timeout in the finest unit that fits in eight
+/// digits, rounded down.
+pub(crate) fn format_grpc_timeout(budget: Duration) -> HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let nanos = budget.as_nanos();
+    let (n, unit) = [
+        (1, 'n'),
+        (1_000, 'u'),
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+        (3_600_000_000_000, 'H'),
+    ]
+    .into_iter()
+    .map(|(per, unit)| (nanos / per, unit))
+    .find(|(n, _)| *n <= MAX)
+    .unwrap_or((MAX, 'H'));
+    let text = format!("{n}{unit}");
+    // Digits and an ASCII letter are always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn grpc_timeout_units() {
+        let table = [
+            ("1H", Some(Duration::from_secs(3600))),
+            ("1M", Some(Duration::from_secs(60))),
+            ("30S", Some(Duration::from_secs(30))),
+            ("1m", Some(Duration::from_millis(1))),
+            ("250u", Some(Duration::from_micros(250))),
+            ("7n", Some(Duration::from_nanos(7))),
+            ("0S", Some(Duration::ZERO)),
+            ("99999999H", Some(MAX_INCOMING)),
+            ("123456789S", None),
+            ("S", None),
+            ("10", None),
+            ("10s", None),
+            ("-1S", None),
+            ("1 S", None),
+            ("", None),
+        ];
+        for (text, expected) in table {
+            assert_eq!(parse_grpc_timeout(&hv(text)), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn millisecond_header() {
+        assert_eq!(parse_millis(&hv("1500")), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_millis(&hv("0")), Some(Duration::ZERO));
+        assert_eq!(
+            parse_millis(&hv("99999999999999999999")),
+            Some(MAX_INCOMING)
+        );
+        for bad in ["", "1.5", "-3", "10ms", " 1", "123456789012345678901"] {
+            assert_eq!(parse_millis(&hv(bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999),
+            Duration::from_millis(1),
+            Duration::from_millis(4_000),
+            Duration::from_secs(99_999),
+            Duration::from_secs(86_400 * 30),
+        ] {
+            let grpc = parse_grpc_timeout(&format_grpc_timeout(d)).unwrap();
+            assert!(grpc <= d && d - grpc <= d / 100_000, "{d:?}");
+            assert_eq!(
+                parse_millis(&format_millis(d)).unwrap().as_millis(),
+                d.as_millis()
+            );
+        }
+        assert_eq!(format_grpc_timeout(Duration::from_secs(30)), "30000000u");
+        assert_eq!(format_grpc_timeout(Duration::from_secs(3600)), "3600000m");
+    }
+}

@@ -1,0 +1,275 @@
+//! Behaviour of `meshgate::timeout` through its public API, with paused time.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use meshgate::error::{Rejection, RejectionKind};
+use meshgate::timeout::{Deadline, TimeoutLayer};
+use tokio::time::Instant;
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+
+mod real_http;
+
+/// An inner service that waits `delay`, then answers 200 with the budget
+/// headers it saw recorded in `seen`.
+fn recording(
+    delay: Duration,
+    seen: Arc<std::sync::Mutex<Vec<HeaderMap>>>,
+) -> impl tower::Service<
+    Request<()>,
+    Response = Response<String>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<String>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |request: Request<()>| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(request.headers().clone());
+            tokio::time::sleep(delay).await;
+            Ok::<_, Infallible>(Response::new("done".to_owned()))
+        }
+    })
+}
+
+fn header(map: &HeaderMap, name: &str) -> String {
+    map.get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+async fn json_body<B>(response: Response<B>) -> serde_json::Value
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_inner_service_gets_a_504_problem_with_the_rejection() {
+    let seen = Arc::default();
+    let service = TimeoutLayer::new(Duration::from_millis(250))
+        .layer(recording(Duration::from_secs(5), seen));
+    let start = Instant::now();
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let rejection = response.extensions().get::<Rejection>().unwrap();
+    assert_eq!(rejection.kind(), RejectionKind::Timeout);
+    let json = json_body(response).await;
+    assert_eq!(json["status"], 504);
+    assert_eq!(json["title"], "Gateway Timeout");
+    assert_eq!(json["type"], "about:blank");
+    assert!(json["detail"].as_str().unwrap().contains("250 ms"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_inner_service_passes_through_untouched() {
+    let seen = Arc::default();
+    let service = TimeoutLayer::new(Duration::from_secs(1))
+        .layer(recording(Duration::from_millis(999), seen));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.extensions().get::<Rejection>().is_none());
+    assert!(!response.body().is_local());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"done");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_inner_future_is_dropped_on_timeout() {
+    struct Guard(Arc<AtomicBool>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let service =
+        TimeoutLayer::new(Duration::from_millis(10)).layer(service_fn(move |_: Request<()>| {
+            let guard = Guard(flag.clone());
+            async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop(guard);
+                Ok::<_, Infallible>(Response::new(()))
+            }
+        }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_propagated_budget_decreases_across_two_stacked_hops() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let innermost = recording(Duration::ZERO, seen.clone());
+    // hop 1: a 5 s budget; between the hops 1.2 s pass; hop 2: its own 30 s.
+    let seen_between = seen.clone();
+    let service = ServiceBuilder::new()
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
+        .service(service_fn(move |request: Request<()>| {
+            let seen = seen_between.clone();
+            let hop2 = TimeoutLayer::new(Duration::from_secs(30)).layer(innermost.clone());
+            async move {
+                seen.lock().unwrap().push(request.headers().clone());
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                hop2.oneshot(request).await
+            }
+        }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = seen.lock().unwrap();
+    assert_eq!(header(&seen[0], "x-request-timeout-ms"), "5000");
+    assert_eq!(header(&seen[1], "x-request-timeout-ms"), "3800");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_header_budget_from_another_process_counts_from_arrival() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = TimeoutLayer::new(Duration::from_secs(30))
+        .layer(recording(Duration::from_millis(10), seen.clone()));
+    let request = Request::builder()
+        .header("x-request-timeout-ms", "4500")
+        .body(())
+        .unwrap();
+    assert_eq!(service.oneshot(request).await.unwrap().status(), 200);
+    assert_eq!(
+        header(&seen.lock().unwrap()[0], "x-request-timeout-ms"),
+        "4500"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incoming_grpc_timeout_of_1m_caps_a_30s_layer() {
+    // In gRPC, `m` is milliseconds: `1m` is one millisecond.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = TimeoutLayer::new(Duration::from_secs(30))
+        .layer(recording(Duration::from_millis(50), seen.clone()));
+    let request = Request::builder()
+        .header("grpc-timeout", "1m")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let start = Instant::now();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(1));
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    let seen = seen.lock().unwrap();
+    assert_eq!(header(&seen[0], "x-request-timeout-ms"), "1");
+    assert_eq!(header(&seen[0], "grpc-timeout"), "1000000n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incoming_grpc_timeout_longer_than_the_layer_does_not_extend_it() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = TimeoutLayer::new(Duration::from_secs(30))
+        .layer(recording(Duration::from_secs(40), seen.clone()));
+    let request = Request::builder()
+        .header("grpc-timeout", "1M")
+        .body(())
+        .unwrap();
+    let start = Instant::now();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        header(&seen.lock().unwrap()[0], "grpc-timeout"),
+        "30000000u"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_never_calls_the_inner_service() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let service =
+        TimeoutLayer::new(Duration::from_secs(30)).layer(service_fn(move |_: Request<()>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new())) }
+        }));
+
+    let mut past = Request::new(());
+    past.extensions_mut()
+        .insert(Deadline::at(Instant::now() - Duration::from_millis(1)));
+    let requests = [
+        Request::builder()
+            .header("x-request-timeout-ms", "0")
+            .body(())
+            .unwrap(),
+        Request::builder()
+            .header("grpc-timeout", "0S")
+            .body(())
+            .unwrap(),
+        past,
+    ];
+    for request in requests {
+        let start = Instant::now();
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let kind = response.extensions().get::<Rejection>().unwrap().kind();
+        assert_eq!(kind, RejectionKind::DeadlineExceeded);
+        assert_eq!(json_body(response).await["status"], 504);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_budget_headers_are_ignored_and_overwritten() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service =
+        TimeoutLayer::new(Duration::from_secs(2)).layer(recording(Duration::ZERO, seen.clone()));
+    for (name, value) in [
+        ("x-request-timeout-ms", "soon"),
+        ("x-request-timeout-ms", "-5"),
+        ("x-request-timeout-ms", "1e3"),
+        ("grpc-timeout", "5x"),
+        ("grpc-timeout", "123456789S"),
+    ] {
+        let request = Request::builder().header(name, value).body(()).unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{name}: {value}");
+    }
+    let seen = seen.lock().unwrap();
+    for headers in seen.iter() {
+        assert_eq!(header(headers, "x-request-timeout-ms"), "2000");
+    }
+    // The malformed grpc-timeout values were replaced, not passed on.
+    assert_eq!(header(&seen[3], "grpc-timeout"), "2000000u");
+    assert_eq!(header(&seen[4], "grpc-timeout"), "2000000u");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_budget_header_and_the_deadline_extension() {
+    let service = TimeoutLayer::new(Duration::from_secs(10))
+        .budget_header(http::HeaderName::from_static("x-budget"))
+        .layer(service_fn(|request: Request<()>| async move {
+            let deadline = *request.extensions().get::<Deadline>().unwrap();
+            let seen = format!(
+                "{} {} {}",
+                deadline.remaining().as_millis(),
+                header(request.headers(), "x-budget"),
+                header(request.headers(), "x-request-timeout-ms"),
+            );
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(Bytes::from(seen))))
+        }));
+    let request = Request::builder()
+        .header("x-budget", "700")
+        .header("x-request-timeout-ms", "5")
+        .body(())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    // The default header is not read when another is configured.
+    assert_eq!(&body[..], b"700 700 5");
+}
