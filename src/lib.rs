@@ -12,6 +12,7 @@
 //! | module | what it does | feature |
 //! | --- | --- | --- |
 //! | [`timeout`] | per-request budget, 504 problem, deadline propagation | `timeout` |
+//! | [`circuit_breaker`] | closed / open / half-open, per key, 503 with `Retry-After` | `circuit-breaker` |
 //! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
@@ -40,6 +41,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
 #[cfg(feature = "observe")]

@@ -1,0 +1,48 @@
+//! The closed-breaker happy path against a bare `service_fn`, in the same run.
+//!
+//! `cargo bench --bench circuit_breaker`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use meshgate::circuit_breaker::CircuitBreakerLayer;
+use tower::{Layer, Service, service_fn};
+
+async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("ok"))
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut bare = service_fn(ok);
+    c.bench_function("circuit_breaker/service_fn", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = bare.call(Request::new(()));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+    let mut closed = CircuitBreakerLayer::new().layer(service_fn(ok));
+    c.bench_function("circuit_breaker/closed", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = closed.call(Request::new(()));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+    let mut keyed = CircuitBreakerLayer::new()
+        .key_by(|parts| Some(parts.uri.path().to_owned()))
+        .layer(service_fn(ok));
+    c.bench_function("circuit_breaker/closed_keyed", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = keyed.call(Request::new(()));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

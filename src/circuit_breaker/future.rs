@@ -1,0 +1,116 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::Response;
+use http::header::{HeaderValue, RETRY_AFTER};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::breaker::Permit;
+use crate::body::ResponseBody;
+use crate::classify::Outcome;
+use crate::error::{Rejection, RejectionKind};
+
+pin_project! {
+    /// The response future of [`CircuitBreaker`](super::CircuitBreaker).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Guarded {
+            #[pin]
+            inner: F,
+            permit: Option<Permit>,
+            slow: Option<(Instant, Duration)>,
+        },
+        Unguarded {
+            #[pin]
+            inner: F,
+        },
+        Refused {
+            retry_after: Duration,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn guarded(inner: F, permit: Permit, slow_call: Option<Duration>) -> Self {
+        Self {
+            state: State::Guarded {
+                inner,
+                permit: Some(permit),
+                slow: slow_call.map(|threshold| (Instant::now(), threshold)),
+            },
+        }
+    }
+
+    pub(crate) fn unguarded(inner: F) -> Self {
+        Self {
+            state: State::Unguarded { inner },
+        }
+    }
+
+    pub(crate) fn refused(retry_after: Duration) -> Self {
+        Self {
+            state: State::Refused { retry_after },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Guarded {
+                inner,
+                permit,
+                slow,
+            } => {
+                let result = ready!(inner.poll(cx));
+                let failure = match &result {
+                    Ok(response) => {
+                        Outcome::from_response(response).is_breaker_failure()
+                            || slow.is_some_and(|(start, limit)| start.elapsed() > limit)
+                    }
+                    Err(_) => true,
+                };
+                if let Some(permit) = permit.take() {
+                    permit.record(failure);
+                }
+                Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
+            }
+            StateProj::Unguarded { inner } => {
+                let result = ready!(inner.poll(cx));
+                Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
+            }
+            StateProj::Refused { retry_after } => {
+                let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+                let mut response = Rejection::new(RejectionKind::CircuitOpen)
+                    .with_detail("the upstream is failing; the circuit breaker is open")
+                    .into_response();
+                let seconds = u64::try_from(seconds).unwrap_or(u64::MAX);
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
+                Poll::Ready(Ok(response.map(ResponseBody::local)))
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::breaker::Admission;
+use super::future::ResponseFuture;
+use super::keys::Breakers;
+use crate::body::ResponseBody;
+
+type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// The service of [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+#[derive(Clone)]
+pub struct CircuitBreaker<S> {
+    inner: S,
+    breakers: Arc<Breakers>,
+    key: Option<KeyFn>,
+    slow_call: Option<Duration>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breakers", &self.breakers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> CircuitBreaker<S> {
+    pub(crate) fn new(
+        inner: S,
+        breakers: Arc<Breakers>,
+        key: Option<KeyFn>,
+        slow_call: Option<Duration>,
+    ) -> Self {
+        Self {
+            inner,
+            breakers,
+            key,
+            slow_call,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CircuitBreaker<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (breaker, request) = match (&*self.breakers, &self.key) {
+            (Breakers::Single(breaker), _) => (Arc::clone(breaker), request),
+            (Breakers::Keyed(keyed), Some(key_fn)) => {
+                let (parts, body) = request.into_parts();
+                let key = key_fn(&parts);
+                let request = Request::from_parts(parts, body);
+                match key {
+                    Some(key) => (keyed.get(&key), request),
+                    None => return ResponseFuture::unguarded(self.inner.call(request)),
+                }
+            }
+            (Breakers::Keyed(_), None) => {
+                return ResponseFuture::unguarded(self.inner.call(request));
+            }
+        };
+        match breaker.admit() {
+            Admission::Allowed(permit) => {
+                ResponseFuture::guarded(self.inner.call(request), permit, self.slow_call)
+            }
+            Admission::Refused(retry_after) => ResponseFuture::refused(retry_after),
+        }
+    }
+}
