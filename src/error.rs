@@ -212,6 +212,14 @@ impl Rejection {
         }
     }
 
+    /// The response a layer answers with in place of its inner service's:
+    /// [`into_response`](Self::into_response) with the body wrapped as a
+    /// [`ResponseBody::local`](crate::body::ResponseBody::local).
+    #[must_use]
+    pub fn into_layer_response<B>(self) -> Response<crate::body::ResponseBody<B>> {
+        self.into_response().map(crate::body::ResponseBody::local)
+    }
+
     /// Builds the problem+json response, with this rejection in its
     /// extensions. Layers add protocol headers (`Retry-After`,
     /// `WWW-Authenticate`, …) to the result.

@@ -104,12 +104,12 @@ where
                 let seconds = retry_after.as_millis().div_ceil(1000).max(1);
                 let mut response = Rejection::new(RejectionKind::CircuitOpen)
                     .with_detail("the upstream is failing; the circuit breaker is open")
-                    .into_response();
+                    .into_layer_response();
                 let seconds = u64::try_from(seconds).unwrap_or(u64::MAX);
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(seconds));
-                Poll::Ready(Ok(response.map(ResponseBody::local)))
+                Poll::Ready(Ok(response))
             }
         }
     }

@@ -34,7 +34,8 @@
 //! route), at most [`max_keys`](CircuitBreakerLayer::max_keys) (default
 //! 1024) of them; past that, a new key evicts the least recently used of a
 //! sample, preferring closed breakers. The closed path takes no lock with one
-//! breaker; keyed breakers take one short map lock per call. Nothing awaits
+//! breaker and no failure-rate window; the window takes one short lock per
+//! outcome, and keyed breakers one short map lock per call. Nothing awaits
 //! while a lock is held.
 //!
 //! # Observing

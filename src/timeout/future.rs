@@ -77,12 +77,12 @@ where
                     "the request did not complete within its {} ms budget",
                     budget.as_millis()
                 ));
-                Poll::Ready(Ok(rejection.into_response().map(ResponseBody::local)))
+                Poll::Ready(Ok(rejection.into_layer_response()))
             }
             StateProj::Spent => {
                 let rejection = Rejection::new(RejectionKind::DeadlineExceeded)
                     .with_detail("the request arrived with its time budget already spent");
-                Poll::Ready(Ok(rejection.into_response().map(ResponseBody::local)))
+                Poll::Ready(Ok(rejection.into_layer_response()))
             }
         }
     }
