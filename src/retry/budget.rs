@@ -1,0 +1,245 @@
+//! The retry budget: retries may add at most a share of recent traffic.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Slots the window is cut into.
+const SLOTS: usize = 10;
+
+/// A cap on retries shared by every clone of a service, so that retries
+/// cannot multiply load on an upstream that is already failing.
+///
+/// Over the last `window` (default 10 s), the number of retries allowed is
+///
+/// ```text
+/// floor(ratio × requests in the window) + min_per_second × window seconds
+/// ```
+///
+/// with `ratio` 20 % and `min_per_second` 10 by default (Linkerd's
+/// `retryBudget`). Each original request [deposits](Self::deposit) one
+/// request; each retry [withdraws](Self::withdraw) one retry, and is refused
+/// when the retries already in the window have reached the allowance.
+/// Retries are not deposits. The window slides in ten slots of a tenth of
+/// the window each: an event leaves the window when its slot does.
+///
+/// Lock-free: each slot is a pair of tagged atomic counters, and a withdrawal
+/// is a compare-and-swap on the current slot, so concurrent withdrawals never
+/// overshoot the allowance.
+///
+/// ```
+/// use std::time::Duration;
+/// use meshgate::retry::RetryBudget;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let budget = RetryBudget::new(0.2, 0, Duration::from_secs(10));
+/// for _ in 0..10 {
+///     budget.deposit();
+/// }
+/// assert!(budget.withdraw());
+/// assert!(budget.withdraw());
+/// assert!(!budget.withdraw(), "20 % of 10 requests is 2 retries");
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RetryBudget {
+    /// Retry ratio in parts per million, so the allowance is integer math.
+    ratio_ppm: u64,
+    /// `min_per_second × window`, in retries.
+    floor: u64,
+    slot_ms: u64,
+    epoch: Instant,
+    requests: [AtomicU64; SLOTS],
+    retries: [AtomicU64; SLOTS],
+}
+
+/// A slot's counter: the slot's tick in the high 32 bits, its count in the low.
+fn pack(tick: u64, count: u64) -> u64 {
+    (tick << 32) | count.min(u64::from(u32::MAX))
+}
+
+fn unpack(value: u64) -> (u64, u64) {
+    (value >> 32, value & u64::from(u32::MAX))
+}
+
+impl Default for RetryBudget {
+    /// 20 % of the requests plus 10 retries per second, over 10 s.
+    fn default() -> Self {
+        Self::new(0.2, 10, Duration::from_secs(10))
+    }
+}
+
+impl RetryBudget {
+    /// A budget of `ratio` (0.0 to 1.0, clamped; NaN is 0) of the requests
+    /// plus `min_per_second` retries per second, over `window` (at least 10 ms).
+    #[must_use]
+    pub fn new(ratio: f64, min_per_second: u32, window: Duration) -> Self {
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        let window_ms = u64::try_from(window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(SLOTS as u64);
+        Self {
+            // In range: 0 ≤ ratio ≤ 1, so 0 ≤ ppm ≤ 1 000 000.
+            ratio_ppm: (ratio * 1_000_000.0).round() as u64,
+            floor: u64::from(min_per_second).saturating_mul(window_ms) / 1000,
+            slot_ms: window_ms / SLOTS as u64,
+            epoch: Instant::now(),
+            requests: Default::default(),
+            retries: Default::default(),
+        }
+    }
+
+    fn tick(&self) -> u64 {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // Tags are 32 bits; they wrap after 2^32 slots, far beyond any run.
+        (ms / self.slot_ms) & u64::from(u32::MAX)
+    }
+
+    /// Counts in `counters` over the slots still in the window at `tick`.
+    fn sum(counters: &[AtomicU64; SLOTS], tick: u64) -> u64 {
+        counters
+            .iter()
+            .map(|c| unpack(c.load(Ordering::Acquire)))
+            .filter(|(t, _)| tick.wrapping_sub(*t) & u64::from(u32::MAX) < SLOTS as u64)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Records one original request.
+    pub fn deposit(&self) {
+        let tick = self.tick();
+        let slot = &self.requests[(tick % SLOTS as u64) as usize];
+        let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |value| {
+            let (t, count) = unpack(value);
+            Some(if t == tick {
+                pack(tick, count + 1)
+            } else {
+                pack(tick, 1)
+            })
+        });
+    }
+
+    /// Takes one retry from the budget: `true` when it fits, and the retry
+    /// is then counted; `false` when the budget is spent.
+    pub fn withdraw(&self) -> bool {
+        let tick = self.tick();
+        let allowed = self.allowance(tick);
+        let slot = &self.retries[(tick % SLOTS as u64) as usize];
+        loop {
+            let value = slot.load(Ordering::Acquire);
+            let (t, count) = unpack(value);
+            let here = if t == tick { count } else { 0 };
+            let elsewhere = Self::sum(&self.retries, tick) - if t == tick { count } else { 0 };
+            if elsewhere + here >= allowed {
+                return false;
+            }
+            let next = pack(tick, here + 1);
+            if slot
+                .compare_exchange(value, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    fn allowance(&self, tick: u64) -> u64 {
+        let requests = Self::sum(&self.requests, tick);
+        requests.saturating_mul(self.ratio_ppm) / 1_000_000 + self.floor
+    }
+
+    /// Retries still allowed in the window now.
+    #[must_use]
+    pub fn remaining(&self) -> u64 {
+        let tick = self.tick();
+        self.allowance(tick)
+            .saturating_sub(Self::sum(&self.retries, tick))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_allowance_is_the_ratio_of_requests_plus_the_floor() {
+        let budget = RetryBudget::default();
+        // No traffic: the floor alone, 10/s × 10 s.
+        assert_eq!(budget.remaining(), 100);
+        for _ in 0..1_000 {
+            budget.deposit();
+        }
+        assert_eq!(budget.remaining(), 300);
+        for _ in 0..300 {
+            assert!(budget.withdraw());
+        }
+        assert!(!budget.withdraw());
+        assert_eq!(budget.remaining(), 0);
+        // Each further request buys 0.2 of a retry: five buy one.
+        for _ in 0..4 {
+            budget.deposit();
+        }
+        assert!(!budget.withdraw());
+        budget.deposit();
+        assert!(budget.withdraw());
+        assert!(!budget.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_recovers_as_the_window_slides() {
+        let budget = RetryBudget::new(0.2, 0, Duration::from_secs(10));
+        for _ in 0..50 {
+            budget.deposit();
+        }
+        for _ in 0..10 {
+            assert!(budget.withdraw());
+        }
+        assert!(!budget.withdraw(), "spent");
+        // 5 s later, 25 fresh requests: 75 in the window → 15 allowed, 10 used.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for _ in 0..25 {
+            budget.deposit();
+        }
+        assert_eq!(budget.remaining(), 5);
+        // At 10 s the first slot leaves: 25 requests → 5 allowed, 0 used.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(budget.remaining(), 5);
+        for _ in 0..5 {
+            assert!(budget.withdraw());
+        }
+        assert!(!budget.withdraw());
+        // And once everything has left, nothing is allowed without traffic.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(budget.remaining(), 0);
+    }
+
+    #[test]
+    fn concurrent_withdrawals_never_overshoot() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let budget = std::sync::Arc::new(RetryBudget::new(0.0, 5, Duration::from_secs(3600)));
+        let granted: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let budget = budget.clone();
+                    let handle = rt.handle().clone();
+                    scope.spawn(move || {
+                        let _guard = handle.enter();
+                        (0..10_000).filter(|_| budget.withdraw()).count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(granted, 5 * 3600);
+    }
+}
