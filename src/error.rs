@@ -127,6 +127,25 @@ impl RejectionKind {
         }
     }
 
+    /// The gRPC status code a gRPC caller gets for this kind
+    /// (`grpc-status`, per the gRPC status code mapping).
+    #[must_use]
+    pub const fn grpc_status(self) -> u8 {
+        match self {
+            Self::Timeout | Self::DeadlineExceeded | Self::UpstreamTimeout => 4,
+            Self::Unauthenticated => 16,
+            Self::Forbidden => 7,
+            Self::RateLimited | Self::PayloadTooLarge | Self::HeadersTooLarge => 8,
+            Self::NoRoute | Self::MethodNotAllowed => 12,
+            Self::BadRequest => 3,
+            Self::UpstreamConnect
+            | Self::UpstreamReset
+            | Self::NoHealthyEndpoint
+            | Self::CircuitOpen
+            | Self::Overloaded => 14,
+        }
+    }
+
     /// Whether the upstream was involved at all: `true` for the kinds that
     /// describe a failure of the upstream or of the path to it.
     #[must_use]
@@ -218,6 +237,46 @@ impl Rejection {
     #[must_use]
     pub fn into_layer_response<B>(self) -> Response<crate::body::ResponseBody<B>> {
         self.into_response().map(crate::body::ResponseBody::local)
+    }
+
+    /// The answer for a request: a trailers-only gRPC response when the
+    /// request is gRPC (see [`is_grpc`]), else the problem+json response;
+    /// either way as a layer's [`ResponseBody::local`](crate::body::ResponseBody::local).
+    #[must_use]
+    pub fn into_layer_response_for<B>(self, grpc: bool) -> Response<crate::body::ResponseBody<B>> {
+        if grpc {
+            self.into_grpc_response()
+                .map(crate::body::ResponseBody::local)
+        } else {
+            self.into_layer_response()
+        }
+    }
+
+    /// Builds a trailers-only gRPC response: HTTP 200 with
+    /// `content-type: application/grpc`, `grpc-status` from
+    /// [`RejectionKind::grpc_status`] and the detail as `grpc-message`
+    /// (percent-encoded), and this rejection in its extensions. gRPC clients
+    /// read these instead of an HTTP error status.
+    #[must_use]
+    pub fn into_grpc_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::default());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(self.kind.grpc_status())),
+        );
+        let message = if self.detail.is_empty() {
+            self.kind.status().canonical_reason().unwrap_or("error")
+        } else {
+            &self.detail
+        };
+        // Percent-encoding leaves only visible ASCII and spaces.
+        if let Ok(value) = HeaderValue::from_str(&percent_encode_grpc_message(message)) {
+            headers.insert("grpc-message", value);
+        }
+        response.extensions_mut().insert(self);
+        response
     }
 
     /// Builds the problem+json response, with this rejection in its
@@ -354,6 +413,31 @@ impl Problem {
     }
 }
 
+/// Whether a request is gRPC: its `content-type` is `application/grpc` or
+/// `application/grpc+…` / `application/grpc;…`.
+#[must_use]
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|ct| {
+        let ct = ct.as_bytes();
+        ct.starts_with(b"application/grpc") && matches!(ct.get(16), None | Some(b'+' | b';'))
+    })
+}
+
+/// `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.
+fn percent_encode_grpc_message(message: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// Appends `s` as a JSON string literal (RFC 8259 §7).
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
@@ -420,6 +504,43 @@ mod tests {
         let json = body_json(response).await;
         assert_eq!(json["detail"], "the upstream could not be reached");
         assert!(!json.to_string().contains("10.0.0.7"));
+    }
+
+    #[test]
+    fn grpc_requests_get_a_trailers_only_grpc_status() {
+        let response = Rejection::new(RejectionKind::Timeout)
+            .with_detail("50% of the budget, then é")
+            .into_grpc_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc");
+        assert_eq!(response.headers()["grpc-status"], "4");
+        assert_eq!(
+            response.headers()["grpc-message"],
+            "50%25 of the budget, then %C3%A9"
+        );
+        assert_eq!(
+            response.extensions().get::<Rejection>().unwrap().kind(),
+            RejectionKind::Timeout
+        );
+        assert_eq!(RejectionKind::CircuitOpen.grpc_status(), 14);
+        assert_eq!(RejectionKind::RateLimited.grpc_status(), 8);
+        assert_eq!(RejectionKind::Unauthenticated.grpc_status(), 16);
+    }
+
+    #[test]
+    fn grpc_content_types() {
+        let mut headers = http::HeaderMap::new();
+        assert!(!is_grpc(&headers));
+        for (ct, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("application/grpc;charset=utf-8", true),
+            ("application/grpc-web", false),
+            ("application/json", false),
+        ] {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            assert_eq!(is_grpc(&headers), grpc, "{ct}");
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ pin_project! {
         },
         Refused {
             retry_after: Duration,
+            grpc: bool,
         },
     }
 }
@@ -57,9 +58,9 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn refused(retry_after: Duration) -> Self {
+    pub(crate) fn refused(retry_after: Duration, grpc: bool) -> Self {
         Self {
-            state: State::Refused { retry_after },
+            state: State::Refused { retry_after, grpc },
         }
     }
 }
@@ -100,11 +101,11 @@ where
                 let result = ready!(inner.poll(cx));
                 Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
             }
-            StateProj::Refused { retry_after } => {
+            StateProj::Refused { retry_after, grpc } => {
                 let seconds = retry_after.as_millis().div_ceil(1000).max(1);
                 let mut response = Rejection::new(RejectionKind::CircuitOpen)
                     .with_detail("the upstream is failing; the circuit breaker is open")
-                    .into_layer_response();
+                    .into_layer_response_for(*grpc);
                 let seconds = u64::try_from(seconds).unwrap_or(u64::MAX);
                 response
                     .headers_mut()

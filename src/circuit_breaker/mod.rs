@@ -14,7 +14,8 @@
 //!   open (whole seconds, rounded up) and a
 //!   [`Rejection`](crate::error::Rejection) of kind
 //!   [`CircuitOpen`](crate::error::RejectionKind::CircuitOpen); the inner
-//!   service is not called. The breaker stays open for `base × trips` (the
+//!   service is not called (gRPC requests get a trailers-only
+//!   `grpc-status: 14`, `UNAVAILABLE`, instead). The breaker stays open for `base × trips` (the
 //!   number of trips in a row), capped, like Istio's `baseEjectionTime`.
 //! * **Half-open** — once the open time is up, `half_open_probes` calls
 //!   (default 1) go through as probes while the others still get 503. That

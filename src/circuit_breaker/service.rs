@@ -84,7 +84,9 @@ where
             Admission::Allowed(permit) => {
                 ResponseFuture::guarded(self.inner.call(request), permit, self.slow_call)
             }
-            Admission::Refused(retry_after) => ResponseFuture::refused(retry_after),
+            Admission::Refused(retry_after) => {
+                ResponseFuture::refused(retry_after, crate::error::is_grpc(request.headers()))
+            }
         }
     }
 }

@@ -27,25 +27,29 @@ pin_project! {
             #[pin]
             sleep: Sleep,
             budget: Duration,
+            grpc: bool,
         },
-        Spent,
+        Spent {
+            grpc: bool,
+        },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, deadline: Instant, budget: Duration) -> Self {
+    pub(crate) fn new(inner: F, deadline: Instant, budget: Duration, grpc: bool) -> Self {
         Self {
             state: State::Running {
                 inner,
                 sleep: sleep_until(deadline),
                 budget,
+                grpc,
             },
         }
     }
 
-    pub(crate) fn spent() -> Self {
+    pub(crate) fn spent(grpc: bool) -> Self {
         Self {
-            state: State::Spent,
+            state: State::Spent { grpc },
         }
     }
 }
@@ -68,6 +72,7 @@ where
                 inner,
                 sleep,
                 budget,
+                grpc,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result.map(|r| r.map(ResponseBody::inner)));
@@ -77,12 +82,12 @@ where
                     "the request did not complete within its {} ms budget",
                     budget.as_millis()
                 ));
-                Poll::Ready(Ok(rejection.into_layer_response()))
+                Poll::Ready(Ok(rejection.into_layer_response_for(*grpc)))
             }
-            StateProj::Spent => {
+            StateProj::Spent { grpc } => {
                 let rejection = Rejection::new(RejectionKind::DeadlineExceeded)
                     .with_detail("the request arrived with its time budget already spent");
-                Poll::Ready(Ok(rejection.into_layer_response()))
+                Poll::Ready(Ok(rejection.into_layer_response_for(*grpc)))
             }
         }
     }

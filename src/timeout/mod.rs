@@ -31,6 +31,11 @@
 //!
 //! A client can only shorten its own budget this way, never lengthen it.
 //!
+//! A gRPC request (`content-type: application/grpc…`, or one carrying
+//! `grpc-timeout`) is answered the gRPC way instead: HTTP 200, trailers-only,
+//! `grpc-status: 4` (`DEADLINE_EXCEEDED`) and a `grpc-message`, with the same
+//! [`Rejection`](crate::error::Rejection) extension.
+//!
 //! # Example
 //!
 //! ```

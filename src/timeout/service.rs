@@ -117,13 +117,15 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let now = Instant::now();
         let (budget, grpc) = self.budget(&request, now);
+        // gRPC callers are answered with a gRPC status, not a problem document.
+        let is_grpc = grpc || crate::error::is_grpc(request.headers());
         if budget.is_zero() {
-            return ResponseFuture::spent();
+            return ResponseFuture::spent(is_grpc);
         }
         // `checked_add` because a configured `Duration::MAX` must not panic.
         let deadline = now.checked_add(budget).unwrap_or_else(|| far_future(now));
         self.propagate(request.headers_mut(), budget, grpc);
         request.extensions_mut().insert(Deadline::at(deadline));
-        ResponseFuture::new(self.inner.call(request), deadline, budget)
+        ResponseFuture::new(self.inner.call(request), deadline, budget, is_grpc)
     }
 }

@@ -430,6 +430,26 @@ async fn stale_outcomes_from_before_a_trip_are_ignored() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn grpc_callers_get_unavailable_while_open() {
+    let upstream = Upstream::answering(503);
+    let service = CircuitBreakerLayer::new()
+        .consecutive_failures(1)
+        .layer(upstream.service());
+    assert_eq!(status(&service).await, 503);
+    let request = Request::builder()
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["grpc-status"], "14");
+    assert!(response.headers().contains_key("retry-after"));
+    let kind = response.extensions().get::<Rejection>().unwrap().kind();
+    assert_eq!(kind, RejectionKind::CircuitOpen);
+    assert_eq!(upstream.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn works_inside_an_axum_router() {
     use axum::Router;
     use axum::routing::get;

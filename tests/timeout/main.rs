@@ -163,7 +163,8 @@ async fn an_incoming_grpc_timeout_of_1m_caps_a_30s_layer() {
     let start = Instant::now();
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(1));
-    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    // A gRPC caller gets DEADLINE_EXCEEDED the gRPC way.
+    assert_grpc_deadline_exceeded(&response);
     let seen = seen.lock().unwrap();
     assert_eq!(header(&seen[0], "x-request-timeout-ms"), "1");
     assert_eq!(header(&seen[0], "grpc-timeout"), "1000000n");
@@ -181,11 +182,54 @@ async fn an_incoming_grpc_timeout_longer_than_the_layer_does_not_extend_it() {
     let start = Instant::now();
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(30));
-    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_grpc_deadline_exceeded(&response);
     assert_eq!(
         header(&seen.lock().unwrap()[0], "grpc-timeout"),
         "30000000u"
     );
+}
+
+fn assert_grpc_deadline_exceeded<B>(response: &Response<B>) {
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    assert_eq!(response.headers()["grpc-status"], "4");
+    assert!(response.headers().contains_key("grpc-message"));
+    let kind = response.extensions().get::<Rejection>().unwrap().kind();
+    assert!(matches!(
+        kind,
+        RejectionKind::Timeout | RejectionKind::DeadlineExceeded
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_requests_get_a_grpc_status_not_a_problem_document() {
+    let seen = Arc::default();
+    let service = TimeoutLayer::new(Duration::from_millis(100))
+        .layer(recording(Duration::from_secs(1), seen));
+    let slow = Request::builder()
+        .header("content-type", "application/grpc+proto")
+        .body(())
+        .unwrap();
+    let response = service.clone().oneshot(slow).await.unwrap();
+    assert_grpc_deadline_exceeded(&response);
+    assert_eq!(
+        response.headers()["grpc-message"],
+        "the request did not complete within its 100 ms budget"
+    );
+    let spent = Request::builder()
+        .header("content-type", "application/grpc")
+        .header("grpc-timeout", "0n")
+        .body(())
+        .unwrap();
+    let response = service.clone().oneshot(spent).await.unwrap();
+    assert_grpc_deadline_exceeded(&response);
+    // grpc-web has its own framing: it keeps the problem document.
+    let web = Request::builder()
+        .header("content-type", "application/grpc-web")
+        .body(())
+        .unwrap();
+    let response = service.oneshot(web).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
 }
 
 #[tokio::test(start_paused = true)]
@@ -206,10 +250,6 @@ async fn a_spent_budget_never_calls_the_inner_service() {
             .header("x-request-timeout-ms", "0")
             .body(())
             .unwrap(),
-        Request::builder()
-            .header("grpc-timeout", "0S")
-            .body(())
-            .unwrap(),
         past,
     ];
     for request in requests {
@@ -221,6 +261,19 @@ async fn a_spent_budget_never_calls_the_inner_service() {
         assert_eq!(kind, RejectionKind::DeadlineExceeded);
         assert_eq!(json_body(response).await["status"], 504);
     }
+    // A spent gRPC budget is refused the gRPC way, also without a call.
+    let grpc = Request::builder()
+        .header("grpc-timeout", "0S")
+        .body(())
+        .unwrap();
+    let start = Instant::now();
+    let response = service.clone().oneshot(grpc).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_grpc_deadline_exceeded(&response);
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().kind(),
+        RejectionKind::DeadlineExceeded
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
