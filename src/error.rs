@@ -145,16 +145,6 @@ impl RejectionKind {
             | Self::Overloaded => 14,
         }
     }
-
-    /// Whether the upstream was involved at all: `true` for the kinds that
-    /// describe a failure of the upstream or of the path to it.
-    #[must_use]
-    pub const fn is_upstream_failure(self) -> bool {
-        matches!(
-            self,
-            Self::Timeout | Self::UpstreamConnect | Self::UpstreamTimeout | Self::UpstreamReset
-        )
-    }
 }
 
 impl fmt::Display for RejectionKind {
