@@ -102,14 +102,14 @@ where
                 Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
             }
             StateProj::Refused { retry_after, grpc } => {
-                let seconds = retry_after.as_millis().div_ceil(1000).max(1);
                 let mut response = Rejection::new(RejectionKind::CircuitOpen)
                     .with_detail("the upstream is failing; the circuit breaker is open")
                     .into_layer_response_for(*grpc);
-                let seconds = u64::try_from(seconds).unwrap_or(u64::MAX);
+                // Whole seconds, rounded up, never 0.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 response
                     .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
                 Poll::Ready(Ok(response))
             }
         }

@@ -25,11 +25,12 @@ pub(crate) struct KeyedBreakers {
 }
 
 impl Breakers {
+    /// `max_keys` is at least 1: the layer's builder clamps it.
     pub(crate) fn new(config: Arc<Config>, keyed: bool, max_keys: usize) -> Self {
         if keyed {
             Self::Keyed(KeyedBreakers {
                 config,
-                max_keys: max_keys.max(1),
+                max_keys,
                 map: Mutex::new(HashMap::new()),
             })
         } else {

@@ -5,12 +5,10 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use super::keys::Breakers;
-use super::{BreakerSnapshot, CircuitBreaker, Config, FailureRate, StateChange};
+use super::{BreakerSnapshot, CircuitBreaker, Config, FailureRate, KeyFn, StateChange};
 
 /// The default bound on per-key breakers.
 pub const DEFAULT_MAX_KEYS: usize = 1024;
-
-type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
 /// Stops calling an inner service that keeps failing.
 ///
@@ -55,10 +53,8 @@ impl CircuitBreakerLayer {
     /// Trips after this many failures in a row (at least 1).
     ///
     /// Default: 5, as Istio's `consecutive5xxErrors`.
-    pub fn consecutive_failures(mut self, n: u32) -> Self {
-        self.shared = Arc::default();
-        self.config.consecutive_failures = n.max(1);
-        self
+    pub fn consecutive_failures(self, n: u32) -> Self {
+        self.configured(|layer| layer.config.consecutive_failures = n.max(1))
     }
 
     /// Also trips when, over the last `window`, at least `min_calls` calls
@@ -66,88 +62,74 @@ impl CircuitBreakerLayer {
     /// clamped).
     ///
     /// Default: off.
-    pub fn failure_rate(mut self, threshold: f64, window: Duration, min_calls: u32) -> Self {
-        self.shared = Arc::default();
-        self.config.failure_rate = Some(FailureRate {
-            threshold: if threshold.is_nan() {
-                1.0
-            } else {
-                threshold.clamp(0.0, 1.0)
-            },
-            window,
-            min_calls: min_calls.max(1),
-        });
-        self
+    pub fn failure_rate(self, threshold: f64, window: Duration, min_calls: u32) -> Self {
+        self.configured(|layer| {
+            layer.config.failure_rate = Some(FailureRate {
+                threshold: if threshold.is_nan() {
+                    1.0
+                } else {
+                    threshold.clamp(0.0, 1.0)
+                },
+                window,
+                min_calls: min_calls.max(1),
+            });
+        })
     }
 
     /// Counts a successful call that took longer than `threshold` as a failure.
     ///
     /// Default: off.
-    pub fn slow_call(mut self, threshold: Duration) -> Self {
-        self.shared = Arc::default();
-        self.config.slow_call = Some(threshold);
-        self
+    pub fn slow_call(self, threshold: Duration) -> Self {
+        self.configured(|layer| layer.config.slow_call = Some(threshold))
     }
 
     /// How long the breaker stays open after its first trip; each further
     /// trip in a row stays open that much longer (`base × trips`).
     ///
     /// Default: 30 s, as Istio's `baseEjectionTime`.
-    pub fn open_for(mut self, base: Duration) -> Self {
-        self.shared = Arc::default();
-        self.config.base_open = base;
-        self
+    pub fn open_for(self, base: Duration) -> Self {
+        self.configured(|layer| layer.config.base_open = base)
     }
 
     /// The longest the breaker stays open.
     ///
     /// Default: 300 s.
-    pub fn max_open_for(mut self, max: Duration) -> Self {
-        self.shared = Arc::default();
-        self.config.max_open = max;
-        self
+    pub fn max_open_for(self, max: Duration) -> Self {
+        self.configured(|layer| layer.config.max_open = max)
     }
 
     /// How many probe calls half-open lets through (at least 1); that many
     /// successes close the breaker, one failure reopens it.
     ///
     /// Default: 1.
-    pub fn half_open_probes(mut self, n: u32) -> Self {
-        self.shared = Arc::default();
-        self.config.half_open_probes = n.max(1);
-        self
+    pub fn half_open_probes(self, n: u32) -> Self {
+        self.configured(|layer| layer.config.half_open_probes = n.max(1))
     }
 
     /// One breaker per key instead of one for the layer: `key` names the
     /// breaker for a request (its host, endpoint or route); `None` lets the
     /// request through unguarded.
-    pub fn key_by<F>(mut self, key: F) -> Self
+    pub fn key_by<F>(self, key: F) -> Self
     where
         F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
     {
-        self.shared = Arc::default();
-        self.key = Some(Arc::new(key));
-        self
+        self.configured(|layer| layer.key = Some(Arc::new(key)))
     }
 
     /// The most per-key breakers kept (at least 1); past it, the least
     /// recently used closed breaker of a sample is dropped.
     ///
     /// Default: 1024.
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.shared = Arc::default();
-        self.max_keys = max_keys.max(1);
-        self
+    pub fn max_keys(self, max_keys: usize) -> Self {
+        self.configured(|layer| layer.max_keys = max_keys.max(1))
     }
 
     /// Called on every state change, outside any lock.
-    pub fn on_state_change<F>(mut self, observer: F) -> Self
+    pub fn on_state_change<F>(self, observer: F) -> Self
     where
         F: Fn(&StateChange) + Send + Sync + 'static,
     {
-        self.shared = Arc::default();
-        self.config.observer = Some(Arc::new(observer));
-        self
+        self.configured(|layer| layer.config.observer = Some(Arc::new(observer)))
     }
 
     /// The state of every breaker of this layer, for metrics and admin pages.
@@ -157,6 +139,14 @@ impl CircuitBreakerLayer {
             .get()
             .map(|breakers| breakers.all().iter().map(|b| b.snapshot()).collect())
             .unwrap_or_default()
+    }
+
+    /// Applies a change of configuration. Breakers already built keep the
+    /// old configuration, so the changed layer starts a set of its own.
+    fn configured(mut self, change: impl FnOnce(&mut Self)) -> Self {
+        change(&mut self);
+        self.shared = Arc::default();
+        self
     }
 
     fn breakers(&self) -> Arc<Breakers> {

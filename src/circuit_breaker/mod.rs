@@ -130,6 +130,9 @@ pub struct BreakerSnapshot {
 
 type Observer = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
+/// Names the breaker for a request; `None` leaves the request unguarded.
+type KeyFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+
 /// Failure-rate tripping.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FailureRate {

@@ -2,16 +2,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::request::Parts;
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::KeyFn;
 use super::breaker::Admission;
 use super::future::ResponseFuture;
 use super::keys::Breakers;
 use crate::body::ResponseBody;
-
-type KeyFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
 /// The service of [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 #[derive(Clone)]
