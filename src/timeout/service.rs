@@ -77,9 +77,9 @@ impl<S> Timeout<S> {
 
     /// Writes the remaining budget for the inner service: always in the
     /// millisecond header, and in `grpc-timeout` when the caller sent one.
-    fn propagate(&self, headers: &mut HeaderMap, budget: Duration, grpc: bool) {
+    fn propagate(&self, headers: &mut HeaderMap, budget: Duration, has_grpc_timeout: bool) {
         let own = budget == self.timeout;
-        if grpc {
+        if has_grpc_timeout {
             let value = if own {
                 self.own_grpc.clone()
             } else {
@@ -116,15 +116,15 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let now = Instant::now();
-        let (budget, grpc) = self.budget(&request, now);
+        let (budget, has_grpc_timeout) = self.budget(&request, now);
         // gRPC callers are answered with a gRPC status, not a problem document.
-        let is_grpc = grpc || crate::error::is_grpc(request.headers());
+        let is_grpc = has_grpc_timeout || crate::error::is_grpc(request.headers());
         if budget.is_zero() {
             return ResponseFuture::spent(is_grpc);
         }
         // `checked_add` because a configured `Duration::MAX` must not panic.
         let deadline = now.checked_add(budget).unwrap_or_else(|| far_future(now));
-        self.propagate(request.headers_mut(), budget, grpc);
+        self.propagate(request.headers_mut(), budget, has_grpc_timeout);
         request.extensions_mut().insert(Deadline::at(deadline));
         ResponseFuture::new(self.inner.call(request), deadline, budget, is_grpc)
     }
