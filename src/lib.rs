@@ -18,6 +18,7 @@
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
+//! | [`peer`] | the `PeerAddr` extension: the connection's remote address | always |
 //!
 //! ## A stack
 //!
@@ -45,11 +46,20 @@ pub mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 pub mod classify;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod error;
+#[cfg(feature = "load-balancer")]
+pub mod load_balancer;
 #[cfg(feature = "observe")]
 pub mod observe;
+pub mod peer;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(feature = "routing")]
+pub mod routing;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 

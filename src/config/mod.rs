@@ -1,0 +1,1 @@
+//! Work in progress: `config` lands with its issue.

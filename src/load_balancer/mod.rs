@@ -1,0 +1,1 @@
+//! Work in progress: `load_balancer` lands with its issue.

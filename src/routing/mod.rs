@@ -1,0 +1,1 @@
+//! Work in progress: `routing` lands with its issue.
