@@ -49,6 +49,8 @@ pub mod classify;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod error;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 #[cfg(feature = "load-balancer")]
 pub mod load_balancer;
 #[cfg(feature = "observe")]

@@ -1,0 +1,492 @@
+//! The connection server: accepts TCP connections and serves HTTP/1.1 and
+//! h2c on them with the limits that protect a gateway.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::util::Oneshot;
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::peer::PeerAddr;
+
+/// Limits and timeouts of a [`Server`].
+///
+/// Every value has a production default; builder methods clamp values that
+/// would disable a protection (a zero limit) to the smallest working one.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    max_header_bytes: usize,
+    max_headers: usize,
+    header_read_timeout: Duration,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    http2: bool,
+}
+
+/// hyper refuses an HTTP/1 read buffer smaller than this.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+/// hyper's own default header count; setting it moves the parse buffer to the heap.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: HYPER_DEFAULT_MAX_HEADERS,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
+            http2: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults: 64 KiB of headers, 100 headers, 10 s to read them,
+    /// 10 000 connections, 30 s to drain on shutdown, HTTP/1.1 and h2c.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most bytes a request head (request line and headers) may take.
+    /// A larger HTTP/1 head gets `431 Request Header Fields Too Large`; on
+    /// HTTP/2 it is the advertised `SETTINGS_MAX_HEADER_LIST_SIZE`.
+    ///
+    /// Default: 64 KiB. Values under 8 KiB are raised to 8 KiB, hyper's floor.
+    #[must_use]
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes.max(MIN_HEADER_BYTES);
+        self
+    }
+
+    /// The most header fields an HTTP/1 request may carry; more get `431`.
+    ///
+    /// Default: 100. At least 1.
+    #[must_use]
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.max_headers = count.max(1);
+        self
+    }
+
+    /// How long a client may take to send a complete request head, counted
+    /// from the connection's accept for the first request and from the end of
+    /// the previous response for the next ones (slowloris protection). A
+    /// connection that runs past it is closed.
+    ///
+    /// Default: 10 s. At least 1 ms.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The most connections served at once. Past it the server stops
+    /// accepting, so new connections wait in the kernel's accept queue until
+    /// one closes.
+    ///
+    /// Default: 10 000. At least 1.
+    #[must_use]
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.max_connections = count.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+
+    /// How long a graceful shutdown waits for in-flight requests before it
+    /// closes the connections that remain.
+    ///
+    /// Default: 30 s.
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether HTTP/2 with prior knowledge (h2c) is served beside HTTP/1.1.
+    ///
+    /// Default: true.
+    #[must_use]
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.http2 = enabled;
+        self
+    }
+
+    fn protocols(&self) -> Protocols {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(self.max_header_bytes);
+        if self.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(self.max_headers);
+        }
+        if !self.http2 {
+            return Protocols::Http1(http1);
+        }
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        {
+            let mut auto_http1 = auto.http1();
+            auto_http1
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.header_read_timeout)
+                .max_buf_size(self.max_header_bytes);
+            if self.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+                auto_http1.max_headers(self.max_headers);
+            }
+        }
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX));
+        Protocols::Auto(auto)
+    }
+}
+
+/// The connection builders: HTTP/1.1 alone, or HTTP/1.1 and h2c sniffed from
+/// the first bytes. (hyper-util's `http1_only` is ignored once upgrades are
+/// on, hence a plain HTTP/1 builder for the first case.)
+#[derive(Debug, Clone)]
+enum Protocols {
+    Http1(http1::Builder),
+    Auto(auto::Builder<TokioExecutor>),
+}
+
+/// A TCP server for a tower service: HTTP/1.1 (with upgrades, for
+/// WebSocket tunnelling) and h2c, graceful shutdown, and limits.
+///
+/// Each request gets the connection's remote address as a
+/// [`PeerAddr`] extension. The service is cloned per connection and
+/// driven with `poll_ready` then `call` for each request.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use meshgate::gateway::{Server, ServerConfig};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let service = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+///     Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
+/// });
+/// let server = Server::bind("127.0.0.1:8080".parse().unwrap(), ServerConfig::new()).await?;
+/// println!("listening on {}", server.local_addr()?);
+/// server.serve(service, async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    connections: Connections,
+}
+
+/// A read-only view of how many connections a [`Server`] is serving.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Connections {
+    /// Connections open now.
+    #[must_use]
+    pub fn active(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// The configured maximum.
+    #[must_use]
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl Server {
+    /// Binds a listener on `addr` (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// The bind error, e.g. the address is in use.
+    pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<Self> {
+        Ok(Self::from_listener(TcpListener::bind(addr).await?, config))
+    }
+
+    /// Serves on a listener bound elsewhere.
+    #[must_use]
+    pub fn from_listener(listener: TcpListener, config: ServerConfig) -> Self {
+        let connections = Connections {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            max: config.max_connections,
+        };
+        Self {
+            listener,
+            config,
+            connections,
+        }
+    }
+
+    /// The address the server listens on.
+    ///
+    /// # Errors
+    /// The socket's error, if it has one.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that reads the number of open connections (for metrics).
+    #[must_use]
+    pub fn connections(&self) -> Connections {
+        self.connections.clone()
+    }
+
+    /// Serves connections until `shutdown` completes, then stops accepting,
+    /// lets in-flight requests finish (idle keep-alive connections close at
+    /// once, HTTP/2 connections get a GOAWAY) for up to the shutdown timeout,
+    /// closes what remains and returns.
+    ///
+    /// # Errors
+    /// Never at present: accept errors (for example running out of file
+    /// descriptors) are logged and retried after a short pause, since a
+    /// gateway must outlive a burst of them. The `Result` leaves room for
+    /// fatal listener errors.
+    pub async fn serve<S, B, F>(self, service: S, shutdown: F) -> io::Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        F: Future<Output = ()> + Send,
+    {
+        let Self {
+            listener,
+            config,
+            connections,
+        } = self;
+        let protocols = config.protocols();
+        let (stopping, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut accept_pause = ACCEPT_PAUSE_MIN;
+        tokio::pin!(shutdown);
+
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = connections.slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    // The semaphore is never closed; treat it as a shutdown.
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => {
+                    accept_pause = ACCEPT_PAUSE_MIN;
+                    accepted
+                }
+                Err(error) if is_per_connection(&error) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, pause_ms = accept_pause.as_millis(), "accept failed");
+                    tokio::time::sleep(accept_pause).await;
+                    accept_pause = (accept_pause * 2).min(ACCEPT_PAUSE_MAX);
+                    continue;
+                }
+            };
+            let connection = Connection {
+                peer,
+                stop: stop.clone(),
+                header_read_timeout: config.header_read_timeout,
+            };
+            tasks.spawn(connection.serve(protocols.clone(), stream, service.clone(), permit));
+        }
+
+        drop(listener);
+        let _ = stopping.send(true);
+        if !tasks.is_empty() {
+            tracing::info!(connections = tasks.len(), "draining connections");
+        }
+        let drained = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(config.shutdown_timeout, drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = connections.active(),
+                "shutdown timeout reached; closing the connections that remain"
+            );
+        }
+        tasks.shutdown().await;
+        Ok(())
+    }
+}
+
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// Accept errors that concern one connection that is already gone, not the
+/// listener: retry at once.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// One accepted connection and what it needs to be served and stopped.
+struct Connection {
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+    header_read_timeout: Duration,
+}
+
+impl Connection {
+    async fn serve<S, B>(
+        self,
+        protocols: Protocols,
+        stream: TcpStream,
+        service: S,
+        permit: OwnedSemaphorePermit,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // Latency matters more than packet count for request/response traffic.
+        let _ = stream.set_nodelay(true);
+        let first_request = Arc::new(FirstRequest::default());
+        let service = ConnectionService {
+            inner: service,
+            peer: PeerAddr(self.peer),
+            first_request: Arc::clone(&first_request),
+        };
+        let io = TokioIo::new(stream);
+        match protocols {
+            Protocols::Http1(builder) => {
+                let connection = builder.serve_connection(io, service).with_upgrades();
+                self.drive(connection, &first_request, |c| c.graceful_shutdown())
+                    .await;
+            }
+            Protocols::Auto(builder) => {
+                let connection = builder.serve_connection_with_upgrades(io, service);
+                self.drive(connection, &first_request, |c| c.graceful_shutdown())
+                    .await;
+            }
+        }
+        drop(permit);
+    }
+
+    /// Drives a connection to its end: closed if no request head arrives in
+    /// time, asked to finish gracefully when the server stops.
+    async fn drive<C, E>(
+        mut self,
+        connection: C,
+        first_request: &FirstRequest,
+        graceful_shutdown: fn(Pin<&mut C>),
+    ) where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let peer = self.peer;
+        tokio::pin!(connection);
+        // hyper's header read timeout starts only once the protocol is known;
+        // a client that connects and sends nothing, or less than the HTTP/2
+        // preface, would otherwise hold the connection forever.
+        tokio::select! {
+            _ = &mut connection => return,
+            () = first_request.seen() => {}
+            () = tokio::time::sleep(self.header_read_timeout) => {
+                tracing::debug!(%peer, "closing a connection that sent no request in time");
+                return;
+            }
+            () = stopped(&mut self.stop) => return,
+        }
+        let result = tokio::select! {
+            result = &mut connection => result,
+            () = stopped(&mut self.stop) => {
+                graceful_shutdown(connection.as_mut());
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    }
+}
+
+/// Completes once the server stops (or is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stopping.
+    let _stopping = stop.wait_for(|stop| *stop).await.is_ok();
+}
+
+/// Set once a connection delivers its first request head.
+#[derive(Debug, Default)]
+struct FirstRequest {
+    seen: AtomicBool,
+    notify: Notify,
+}
+
+impl FirstRequest {
+    fn mark(&self) {
+        if !self.seen.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    async fn seen(&self) {
+        if self.seen.load(Ordering::Acquire) {
+            return;
+        }
+        // `notify_one` stores a permit when nobody waits yet, so a mark that
+        // lands between the load and this await is not lost.
+        self.notify.notified().await;
+    }
+}
+
+/// The per-connection adapter from a tower service to hyper's.
+#[derive(Debug)]
+struct ConnectionService<S> {
+    inner: S,
+    peer: PeerAddr,
+    first_request: Arc<FirstRequest>,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
+where
+    S: Service<Request<Incoming>> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Oneshot<S, Request<Incoming>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        self.first_request.mark();
+        request.extensions_mut().insert(self.peer);
+        Oneshot::new(self.inner.clone(), request)
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the gateway assembly over real sockets on loopback.
+
+mod server;
