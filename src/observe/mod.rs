@@ -1,4 +1,5 @@
-//! Observability layers: request ids and trace-context propagation.
+//! Observability layers: request ids, trace-context propagation, request
+//! metrics and the access log.
 //!
 //! * [`RequestIdLayer`] keeps a valid incoming `x-request-id`, replaces one
 //!   that is too long or holds anything but visible ASCII, generates one
@@ -11,6 +12,13 @@
 //!   (`x-b3-traceid`, `x-b3-spanid`, `x-b3-sampled`) when no valid
 //!   `traceparent` is present and maps it. A malformed header is replaced,
 //!   never passed on. The [`TraceContext`] goes into the request extensions.
+//! * [`MetricsLayer`] (feature `metrics`) records `meshgate_requests_total`,
+//!   `meshgate_request_duration_seconds`, `meshgate_requests_in_flight` and
+//!   `meshgate_rejections_total` through the `metrics` facade, with bounded
+//!   labels and no allocation per request.
+//! * [`AccessLogLayer`] emits one structured `tracing` event per request
+//!   (target `meshgate::access`): method, path, status, duration, request
+//!   id, peer, user agent, size and the rejection kind.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -40,9 +48,18 @@
 //! # }
 //! ```
 
+mod access_log;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod request_id;
 mod trace_context;
 
+pub use access_log::{ACCESS_LOG_TARGET, AccessLog, AccessLogFuture, AccessLogLayer};
+#[cfg(feature = "metrics")]
+pub use metrics::{
+    MetricsFuture, MetricsLayer, REJECTIONS_TOTAL, REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT,
+    REQUESTS_TOTAL, RequestMetrics,
+};
 pub use request_id::{
     DEFAULT_MAX_REQUEST_ID_LEN, REQUEST_ID, RequestId, RequestIdLayer, RequestIdResponseFuture,
     SetRequestId,

@@ -273,3 +273,7 @@ async fn malformed_b3_headers_are_dropped() {
         assert!(upstream.get(name).is_none(), "{name}");
     }
 }
+
+mod access_log;
+#[cfg(feature = "metrics")]
+mod metrics;
