@@ -140,6 +140,12 @@ impl Shared {
         B::Error: Into<BoxError>,
     {
         let config = &self.config;
+        if request.method() == http::Method::CONNECT {
+            // A reverse proxy forwards requests, not tunnels to hosts the
+            // client names (nor HTTP/2 extended CONNECT).
+            return Err(Rejection::new(RejectionKind::BadRequest)
+                .with_detail("CONNECT requests are not proxied"));
+        }
         let (mut parts, body) = request.into_parts();
         let (upstream, uri_is_target) = self.target(&parts.uri)?;
 

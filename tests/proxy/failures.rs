@@ -1,6 +1,7 @@
 //! Upstream failures become responses that `classify` reads correctly, and
 //! a reset mid-body is never presented as a complete response.
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use meshgate::proxy::Proxy;
 use meshgate::{Body, BoxError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
 
 use crate::support::{connect, exchange, raw_upstream, read_head, serve_proxy, upstream};
 
@@ -108,7 +110,10 @@ async fn dns_failure_is_a_502_connect_failure() {
 
 #[tokio::test]
 async fn no_upstream_or_an_unsupported_one_is_a_502_and_bad_config_an_error() {
-    let response = Proxy::new().oneshot(get("/relative")).await.unwrap();
+    // Boxed as the router holds its routes: `Proxy` is Clone + Send + Sync.
+    let boxed: BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> =
+        BoxCloneSyncService::new(Proxy::new());
+    let response = boxed.oneshot(get("/relative")).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(rejection(&response).kind(), RejectionKind::UpstreamConnect);
     assert_eq!(
@@ -128,6 +133,16 @@ async fn no_upstream_or_an_unsupported_one_is_a_502_and_bad_config_an_error() {
             .to_string()
             .contains("tls")
     );
+
+    let connect = Request::connect("10.0.0.7:443")
+        .body(Body::empty())
+        .unwrap();
+    let response = Proxy::to("http://127.0.0.1:9")
+        .unwrap()
+        .oneshot(connect)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
     for bad in [
         "https://10.0.0.7",

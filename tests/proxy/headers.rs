@@ -66,14 +66,7 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
             "{hop} reached the upstream: {upstream_saw:?}"
         );
     }
-    // hyper's client sends its own `connection` only to close; ours went.
-    assert!(
-        upstream_saw
-            .get_all("connection")
-            .iter()
-            .all(|v| v != "close, X-Custom-Hop"),
-        "{upstream_saw:?}"
-    );
+    assert!(!upstream_saw.contains_key("connection"), "{upstream_saw:?}");
     assert_eq!(upstream_saw["x-request-id"], "7f0c1d2e");
     assert_eq!(
         upstream_saw["traceparent"],
