@@ -61,9 +61,12 @@
 //! when the connection is served with `.with_upgrades()`
 //! (`hyper::server::conn::http1::Builder::serve_connection(..).with_upgrades()`,
 //! or hyper-util's `auto::Builder::serve_connection_with_upgrades`; axum's
-//! `serve` does it). Without it the `Upgrade` header is dropped and the
-//! request goes on as a plain one. Upgrades are not tunnelled to h2c
-//! upstreams, nor from HTTP/2 clients (extended CONNECT).
+//! `serve` does it). Without it hyper still hands out the request's
+//! `OnUpgrade`, the proxy cannot tell, and the client gets the 101 followed
+//! by a closed connection (the upstream's is closed too). A request that
+//! carries no `OnUpgrade` at all (called outside a hyper server) is sent
+//! on without its `Upgrade` header. Upgrades are not tunnelled to h2c
+//! upstreams, nor from HTTP/2 clients (extended CONNECT is refused).
 //!
 //! # Failures are responses
 //!

@@ -162,9 +162,9 @@ impl Shared {
 
         let mut client_upgrade = None;
         if !config.h2 && upgrade::is_upgrade_request(parts.version, &parts.headers) {
-            // Without the server's `OnUpgrade` (a server run without
-            // `.with_upgrades()`) the tunnel cannot be joined, so the request
-            // goes on as a plain one.
+            // Without the server's `OnUpgrade` (the request did not come
+            // from a hyper server) the tunnel cannot be joined, so the
+            // request goes on as a plain one.
             client_upgrade = parts.extensions.remove::<OnUpgrade>();
         }
         let keep = Keep {

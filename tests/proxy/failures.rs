@@ -172,7 +172,10 @@ async fn a_slow_upstream_is_a_504_timeout() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let response = proxy.oneshot(get("/slow")).await.unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), proxy.oneshot(get("/slow")))
+        .await
+        .expect("the proxy gives up before the test does")
+        .unwrap();
     let elapsed = started.elapsed();
     assert!(got.try_recv().is_ok(), "the upstream had the request");
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
@@ -187,6 +190,24 @@ async fn a_slow_upstream_is_a_504_timeout() {
         problem(response).await["detail"],
         "the upstream did not answer within 300 ms"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_response_timeout_runs_on_tokio_time() {
+    // Paused time jumps straight to the deadline: a 30 s timeout in no
+    // time, measured on the tokio clock.
+    let upstream = upstream(|_: Request<Incoming>| std::future::pending::<Response<Body>>());
+    let proxy = Proxy::builder()
+        .upstream(format!("http://{upstream}").parse().unwrap())
+        .response_timeout(Duration::from_secs(30))
+        .connect_timeout(None)
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = proxy.oneshot(get("/slow")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(rejection(&response).kind(), RejectionKind::UpstreamTimeout);
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
 }
 
 #[tokio::test]

@@ -320,3 +320,24 @@ async fn h2c_upstreams_get_http2_and_te_trailers() {
     assert_eq!(headers["te"], HeaderValue::from_static("trailers"));
     assert_eq!(headers["via"], "1.1 meshgate");
 }
+
+#[tokio::test]
+async fn an_upgrade_that_cannot_be_tunnelled_loses_its_upgrade_header() {
+    // Called directly, not from a hyper server: no `OnUpgrade` to join.
+    let (upstream_addr, mut seen) = recording_upstream();
+    let request = Request::get("/chat")
+        .header("host", "x")
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .body(Body::empty())
+        .unwrap();
+    let response = Proxy::to(format!("http://{upstream_addr}"))
+        .unwrap()
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let upstream_saw = seen.recv().await.unwrap();
+    assert!(!upstream_saw.contains_key("upgrade"), "{upstream_saw:?}");
+    assert!(!upstream_saw.contains_key("connection"), "{upstream_saw:?}");
+}

@@ -210,3 +210,41 @@ async fn a_refused_upgrade_is_an_ordinary_response() {
         "{response}"
     );
 }
+
+#[tokio::test]
+async fn without_server_upgrades_the_client_gets_a_101_and_a_closed_connection() {
+    let upstream = echo_upstream();
+    let proxy = Proxy::to(format!("http://{upstream}")).unwrap();
+    // A front server that does not call `.with_upgrades()`: hyper still
+    // hands out an `OnUpgrade`, which then fails.
+    let listener = crate::support::listener();
+    let front = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    tower::ServiceExt::oneshot(proxy.clone(), request)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    // `exchange` reads until the server closes, within 10 s: the failed
+    // tunnel neither hangs nor carries bytes.
+    let response = crate::support::exchange(
+        front,
+        &format!(
+            "GET /chat HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+             sec-websocket-key: {KEY}\r\nsec-websocket-version: 13\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(
+        response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{response}"
+    );
+    assert!(response.ends_with("\r\n\r\n"), "{response}");
+}
