@@ -4,6 +4,7 @@
 
 mod failures;
 mod headers;
+mod pool;
 mod streaming;
 mod support;
 mod websocket;
