@@ -63,10 +63,12 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
             "the upstream closed the connection before a response",
         )
     };
+    tracing::debug!(kind = %kind, error = ?error, "proxy: upstream request failed");
     Rejection::new(kind).with_detail(detail).with_cause(error)
 }
 
-/// Whether an I/O timeout is somewhere in the error's chain.
+/// Whether an I/O timeout is somewhere in the error's chain (hyper-util's
+/// connect timeout is an `io::ErrorKind::TimedOut` under its connect error).
 fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
@@ -79,4 +81,35 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
         next = error.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("tcp connect error")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_timeout_anywhere_in_the_chain_is_found() {
+        let timed_out = Outer(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timeout",
+        ));
+        assert!(super::timed_out(&timed_out));
+        let refused = Outer(std::io::ErrorKind::ConnectionRefused.into());
+        assert!(!super::timed_out(&refused));
+    }
 }

@@ -2,12 +2,25 @@
 //!
 //! [`Proxy`] is a tower service, `Service<Request<B>>` for any body `B`
 //! with `Bytes` data, that answers `Response<`[`Body`](crate::Body)`>` and
-//! never fails (`Error = Infallible`). Every clone shares one connection
-//! pool (HTTP/1.1 by default, h2c with
-//! [`http2_prior_knowledge`](ProxyBuilder::http2_prior_knowledge);
-//! `TCP_NODELAY` on). Request and response bodies stream both ways, frame
-//! by frame: nothing is buffered beyond what hyper and the sockets hold, so
-//! memory stays bounded for bodies of any size.
+//! never fails (`Error = Infallible`).
+//!
+//! # Sharing and bounds
+//!
+//! [`ProxyBuilder::build`] creates one connection pool and the validated
+//! configuration behind an `Arc`: every clone of the proxy (hyper makes one
+//! per connection) shares them, and a proxy built separately has its own
+//! pool. The pool speaks HTTP/1.1 by default, h2c with
+//! [`http2_prior_knowledge`](ProxyBuilder::http2_prior_knowledge), sets
+//! `TCP_NODELAY`, keeps at most
+//! [`pool_max_idle_per_host`](ProxyBuilder::pool_max_idle_per_host) idle
+//! connections per upstream and drops them after
+//! [`pool_idle_timeout`](ProxyBuilder::pool_idle_timeout). Nothing is
+//! locked on the request path beyond the pool's own short lock.
+//!
+//! Request and response bodies stream both ways, frame by frame: nothing
+//! is buffered beyond what hyper and the sockets hold, so memory stays
+//! bounded for bodies of any size (the tests move 100 MiB each way with
+//! about 2 MiB in flight).
 //!
 //! # Where requests go
 //!
