@@ -85,8 +85,6 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[derive(Debug)]
     struct Outer(std::io::Error);
 
