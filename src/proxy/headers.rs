@@ -1,0 +1,569 @@
+//! Header work on the way through: hop-by-hop removal, `X-Forwarded-*`,
+//! RFC 7239 `Forwarded`, `Via` and `Host`.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+
+use super::builder::BuildError;
+
+/// `Keep-Alive` (RFC 9112 appendix C.2.2): hop-by-hop, not in `http::header`.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `Proxy-Connection`: a non-standard `Connection` some clients still send.
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `X-Forwarded-For`: the chain of client addresses.
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the scheme the client used.
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the `Host` the client asked for.
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The hop-by-hop headers of RFC 9110 §7.6.1 and the legacy ones, apart
+/// from `Upgrade` and `TE`, which have their own rules.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Whether a comma-separated list header holds `token` (case-insensitive).
+pub(crate) fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// What [`strip_hop_by_hop`] keeps.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Keep {
+    /// Keep `Upgrade` (the message opens or accepts a tunnel).
+    pub(crate) upgrade: bool,
+    /// Keep `TE: trailers` (HTTP/2 and gRPC need it end to end).
+    pub(crate) te_trailers: bool,
+}
+
+/// Removes the hop-by-hop headers of RFC 9110 §7.6.1: `Connection` and every
+/// header it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Upgrade` and `Proxy-Authenticate` /
+/// `Proxy-Authorization`, except what `keep` says.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
+    // Headers named in `Connection` go first, while it is still there. The
+    // names are collected because removal needs `&mut` while `get_all` borrows.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if keep.upgrade && name == header::UPGRADE {
+                continue;
+            }
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if !keep.upgrade {
+        headers.remove(header::UPGRADE);
+    }
+    let trailers = keep.te_trailers && has_token(headers, &header::TE, "trailers");
+    headers.remove(header::TE);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// What to do with `X-Forwarded-*` and `Forwarded` values a request arrives with.
+///
+/// Default: [`Replace`](Self::Replace). A client can write anything in these
+/// headers, so edge proxies that do not know their peer drop them: Traefik
+/// and Caddy (since 2.5) replace them unless the peer is a trusted proxy,
+/// and Kong takes `X-Forwarded-Proto`/`-Host` only from trusted peers.
+/// nginx's `$proxy_add_x_forwarded_for` and Envoy append instead, which is
+/// right behind a load balancer you run: choose [`Append`](Self::Append)
+/// there, or [`AppendFrom`](Self::AppendFrom) to trust only some peers.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum IncomingForwarded {
+    /// Drop the incoming values; the upstream sees only this hop's.
+    #[default]
+    Replace,
+    /// Keep the incoming chain and append this hop: the client address is
+    /// appended to `X-Forwarded-For` and an element to `Forwarded`;
+    /// incoming `X-Forwarded-Proto` / `-Host` are kept as they are.
+    Append,
+    /// [`Append`](Self::Append) when the peer's address is in the list,
+    /// [`Replace`](Self::Replace) otherwise (or without a
+    /// [`PeerAddr`](crate::peer::PeerAddr)).
+    AppendFrom(TrustedProxies),
+}
+
+impl IncomingForwarded {
+    fn appends(&self, peer: Option<IpAddr>) -> bool {
+        match self {
+            Self::Replace => false,
+            Self::Append => true,
+            Self::AppendFrom(trusted) => peer.is_some_and(|ip| trusted.contains(ip)),
+        }
+    }
+}
+
+/// A list of CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`, or a bare address)
+/// whose forwarded headers are trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    blocks: Vec<(IpAddr, u8)>,
+}
+
+impl TrustedProxies {
+    /// Parses CIDR blocks; a bare address is a block of one. IPv4-mapped
+    /// IPv6 peers (`::ffff:10.0.0.1`) match IPv4 blocks.
+    ///
+    /// # Errors
+    ///
+    /// A block that is not an address, or whose prefix length is longer
+    /// than the address.
+    pub fn new<I, S>(blocks: I) -> Result<Self, BuildError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let blocks = blocks
+            .into_iter()
+            .map(|block| parse_cidr(block.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { blocks })
+    }
+
+    /// Whether `ip` is in one of the blocks.
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.blocks.iter().any(|&(net, len)| match (net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
+fn parse_cidr(block: &str) -> Result<(IpAddr, u8), BuildError> {
+    let bad = || BuildError::new(format!("trusted proxy {block:?} is not a CIDR block"));
+    let (addr, len) = match block.trim().split_once('/') {
+        Some((addr, len)) => (addr, Some(len)),
+        None => (block.trim(), None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let addr = addr.to_canonical();
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(len) => len.parse::<u8>().map_err(|_| bad())?,
+        None => max,
+    };
+    if len > max {
+        return Err(bad());
+    }
+    Ok((addr, len))
+}
+
+/// Which forwarding headers the proxy writes, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct ForwardedConfig {
+    pub(crate) x_forwarded: bool,
+    pub(crate) forwarded: bool,
+    pub(crate) incoming: IncomingForwarded,
+    pub(crate) proto: Scheme,
+}
+
+/// What the forwarding headers say about one request.
+pub(crate) struct Hop<'a> {
+    /// The client's address, from [`PeerAddr`](crate::peer::PeerAddr).
+    pub(crate) peer: Option<IpAddr>,
+    /// The host the client asked for, if known.
+    pub(crate) host: Option<&'a HeaderValue>,
+}
+
+impl ForwardedConfig {
+    /// Writes `X-Forwarded-For/-Proto/-Host` and/or `Forwarded` for this hop.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap, hop: &Hop<'_>) {
+        let append = self.incoming.appends(hop.peer);
+        if self.x_forwarded {
+            self.apply_x_forwarded(headers, hop, append);
+        }
+        if self.forwarded {
+            self.apply_forwarded(headers, hop, append);
+        }
+    }
+
+    fn apply_x_forwarded(&self, headers: &mut HeaderMap, hop: &Hop<'_>, append: bool) {
+        let incoming = if append {
+            joined(headers, &X_FORWARDED_FOR)
+        } else {
+            None
+        };
+        headers.remove(&X_FORWARDED_FOR);
+        let value = match (incoming, hop.peer) {
+            (Some(mut chain), Some(peer)) => {
+                let _ = write!(chain, ", {peer}");
+                HeaderValue::try_from(chain).ok()
+            }
+            (Some(chain), None) => HeaderValue::try_from(chain).ok(),
+            (None, Some(peer)) => HeaderValue::try_from(peer.to_string()).ok(),
+            (None, None) => None,
+        };
+        if let Some(value) = value {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+
+        if !(append && headers.contains_key(&X_FORWARDED_PROTO)) {
+            headers.insert(X_FORWARDED_PROTO, scheme_value(&self.proto));
+        }
+        if !(append && headers.contains_key(&X_FORWARDED_HOST)) {
+            headers.remove(&X_FORWARDED_HOST);
+            if let Some(host) = hop.host {
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
+        }
+    }
+
+    fn apply_forwarded(&self, headers: &mut HeaderMap, hop: &Hop<'_>, append: bool) {
+        let mut value = if append {
+            joined(headers, &header::FORWARDED).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        headers.remove(header::FORWARDED);
+        if !value.is_empty() {
+            value.push_str(", ");
+        }
+        value.push_str("for=");
+        match hop.peer {
+            Some(IpAddr::V4(ip)) => {
+                let _ = write!(value, "{ip}");
+            }
+            // RFC 7239 §6: an IPv6 address is bracketed, and then quoted as
+            // `[` and `:` are not token characters.
+            Some(IpAddr::V6(ip)) => {
+                let _ = write!(value, "\"[{ip}]\"");
+            }
+            None => value.push_str("unknown"),
+        }
+        if let Some(host) = hop.host.and_then(|host| host.to_str().ok()) {
+            value.push_str(";host=");
+            push_token_or_quoted(&mut value, host);
+        }
+        value.push_str(";proto=");
+        value.push_str(self.proto.as_str());
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(header::FORWARDED, value);
+        }
+    }
+}
+
+/// All values of a list header joined with `", "`, `None` if absent or not
+/// visible ASCII.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out = String::new();
+    for value in headers.get_all(name) {
+        let value = value.to_str().ok()?.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(value);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn scheme_value(scheme: &Scheme) -> HeaderValue {
+    if *scheme == Scheme::HTTPS {
+        HeaderValue::from_static("https")
+    } else if *scheme == Scheme::HTTP {
+        HeaderValue::from_static("http")
+    } else {
+        // A `Scheme` is always a valid header value; fall back to http.
+        HeaderValue::from_str(scheme.as_str()).unwrap_or(HeaderValue::from_static("http"))
+    }
+}
+
+/// RFC 7230 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Appends `s` as a token when it is one, else as a quoted-string (RFC 7239 §4).
+fn push_token_or_quoted(out: &mut String, s: &str) {
+    if !s.is_empty() && s.bytes().all(is_tchar) {
+        out.push_str(s);
+        return;
+    }
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// The `Host` value for an upstream authority: the port only when it is not
+/// the scheme's default.
+pub(crate) fn host_value(scheme: &Scheme, authority: &Authority) -> Option<HeaderValue> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let host = authority.host();
+    let value = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::try_from(value).ok()
+}
+
+/// The `Via` values for each protocol version a message can arrive with.
+#[derive(Debug, Clone)]
+pub(crate) struct Via {
+    http10: HeaderValue,
+    http11: HeaderValue,
+    http2: HeaderValue,
+}
+
+impl Via {
+    /// `Via: 1.1 meshgate`, the default.
+    pub(crate) fn meshgate() -> Self {
+        Self {
+            http10: HeaderValue::from_static("1.0 meshgate"),
+            http11: HeaderValue::from_static("1.1 meshgate"),
+            http2: HeaderValue::from_static("2 meshgate"),
+        }
+    }
+
+    /// `Via` values naming this hop `pseudonym` (a token, RFC 9110 §7.6.3).
+    pub(crate) fn new(pseudonym: &str) -> Result<Self, BuildError> {
+        if pseudonym.is_empty() || !pseudonym.bytes().all(is_tchar) {
+            return Err(BuildError::new(format!(
+                "via pseudonym {pseudonym:?} is not an HTTP token"
+            )));
+        }
+        let value = |version: &str| {
+            HeaderValue::try_from(format!("{version} {pseudonym}"))
+                .map_err(|_| BuildError::new("via pseudonym is not a header value"))
+        };
+        Ok(Self {
+            http10: value("1.0")?,
+            http11: value("1.1")?,
+            http2: value("2")?,
+        })
+    }
+
+    /// The value for a message received as `version`.
+    pub(crate) fn value(&self, version: http::Version) -> HeaderValue {
+        match version {
+            http::Version::HTTP_10 | http::Version::HTTP_09 => self.http10.clone(),
+            http::Version::HTTP_2 | http::Version::HTTP_3 => self.http2.clone(),
+            _ => self.http11.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_listed_ones_go() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers, deflate"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic abc"),
+            ("proxy-authenticate", "Basic"),
+            ("x-secret", "1"),
+            ("x-request-id", "abc"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ]);
+        strip_hop_by_hop(&mut map, Keep::default());
+        let names: Vec<_> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-request-id", "traceparent"]);
+    }
+
+    #[test]
+    fn upgrade_and_te_trailers_are_kept_when_asked() {
+        let mut map = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("te", "gzip, trailers"),
+        ]);
+        strip_hop_by_hop(
+            &mut map,
+            Keep {
+                upgrade: true,
+                te_trailers: true,
+            },
+        );
+        assert_eq!(map["upgrade"], "websocket");
+        assert_eq!(map["te"], "trailers");
+        assert!(!map.contains_key("connection"));
+
+        let mut map = headers(&[("te", "gzip")]);
+        strip_hop_by_hop(
+            &mut map,
+            Keep {
+                upgrade: false,
+                te_trailers: true,
+            },
+        );
+        assert!(map.is_empty());
+    }
+
+    fn config(incoming: IncomingForwarded) -> ForwardedConfig {
+        ForwardedConfig {
+            x_forwarded: true,
+            forwarded: true,
+            incoming,
+            proto: Scheme::HTTP,
+        }
+    }
+
+    #[test]
+    fn replace_drops_the_incoming_chain() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=6.6.6.6"),
+        ]);
+        let host = HeaderValue::from_static("api.example.com");
+        let hop = Hop {
+            peer: Some("192.0.2.7".parse().unwrap()),
+            host: Some(&host),
+        };
+        config(IncomingForwarded::Replace).apply(&mut map, &hop);
+        assert_eq!(map["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(map["x-forwarded-host"], "api.example.com");
+        assert_eq!(
+            map["forwarded"],
+            "for=192.0.2.7;host=api.example.com;proto=http"
+        );
+    }
+
+    #[test]
+    fn append_keeps_the_chain_and_quotes_ipv6() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.1;proto=https"),
+        ]);
+        let host = HeaderValue::from_static("example.com:8443");
+        let hop = Hop {
+            peer: Some("2001:db8::1".parse().unwrap()),
+            host: Some(&host),
+        };
+        config(IncomingForwarded::Append).apply(&mut map, &hop);
+        assert_eq!(
+            map["x-forwarded-for"],
+            "203.0.113.1, 198.51.100.2, 2001:db8::1"
+        );
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-forwarded-host"], "example.com:8443");
+        assert_eq!(
+            map["forwarded"],
+            "for=203.0.113.1;proto=https, for=\"[2001:db8::1]\";host=\"example.com:8443\";proto=http"
+        );
+    }
+
+    #[test]
+    fn no_peer_means_unknown_in_forwarded_and_nothing_appended() {
+        let mut map = headers(&[("x-forwarded-for", "6.6.6.6")]);
+        let hop = Hop {
+            peer: None,
+            host: None,
+        };
+        config(IncomingForwarded::Replace).apply(&mut map, &hop);
+        assert!(!map.contains_key("x-forwarded-for"));
+        assert!(!map.contains_key("x-forwarded-host"));
+        assert_eq!(map["forwarded"], "for=unknown;proto=http");
+    }
+
+    #[test]
+    fn trusted_proxies_match_by_prefix() {
+        let trusted = TrustedProxies::new(["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]).unwrap();
+        assert!(trusted.contains("10.200.3.4".parse().unwrap()));
+        assert!(trusted.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(trusted.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(trusted.contains("192.0.2.1".parse().unwrap()));
+        assert!(!trusted.contains("192.0.2.2".parse().unwrap()));
+        assert!(!trusted.contains("11.0.0.1".parse().unwrap()));
+        assert!(TrustedProxies::new(["10.0.0.0/33"]).is_err());
+        assert!(TrustedProxies::new(["ten"]).is_err());
+        let all = TrustedProxies::new(["0.0.0.0/0"]).unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+
+        let append_from = IncomingForwarded::AppendFrom(trusted);
+        assert!(append_from.appends(Some("10.1.1.1".parse().unwrap())));
+        assert!(!append_from.appends(Some("8.8.8.8".parse().unwrap())));
+        assert!(!append_from.appends(None));
+    }
+
+    #[test]
+    fn via_names_the_received_protocol() {
+        let via = Via::new("edge-1").unwrap();
+        assert_eq!(via.value(http::Version::HTTP_11), "1.1 edge-1");
+        assert_eq!(via.value(http::Version::HTTP_2), "2 edge-1");
+        assert_eq!(via.value(http::Version::HTTP_10), "1.0 edge-1");
+        assert!(Via::new("two words").is_err());
+        assert!(Via::new("").is_err());
+    }
+
+    #[test]
+    fn host_values_omit_default_ports() {
+        let authority: Authority = "10.0.0.7:80".parse().unwrap();
+        assert_eq!(host_value(&Scheme::HTTP, &authority).unwrap(), "10.0.0.7");
+        let authority: Authority = "10.0.0.7:8080".parse().unwrap();
+        assert_eq!(
+            host_value(&Scheme::HTTP, &authority).unwrap(),
+            "10.0.0.7:8080"
+        );
+    }
+}
