@@ -893,6 +893,7 @@ impl Validator<'_> {
                             .last()
                             .unwrap_or_default()
                             .trim()
+                            .trim_start_matches("error: ")
                             .to_owned(),
                     };
                     self.push(
