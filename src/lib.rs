@@ -15,6 +15,7 @@
 //! | [`circuit_breaker`] | closed / open / half-open, per key, 503 with `Retry-After` | `circuit-breaker` |
 //! | [`retry`] | jittered backoff and a shared retry budget (the layer is to come) | `retry` |
 //! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
+//! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |

@@ -307,10 +307,10 @@ fn parse(yaml: &str) -> Result<raw::RawConfig, ConfigErrors> {
             .unwrap_or_default();
         let inner = e.without_snippet();
         let mut error = ConfigError::new(path, message_of(inner));
-        if let Some(at) = inner.location() {
-            if at.line() > 0 {
-                error = error.at(at.line(), at.column());
-            }
+        if let Some(at) = inner.location()
+            && at.line() > 0
+        {
+            error = error.at(at.line(), at.column());
         }
         ConfigErrors::new(vec![error])
     })

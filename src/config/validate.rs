@@ -48,16 +48,15 @@ pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Con
         env,
     };
     let listeners = v.listeners(raw.listeners);
-    if raw.admin.enabled {
-        if let Some(i) = listeners
+    if raw.admin.enabled
+        && let Some(i) = listeners
             .iter()
             .position(|l| l.address == raw.admin.address)
-        {
-            v.push(
-                "admin.address",
-                format!("{} is already used by listeners[{i}]", raw.admin.address),
-            );
-        }
+    {
+        v.push(
+            "admin.address",
+            format!("{} is already used by listeners[{i}]", raw.admin.address),
+        );
     }
     v.metrics(&raw.metrics);
     let redis = raw.redis.map(|r| v.redis(r));
@@ -258,11 +257,14 @@ impl Validator<'_> {
     }
 
     fn redis(&mut self, r: RawRedis) -> Redis {
-        let url = self.expand("redis.url", &r.url).unwrap_or_default();
-        let scheme_ok = ["redis://", "rediss://", "unix://"]
-            .iter()
-            .any(|s| url.starts_with(s));
-        if !url.is_empty() && !scheme_ok {
+        let expanded = self.expand("redis.url", &r.url);
+        let valid = |u: &str| {
+            ["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|s| u.len() > s.len() && u.starts_with(s))
+        };
+        let url = expanded.clone().unwrap_or_default();
+        if expanded.is_some_and(|u| !valid(&u)) {
             // The URL may hold a password: never echo it.
             self.push(
                 "redis.url",
@@ -458,10 +460,10 @@ impl Validator<'_> {
         for (i, c) in raw.into_iter().enumerate() {
             let path = format!("consumers[{i}]");
             self.name(&format!("{path}.name"), &c.name);
-            if let Some(tier) = &c.tier {
-                if !tiers.contains_key(tier) {
-                    self.push(format!("{path}.tier"), format!("unknown tier {tier:?}"));
-                }
+            if let Some(tier) = &c.tier
+                && !tiers.contains_key(tier)
+            {
+                self.push(format!("{path}.tier"), format!("unknown tier {tier:?}"));
             }
             let mut keys = Vec::new();
             for (j, key) in c.keys.iter().enumerate() {
@@ -544,10 +546,16 @@ impl Validator<'_> {
             }
             (Some(url), true) => {
                 let url_path = format!("{path}.jwks_url");
-                let url = self.expand(&url_path, url).unwrap_or_default();
-                if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+                let expanded = self.expand(&url_path, url);
+                let valid = |u: &str| {
+                    ["https://", "http://"]
+                        .iter()
+                        .any(|s| u.len() > s.len() && u.starts_with(s))
+                };
+                if expanded.as_deref().is_some_and(|u| !valid(u)) {
                     self.push(&url_path, "must be an http:// or https:// URL");
                 }
+                let url = expanded.unwrap_or_default();
                 self.positive(
                     format!("{path}.jwks_refresh_interval"),
                     r.jwks_refresh_interval,
@@ -606,10 +614,10 @@ impl Validator<'_> {
         let mut keys = Vec::new();
         for (j, k) in raw.into_iter().enumerate() {
             let path = format!("{path}.keys[{j}]");
-            if let Some(kid) = &k.kid {
-                if !kids.insert(kid.clone()) {
-                    self.push(format!("{path}.kid"), format!("duplicate kid {kid:?}"));
-                }
+            if let Some(kid) = &k.kid
+                && !kids.insert(kid.clone())
+            {
+                self.push(format!("{path}.kid"), format!("duplicate kid {kid:?}"));
             }
             let algorithm = match k.algorithm.0 {
                 Ok(alg) => alg,
@@ -723,21 +731,21 @@ impl Validator<'_> {
                 self.push(path, "strip_prefix and rewrite.path cannot both be set");
             }
         }
-        if let Some(p) = &r.rewrite.path {
-            if !p.starts_with('/') {
-                self.push(
-                    format!("{path}.rewrite.path"),
-                    format!("{p:?} must start with '/'"),
-                );
-            }
+        if let Some(p) = &r.rewrite.path
+            && !p.starts_with('/')
+        {
+            self.push(
+                format!("{path}.rewrite.path"),
+                format!("{p:?} must start with '/'"),
+            );
         }
-        if let Some(host) = &r.rewrite.host {
-            if host.is_empty() || HeaderValue::from_str(host).is_err() || host.contains('/') {
-                self.push(
-                    format!("{path}.rewrite.host"),
-                    format!("invalid host {host:?}"),
-                );
-            }
+        if let Some(host) = &r.rewrite.host
+            && (host.is_empty() || HeaderValue::from_str(host).is_err() || host.contains('/'))
+        {
+            self.push(
+                format!("{path}.rewrite.host"),
+                format!("invalid host {host:?}"),
+            );
         }
         let timeout = r.timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT);
         if r.timeout.is_some() {
@@ -810,10 +818,10 @@ impl Validator<'_> {
             let at = format!("{path}.paths[{i}].{kind}");
             if !text.starts_with('/') {
                 self.push(at, format!("{text:?} must start with '/'"));
-            } else if let PathMatch::Template(t) = p {
-                if let Err(reason) = check_template(t) {
-                    self.push(at, format!("invalid template {t:?}: {reason}"));
-                }
+            } else if let PathMatch::Template(t) = p
+                && let Err(reason) = check_template(t)
+            {
+                self.push(at, format!("invalid template {t:?}: {reason}"));
             }
         }
         let mut methods = Vec::new();
@@ -1231,13 +1239,13 @@ impl Validator<'_> {
                     );
                 }
             }
-            if let Some(name) = anonymous {
-                if !known.consumers.contains(name.as_str()) {
-                    self.push(
-                        format!("{path}.api_key.anonymous"),
-                        format!("unknown consumer {name:?}"),
-                    );
-                }
+            if let Some(name) = anonymous
+                && !known.consumers.contains(name.as_str())
+            {
+                self.push(
+                    format!("{path}.api_key.anonymous"),
+                    format!("unknown consumer {name:?}"),
+                );
             }
         }
         for (i, rule) in a.policies.iter().enumerate() {
