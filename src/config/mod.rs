@@ -22,8 +22,7 @@
 //! | `jwt_issuers` | [`JwtIssuer`]s: JWKS URL or static keys bound to an algorithm. |
 //! | `rate_limit_tiers` | Named sets of [`Quota`]s a consumer's tier selects. |
 //!
-//! [`examples/gateway.yaml`](https://github.com/meshgate/meshgate/blob/main/examples/gateway.yaml)
-//! uses every section; [`DEFAULT_CONFIG`] is what the example gateway runs
+//! `examples/gateway.yaml` in the repository uses every section; [`DEFAULT_CONFIG`] is what the example gateway runs
 //! without arguments.
 //!
 //! Values: durations are written with a unit (`250ms`, `30s`, `5m`, `1h`,
@@ -301,9 +300,11 @@ fn parse(yaml: &str) -> Result<raw::RawConfig, ConfigErrors> {
         raw::RawConfig::deserialize(tracked).inspect_err(|_| failed_at = Some(track.path()))
     });
     result.map_err(|e| {
+        // A segment serde could not name (a key being read) shows as `?`.
         let path = failed_at
             .map(|p| p.to_string())
-            .filter(|p| p != "." && p != "?")
+            .map(|p| p.trim_end_matches(".?").trim_end_matches('?').to_owned())
+            .filter(|p| p != ".")
             .unwrap_or_default();
         let inner = e.without_snippet();
         let mut error = ConfigError::new(path, message_of(inner));
@@ -322,6 +323,19 @@ fn message_of(error: &serde_saphyr::Error) -> String {
     let text = error.to_string();
     let text = match text.rfind(" at line ") {
         Some(at) if text[at..].contains("column") => text[..at].to_owned(),
+        _ => text,
+    };
+    // Speak about the file, not about the parser's options or Rust types.
+    let text = text.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    let text = match text.strip_prefix("invalid ") {
+        Some(ty)
+            if [
+                "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize",
+            ]
+            .contains(&ty) =>
+        {
+            format!("expected a whole number ({ty})")
+        }
         _ => text,
     };
     if text.trim().is_empty() {

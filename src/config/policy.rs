@@ -251,7 +251,8 @@ pub struct RateLimitPolicy {
     pub quotas: Vec<Quota>,
     /// Use the authenticated consumer's tier (from `rate_limit_tiers`)
     /// instead of `quotas`; requests without a consumer or tier fall back to
-    /// `quotas`. Default: `false`.
+    /// `quotas` (and are not limited when `quotas` is empty). Default:
+    /// `false`.
     pub tiers: bool,
     /// Consumers never limited. Default: none.
     pub exempt: Vec<String>,

@@ -228,6 +228,11 @@ impl Validator<'_> {
     fn metrics(&mut self, m: &Metrics) {
         if !m.path.starts_with('/') {
             self.push("metrics.path", format!("{:?} must start with '/'", m.path));
+        } else if ["/healthz", "/readyz", "/admin/status"].contains(&m.path.as_str()) {
+            self.push(
+                "metrics.path",
+                format!("{:?} is taken by the admin listener", m.path),
+            );
         }
         let valid_prefix = m
             .prefix

@@ -1217,3 +1217,37 @@ fn cidrs_contain_their_addresses() {
     assert!(!host.contains("127.0.0.2".parse().unwrap()));
     assert_eq!(v6.to_string(), "2001:db8::/32");
 }
+
+#[test]
+fn shape_errors_are_readable() {
+    let cases = [
+        (
+            "routes: []\nroutes: []\n",
+            "duplicate mapping key: routes (line 2, column 1)",
+        ),
+        (
+            "routes:\n  - name: a\n    name: b\n",
+            "routes[0]: duplicate mapping key: name (line 3, column 5)",
+        ),
+        (
+            "routes: [{ name: r, upstream: u, priority: high }]",
+            "routes[0].priority: expected a whole number (i32) (line 1, column 44)",
+        ),
+        (
+            "upstreams: {}",
+            "upstreams: expected sequence start (line 1, column 12)",
+        ),
+        (
+            "listeners: [{ address: nope }]",
+            "listeners[0].address: invalid socket address syntax (line 1, column 24)",
+        ),
+        (
+            "routes: [{ name: r, terminate: { status: 99 } }]",
+            "routes[0].terminate.status: invalid HTTP status 99 (expected 100-599) (line 1, column 42)",
+        ),
+        ("- a\n- b\n", "expected mapping start (line 1, column 1)"),
+    ];
+    for (yaml, expected) in cases {
+        assert_eq!(errors(yaml), [expected], "for {yaml:?}");
+    }
+}
