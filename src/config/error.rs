@@ -128,6 +128,10 @@ impl Problems {
         self.0.push(ConfigError::new(path, message));
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(crate) fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.0.is_empty() {
             Ok(value)

@@ -136,16 +136,18 @@ fn default_dns_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Balancing {
-    /// Each endpoint in turn; weights ignored.
+    /// Each endpoint in turn. Endpoint weights must then all be equal (use
+    /// `weighted` otherwise).
     #[default]
     RoundRobin,
     /// Smooth weighted round robin by endpoint weight.
     Weighted,
-    /// Uniformly random, weighted.
+    /// Random, with probability proportional to weight.
     Random,
-    /// Least outstanding requests of two random choices.
+    /// Fewest requests in flight per unit of weight, of two random choices.
     LeastRequest,
-    /// Lowest peak-EWMA latency × load of two random choices.
+    /// Lowest peak-EWMA latency × requests in flight per unit of weight, of
+    /// two random choices (linkerd's defaults: 10 s decay).
     PeakEwma,
     /// A hash ring over the key: the same key reaches the same endpoint, and
     /// only about 1/n keys move when one of n endpoints leaves.

@@ -329,6 +329,14 @@ impl Validator<'_> {
         {
             self.push(format!("{path}.endpoints"), "weights sum to 0");
         }
+        let mut weights = u.endpoints.iter().map(|e| e.weight);
+        let first = weights.next();
+        if u.balancing == Balancing::RoundRobin && weights.any(|w| Some(w) != first) {
+            self.push(
+                format!("{path}.balancing"),
+                "round_robin ignores endpoint weights; use weighted",
+            );
+        }
         if let Discovery::Dns { interval } = u.discovery {
             self.positive(format!("{path}.discovery.dns.interval"), interval);
         }
@@ -698,10 +706,54 @@ impl Validator<'_> {
                 .enumerate()
                 .map(|(i, r)| (format!("routes[{i}].name"), r.name.as_str())),
         );
-        raw.into_iter()
+        let routes: Vec<Route> = raw
+            .into_iter()
             .enumerate()
             .map(|(i, r)| self.route(&format!("routes[{i}]"), r, known))
-            .collect()
+            .collect();
+        // Only on otherwise valid routes: a matcher with a dropped (invalid)
+        // condition would look wider than it is.
+        if self.problems.is_empty() {
+            self.overlapping_routes(&routes);
+        }
+        routes
+    }
+
+    /// Two routes with the same priority and the same conditions would be
+    /// chosen between arbitrarily: refuse the later one. (Routes with header
+    /// or query conditions are left alone: comparing regexes is not worth
+    /// it.)
+    fn overlapping_routes(&mut self, routes: &[Route]) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, route) in routes.iter().enumerate() {
+            let m = &route.matcher;
+            if !m.headers.is_empty() || !m.query.is_empty() {
+                continue;
+            }
+            let sorted = |mut items: Vec<String>| {
+                items.sort();
+                items.dedup();
+                items.join(",")
+            };
+            let key = format!(
+                "{}|{}|{}|{}",
+                route.priority,
+                sorted(m.hosts.iter().map(|h| format!("{h:?}")).collect()),
+                sorted(m.paths.iter().map(|p| format!("{p:?}")).collect()),
+                sorted(m.methods.iter().map(ToString::to_string).collect()),
+            );
+            if let Some(first) = seen.get(&key) {
+                self.push(
+                    format!("routes[{i}].match"),
+                    format!(
+                        "matches the same requests as routes[{first}] ({:?}); give one a higher priority",
+                        routes[*first].name
+                    ),
+                );
+            } else {
+                seen.insert(key, i);
+            }
+        }
     }
 
     fn route(&mut self, path: &str, r: RawRoute, known: &Known<'_>) -> Route {

@@ -843,6 +843,18 @@ fn broken_configs_name_the_field() {
             "upstreams[2].outlier_detection: consecutive_5xx and consecutive_gateway_errors are both 0: nothing would eject",
         ),
         (
+            "routes: [{ name: a, upstream: users, match: { paths: [{ prefix: /x }] } }, { name: b, upstream: orders, match: { paths: [{ prefix: /x }] } }]",
+            r#"routes[1].match: matches the same requests as routes[0] ("a"); give one a higher priority"#,
+        ),
+        (
+            "upstreams: [{ name: w, endpoints: [a:1, { address: \"b:1\", weight: 2 }] }]",
+            "upstreams[2].balancing: round_robin ignores endpoint weights; use weighted",
+        ),
+        (
+            "metrics: { path: /healthz }",
+            r#"metrics.path: "/healthz" is taken by the admin listener"#,
+        ),
+        (
             "routes: [{ name: \"bad name\", upstream: users }]",
             r#"routes[0].name: invalid name "bad name" (1-64 letters, digits, '-', '_' or '.', starting with a letter or digit)"#,
         ),
