@@ -192,6 +192,9 @@ pub const DEFAULT_CONFIG_VARS: [(&str, &str); 7] = [
     ),
 ];
 
+/// The largest config file [`Config::from_file`] reads.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The gateway's configuration, validated. Build it with
 /// [`Config::from_yaml_str`] or [`Config::from_file`].
 #[derive(Debug, Clone)]
@@ -250,13 +253,21 @@ impl Config {
         path: impl AsRef<Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
+        use std::io::Read;
+
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::new(vec![ConfigError::new(
-                "",
-                format!("cannot read {}: {e}", path.display()),
-            )])
-        })?;
+        let fail = |message: String| ConfigErrors::new(vec![ConfigError::new("", message)]);
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(fail(format!(
+                "{} is larger than {}",
+                path.display(),
+                ByteSize(MAX_FILE_BYTES)
+            )));
+        }
         Self::from_yaml_str_with_env(&text, env)
     }
 

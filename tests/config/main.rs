@@ -534,6 +534,19 @@ fn example_file_loads_from_disk() {
     let config = Config::from_file_with_env(path, example_env).unwrap();
     assert_eq!(config.routes.len(), 7);
 
+    let huge = std::env::temp_dir().join(format!("meshgate-huge-{}.yaml", std::process::id()));
+    std::fs::write(
+        &huge,
+        vec![b'#'; meshgate::config::MAX_FILE_BYTES as usize + 1],
+    )
+    .unwrap();
+    let refused = Config::from_file(&huge).unwrap_err();
+    std::fs::remove_file(&huge).unwrap();
+    assert_eq!(
+        refused.to_string(),
+        format!("{} is larger than 16MiB", huge.display())
+    );
+
     let missing = Config::from_file("/nonexistent/gateway.yaml").unwrap_err();
     assert_eq!(missing.len(), 1);
     assert!(
@@ -1262,4 +1275,31 @@ fn shape_errors_are_readable() {
     for (yaml, expected) in cases {
         assert_eq!(errors(yaml), [expected], "for {yaml:?}");
     }
+}
+
+#[test]
+fn anchors_and_merge_keys_share_policies() {
+    let config = load(
+        "
+upstreams: [{ name: u, endpoints: [a:1] }]
+routes:
+  - name: a
+    upstream: u
+    match: { paths: [{ prefix: /a }] }
+    retry: &retry { attempts: 4, retry_on: [5xx] }
+    circuit_breaker: &breaker { consecutive_failures: 2 }
+  - name: b
+    upstream: u
+    match: { paths: [{ prefix: /b }] }
+    retry: *retry
+    circuit_breaker:
+      <<: *breaker
+      open_for: 5s
+",
+    );
+    let b = config.route("b").unwrap();
+    assert_eq!(b.retry.as_ref().unwrap().attempts, 4);
+    assert_eq!(b.retry.as_ref().unwrap().retry_on, [RetryOn::ServerError]);
+    let cb = b.circuit_breaker.unwrap();
+    assert_eq!((cb.consecutive_failures, cb.open_for), (2, secs(5)));
 }
