@@ -60,7 +60,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Every problem found in a config file, in file order.
+/// Every problem found in a config file, section by section.
 ///
 /// `Display` writes one problem per line; that is what `gateway --check`
 /// prints. A file that is not valid YAML, or whose shape does not fit the

@@ -29,6 +29,10 @@
 //! see [`Duration`]), sizes as [`ByteSize`] (`64KiB`, `1MiB`), percentages
 //! 0–100 ([`Percent`]). Unknown fields are refused everywhere.
 //!
+//! The section types implement `Deserialize` so the loader can read them,
+//! but only [`Config`]'s loaders check references, ranges and the
+//! environment: read configs through them.
+//!
 //! # Errors
 //!
 //! Loading returns every problem found, each with the path of its field, as

@@ -58,6 +58,14 @@ pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Con
             format!("{} is already used by listeners[{i}]", raw.admin.address),
         );
     }
+    for (i, cidr) in raw.trusted_proxies.iter().enumerate() {
+        if cidr.prefix() == 0 {
+            v.push(
+                format!("trusted_proxies[{i}]"),
+                format!("{cidr} trusts every peer, so any client could choose its own IP; list the proxies' networks"),
+            );
+        }
+    }
     v.metrics(&raw.metrics);
     let redis = raw.redis.map(|r| v.redis(r));
 

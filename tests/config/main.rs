@@ -864,6 +864,10 @@ fn broken_configs_name_the_field() {
             "upstreams[2].balancing: round_robin ignores endpoint weights; use weighted",
         ),
         (
+            "trusted_proxies: [10.0.0.0/8, \"::/0\"]",
+            "trusted_proxies[1]: ::/0 trusts every peer, so any client could choose its own IP; list the proxies' networks",
+        ),
+        (
             "metrics: { path: /healthz }",
             r#"metrics.path: "/healthz" is taken by the admin listener"#,
         ),
