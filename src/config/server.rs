@@ -21,8 +21,9 @@ use super::units::{ByteSize, duration};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
-    /// Name in logs and metrics; unique. Default: `http`.
-    #[serde(default = "Listener::default_name")]
+    /// Name in logs and metrics; unique. Default: `http` for the first
+    /// listener, `http-N` for the one at index N.
+    #[serde(default)]
     pub name: String,
     /// The address to bind, `ip:port`. Required.
     pub address: SocketAddr,
@@ -40,10 +41,6 @@ pub struct Listener {
 }
 
 impl Listener {
-    fn default_name() -> String {
-        "http".to_owned()
-    }
-
     fn default_shutdown() -> Duration {
         Duration::from_secs(30)
     }
@@ -52,7 +49,7 @@ impl Listener {
     /// `127.0.0.1:8080`, HTTP/1.1 and h2c, default limits.
     pub fn default_listener() -> Self {
         Listener {
-            name: Self::default_name(),
+            name: "http".to_owned(),
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             protocols: Protocol::both(),
             limits: Limits::default(),

@@ -49,6 +49,7 @@ pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Con
     };
     let listeners = v.listeners(raw.listeners);
     if raw.admin.enabled
+        && raw.admin.address.port() != 0
         && let Some(i) = listeners
             .iter()
             .position(|l| l.address == raw.admin.address)
@@ -176,9 +177,18 @@ impl Validator<'_> {
     }
 
     fn listeners(&mut self, listeners: Option<Vec<Listener>>) -> Vec<Listener> {
-        let Some(listeners) = listeners else {
+        let Some(mut listeners) = listeners else {
             return vec![Listener::default_listener()];
         };
+        for (i, l) in listeners.iter_mut().enumerate() {
+            if l.name.is_empty() {
+                l.name = if i == 0 {
+                    "http".to_owned()
+                } else {
+                    format!("http-{i}")
+                };
+            }
+        }
         if listeners.is_empty() {
             self.push("listeners", "at least one listener is needed");
         }
@@ -193,7 +203,10 @@ impl Validator<'_> {
         for (i, l) in listeners.iter().enumerate() {
             let path = format!("listeners[{i}]");
             self.name(&format!("{path}.name"), &l.name);
-            if let Some(first) = addresses.insert(l.address, i) {
+            // Port 0 asks the OS for a free port: never a clash.
+            if l.address.port() != 0
+                && let Some(first) = addresses.insert(l.address, i)
+            {
                 addresses.insert(l.address, first);
                 self.push(
                     format!("{path}.address"),

@@ -83,6 +83,23 @@ fn full_example_parses_to_the_expected_values() {
     assert_eq!(public.shutdown_timeout, secs(20));
     let internal = &config.listeners[1];
     assert_eq!(internal.protocols, [Protocol::H2c]);
+    let unnamed = load("listeners: [{ address: \"127.0.0.1:1\" }, { address: \"127.0.0.1:2\" }]");
+    assert_eq!(
+        (
+            unnamed.listeners[0].name.as_str(),
+            unnamed.listeners[1].name.as_str()
+        ),
+        ("http", "http-1")
+    );
+    // Port 0 (a free port, as tests use) never clashes.
+    let any_port = load(
+        "listeners: [{ address: \"127.0.0.1:0\" }, { address: \"127.0.0.1:0\" }]\nadmin: { address: \"127.0.0.1:0\" }",
+    );
+    assert_eq!(any_port.listeners.len(), 2);
+    assert_eq!(
+        errors("listeners: [{ address: \"127.0.0.1:7\" }, { address: \"127.0.0.1:7\" }]"),
+        ["listeners[1].address: 127.0.0.1:7 is already used by listeners[0]"]
+    );
     assert_eq!(
         internal.limits.max_request_body,
         ByteSize::mib(10),
