@@ -23,7 +23,7 @@ pub struct Route {
     pub name: String,
     /// Tie-breaker between matching routes, higher first. Default: `0`.
     pub priority: i32,
-    /// What requests the route takes. Default: all.
+    /// What requests the route takes (`match:` in the file). Default: all.
     pub matcher: RouteMatch,
     /// Where matched requests go.
     pub action: RouteAction,
