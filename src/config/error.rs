@@ -4,9 +4,9 @@ use std::fmt;
 
 /// One problem in a config file: the path of the field and what is wrong.
 ///
-/// Displayed as `path: message`, e.g. `routes[2].upstream: unknown upstream
-/// "pay"`, with ` (line L, column C)` appended when the position in the
-/// file is known (YAML syntax, unknown fields, malformed values).
+/// Displayed as `path: message (line L, column C)`, e.g.
+/// `routes[2].upstream: unknown upstream "pay" (line 27, column 15)`; the
+/// position is left out when it is not known (an unreadable file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     path: String,
@@ -73,6 +73,19 @@ pub struct ConfigErrors(Vec<ConfigError>);
 impl ConfigErrors {
     pub(crate) fn new(errors: Vec<ConfigError>) -> Self {
         ConfigErrors(errors)
+    }
+
+    /// Gives each problem without a position the line and column of its
+    /// field (or of the nearest enclosing one the file has) in `yaml`.
+    pub(crate) fn located(mut self, yaml: &str) -> Self {
+        if let Some(doc) = super::locate::Document::parse(yaml) {
+            for error in &mut self.0 {
+                if error.position.is_none() {
+                    error.position = doc.locate(&error.path);
+                }
+            }
+        }
+        self
     }
 
     /// The problems.

@@ -39,16 +39,18 @@
 //! [`ConfigErrors`], whose `Display` writes one per line:
 //!
 //! ```text
-//! routes[2].upstream: unknown upstream "pay"
-//! upstreams[0].endpoints[1]: invalid address "x:y": port "y" is not a number from 1 to 65535
-//! routes[1].split: weights sum to 0
+//! upstreams[0].endpoints[1]: invalid address "x:y": port "y" is not a number from 1 to 65535 (line 4, column 30)
+//! routes[1].split: weights sum to 0 (line 19, column 7)
+//! routes[2].upstream: unknown upstream "pay" (line 27, column 15)
 //! ```
 //!
 //! Syntax errors, unknown fields and malformed values (a duration without
-//! unit, a percentage of 150) stop parsing at the first one and also give
-//! the line and column. A file that parses is then validated as a whole:
-//! duplicate names, unknown references, addresses, regexes, ranges and
-//! `${VAR}`s that are not set are all reported together.
+//! unit, a percentage of 150) stop parsing at the first one. A file that
+//! parses is then validated as a whole: duplicate names, unknown
+//! references, addresses, regexes, ranges and `${VAR}`s that are not set
+//! are all reported together. Each problem carries the line and column of
+//! its field, or of the nearest enclosing one the file has when the field
+//! was left to its default.
 //!
 //! # Secrets and the environment
 //!
@@ -86,13 +88,18 @@
 //! assert!(matches!(&config.routes[0].action, RouteAction::Upstream(u) if u == "users"));
 //!
 //! let errors = Config::from_yaml_str("routes: [{ name: a, upstream: pay }]").unwrap_err();
-//! assert_eq!(errors.to_string(), r#"routes[0].upstream: unknown upstream "pay""#);
+//! assert_eq!(
+//!     errors.to_string(),
+//!     r#"routes[0].upstream: unknown upstream "pay" (line 1, column 31)"#
+//! );
+//! assert_eq!(errors.errors()[0].path(), "routes[0].upstream");
 //! ```
 
 mod auth;
 mod cidr;
 mod error;
 mod fields;
+mod locate;
 mod policy;
 mod raw;
 mod route;
@@ -243,7 +250,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         let raw = parse(yaml)?;
-        validate::validate(raw, &env)
+        validate::validate(raw, &env).map_err(|errors| errors.located(yaml))
     }
 
     /// Loads a config file, with `${VAR}` looked up in the process

@@ -98,7 +98,7 @@ fn full_example_parses_to_the_expected_values() {
     assert_eq!(any_port.listeners.len(), 2);
     assert_eq!(
         errors("listeners: [{ address: \"127.0.0.1:7\" }, { address: \"127.0.0.1:7\" }]"),
-        ["listeners[1].address: 127.0.0.1:7 is already used by listeners[0]"]
+        ["listeners[1].address: 127.0.0.1:7 is already used by listeners[0] (line 1, column 52)"]
     );
     assert_eq!(
         internal.limits.max_request_body,
@@ -684,13 +684,13 @@ fn default_config_names_every_missing_demo_variable() {
     assert_eq!(
         messages,
         [
-            "upstreams[0].endpoints[0]: environment variable MESHGATE_DEMO_USERS_1 is not set",
-            "upstreams[0].endpoints[1]: environment variable MESHGATE_DEMO_USERS_2 is not set",
-            "upstreams[1].endpoints[0]: environment variable MESHGATE_DEMO_USERS_CANARY is not set",
-            "upstreams[2].endpoints[0]: environment variable MESHGATE_DEMO_ORDERS is not set",
-            "upstreams[3].endpoints[0]: environment variable MESHGATE_DEMO_FLAKY is not set",
-            "consumers[0].keys[0]: environment variable MESHGATE_DEMO_API_KEY is not set",
-            "jwt_issuers[0].keys[0].secret: environment variable MESHGATE_DEMO_JWT_SECRET is not set",
+            "upstreams[0].endpoints[0]: environment variable MESHGATE_DEMO_USERS_1 is not set (line 21, column 9)",
+            "upstreams[0].endpoints[1]: environment variable MESHGATE_DEMO_USERS_2 is not set (line 22, column 9)",
+            "upstreams[1].endpoints[0]: environment variable MESHGATE_DEMO_USERS_CANARY is not set (line 30, column 9)",
+            "upstreams[2].endpoints[0]: environment variable MESHGATE_DEMO_ORDERS is not set (line 34, column 9)",
+            "upstreams[3].endpoints[0]: environment variable MESHGATE_DEMO_FLAKY is not set (line 39, column 9)",
+            "consumers[0].keys[0]: environment variable MESHGATE_DEMO_API_KEY is not set (line 45, column 9)",
+            "jwt_issuers[0].keys[0].secret: environment variable MESHGATE_DEMO_JWT_SECRET is not set (line 53, column 17)",
         ]
     );
     // The documented list is the list the file uses.
@@ -730,27 +730,27 @@ fn broken_configs_name_the_field() {
     let table: &[(&str, &str)] = &[
         (
             "routes: [{ name: a, upstream: users }, { name: b, upstream: users }, { name: c, upstream: pay }]",
-            r#"routes[2].upstream: unknown upstream "pay""#,
+            r#"routes[2].upstream: unknown upstream "pay" (line 4, column 91)"#,
         ),
         (
             "upstreams: [{ name: x, endpoints: [127.0.0.1:1, x:y] }]",
-            r#"upstreams[2].endpoints[1]: invalid address "x:y": port "y" is not a number from 1 to 65535"#,
+            r#"upstreams[2].endpoints[1]: invalid address "x:y": port "y" is not a number from 1 to 65535 (line 1, column 142)"#,
         ),
         (
             "routes:\n  - { name: a, upstream: users }\n  - name: b\n    split: { backends: [{ upstream: users, weight: 0 }, { upstream: orders, weight: 0 }] }",
-            "routes[1].split: weights sum to 0",
+            "routes[1].split: weights sum to 0 (line 7, column 12)",
         ),
         (
             "routes: [{ name: a, upstream: users }, { name: a, upstream: orders }]",
-            r#"routes[1].name: duplicate route name "a""#,
+            r#"routes[1].name: duplicate route name "a" (line 4, column 48)"#,
         ),
         (
             "upstreams: [{ name: users, endpoints: [127.0.0.1:1] }]",
-            r#"upstreams[2].name: duplicate upstream name "users""#,
+            r#"upstreams[2].name: duplicate upstream name "users" (line 1, column 114)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, match: { headers: [{ name: x-v, regex: \"(unclosed\" }] } }]",
-            r#"routes[0].match.headers[0].regex: invalid regex "(unclosed": unclosed group"#,
+            r#"routes[0].match.headers[0].regex: invalid regex "(unclosed": unclosed group (line 4, column 77)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, fault: { abort: { percent: 150, status: 503 } } }]",
@@ -758,19 +758,19 @@ fn broken_configs_name_the_field() {
         ),
         (
             "consumers: [{ name: bob, tier: gold }]",
-            r#"consumers[1].tier: unknown tier "gold""#,
+            r#"consumers[1].tier: unknown tier "gold" (line 2, column 123)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, auth: { api_key: { consumers: [carol] } } }]",
-            r#"routes[0].auth.api_key.consumers[0]: unknown consumer "carol""#,
+            r#"routes[0].auth.api_key.consumers[0]: unknown consumer "carol" (line 4, column 69)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, auth: { jwt: { issuers: [corp] } } }]",
-            r#"routes[0].auth.jwt.issuers[0]: unknown issuer "corp""#,
+            r#"routes[0].auth.jwt.issuers[0]: unknown issuer "corp" (line 4, column 63)"#,
         ),
         (
             "redis: { url: \"${REDIS_URL}\" }",
-            "redis.url: environment variable REDIS_URL is not set",
+            "redis.url: environment variable REDIS_URL is not set (line 4, column 15)",
         ),
         (
             "routes: [{ name: a, upstream: users, timeout: 30 }]",
@@ -782,35 +782,35 @@ fn broken_configs_name_the_field() {
         ),
         (
             "routes: [{ name: a, upstream: users, split: { backends: [{ upstream: orders }] } }]",
-            "routes[0]: give only one of upstream, split or terminate",
+            "routes[0]: give only one of upstream, split or terminate (line 4, column 10)",
         ),
         (
             "routes: [{ name: a }]",
-            "routes[0]: needs one of upstream, split or terminate",
+            "routes[0]: needs one of upstream, split or terminate (line 4, column 10)",
         ),
         (
             "routes: [{ name: a, upstream: users, retry: { backoff: { base: 2s, cap: 1s } } }]",
-            "routes[0].retry.backoff.cap: must be at least backoff.base",
+            "routes[0].retry.backoff.cap: must be at least backoff.base (line 4, column 73)",
         ),
         (
             "routes: [{ name: a, upstream: users, retry: { attempts: 0 } }]",
-            "routes[0].retry.attempts: 0 is out of range 1-10",
+            "routes[0].retry.attempts: 0 is out of range 1-10 (line 4, column 57)",
         ),
         (
             "routes: [{ name: a, upstream: users, timeout: 2s, retry: { per_try_timeout: 2s } }]",
-            "routes[0].retry.per_try_timeout: 2s leaves no time for a retry within the route timeout 2s",
+            "routes[0].retry.per_try_timeout: 2s leaves no time for a retry within the route timeout 2s (line 4, column 77)",
         ),
         (
             "routes: [{ name: a, upstream: users, strip_prefix: /v1, match: { paths: [{ prefix: /api }] } }]",
-            r#"routes[0].strip_prefix: "/v1" is not a prefix of path "/api""#,
+            r#"routes[0].strip_prefix: "/v1" is not a prefix of path "/api" (line 4, column 52)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, rate_limit: { key: consumer, quotas: [{ limit: 1, per: minute }] } }]",
-            "routes[0].rate_limit.key: key consumer needs auth.api_key on the route",
+            "routes[0].rate_limit.key: key consumer needs auth.api_key on the route (line 4, column 57)",
         ),
         (
             "routes: [{ name: a, upstream: users, rate_limit: { backend: redis, quotas: [{ limit: 1, per: minute }] } }]",
-            "routes[0].rate_limit.backend: redis needs the top-level redis section",
+            "routes[0].rate_limit.backend: redis needs the top-level redis section (line 4, column 61)",
         ),
         (
             "routes: [{ name: a, upstream: users, rate_limit: { quotas: [{ limit: 0, per: fortnight }] } }]",
@@ -818,7 +818,7 @@ fn broken_configs_name_the_field() {
         ),
         (
             "routes: [{ name: a, upstream: users, cors: { allow_origins: [\"*\"], allow_credentials: true } }]",
-            "routes[0].cors.allow_credentials: cannot be true with origin \"*\"",
+            "routes[0].cors.allow_credentials: cannot be true with origin \"*\" (line 4, column 87)",
         ),
         (
             "trusted_proxies: [10.0.0.1/8]",
@@ -830,67 +830,67 @@ fn broken_configs_name_the_field() {
         ),
         (
             "upstreams: [{ name: h, endpoints: [a:1], health_check: { interval: 1s, timeout: 2s } }]",
-            "upstreams[2].health_check.timeout: 2s is longer than the interval 1s",
+            "upstreams[2].health_check.timeout: 2s is longer than the interval 1s (line 1, column 174)",
         ),
         (
             "consumers: [{ name: bob, keys: [not-a-digest-but-a-plain-key] }]",
-            "consumers[1].keys[0]: expected a SHA-256 digest (64 hex digits) or a ${VAR} reference to a plain key",
+            "consumers[1].keys[0]: expected a SHA-256 digest (64 hex digits) or a ${VAR} reference to a plain key (line 2, column 124)",
         ),
         (
             "consumers: [{ name: bob, keys: [2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824] }]",
-            r#"consumers[1].keys[0]: the same key is already given to consumer "alice""#,
+            r#"consumers[1].keys[0]: the same key is already given to consumer "alice" (line 2, column 124)"#,
         ),
         (
             "jwt_issuers: [{ name: j, issuer: i, keys: [{ algorithm: none, secret: x }] }]",
-            r#"jwt_issuers[0].keys[0].algorithm: "none" is never accepted: tokens must be signed"#,
+            r#"jwt_issuers[0].keys[0].algorithm: "none" is never accepted: tokens must be signed (line 4, column 57)"#,
         ),
         (
             "jwt_issuers: [{ name: j, issuer: i, keys: [{ algorithm: HS256, secret: short }] }]",
-            "jwt_issuers[0].keys[0].secret: a HS256 secret needs at least 32 bytes",
+            "jwt_issuers[0].keys[0].secret: a HS256 secret needs at least 32 bytes (line 4, column 72)",
         ),
         (
             "jwt_issuers: [{ name: j, issuer: i, keys: [{ algorithm: RS256, secret: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx, pem: \"-----BEGIN PUBLIC KEY-----\" }] }]",
-            "jwt_issuers[0].keys[0].secret: RS256 uses a PEM public key, not a secret",
+            "jwt_issuers[0].keys[0].secret: RS256 uses a PEM public key, not a secret (line 4, column 72)",
         ),
         (
             "routes:\n  - name: a\n    split:\n      backends: [{ upstream: users }, { upstream: orders }]\n      overrides: [{ header: x-canary, value: \"1\", upstream: canary }]",
-            r#"routes[0].split.overrides[0].upstream: "canary" is not a backend of this split"#,
+            r#"routes[0].split.overrides[0].upstream: "canary" is not a backend of this split (line 8, column 61)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, match: { hosts: [\"a.*.com\"] } }]",
-            r#"routes[0].match.hosts[0]: invalid host "a.*.com""#,
+            r#"routes[0].match.hosts[0]: invalid host "a.*.com" (line 4, column 55)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, match: { methods: [get] } }]",
-            r#"routes[0].match.methods[0]: method "get" must be upper-case ("GET")"#,
+            r#"routes[0].match.methods[0]: method "get" must be upper-case ("GET") (line 4, column 57)"#,
         ),
         (
             "routes: [{ name: a, upstream: users, match: { paths: [{ template: \"/files/{*rest}/x\" }] } }]",
-            r#"routes[0].match.paths[0].template: invalid template "/files/{*rest}/x": a catch-all parameter must come last"#,
+            r#"routes[0].match.paths[0].template: invalid template "/files/{*rest}/x": a catch-all parameter must come last (line 4, column 67)"#,
         ),
         (
             "upstreams: [{ name: o, endpoints: [a:1], outlier_detection: { consecutive_5xx: 0 } }]",
-            "upstreams[2].outlier_detection: consecutive_5xx and consecutive_gateway_errors are both 0: nothing would eject",
+            "upstreams[2].outlier_detection: consecutive_5xx and consecutive_gateway_errors are both 0: nothing would eject (line 1, column 154)",
         ),
         (
             "routes: [{ name: a, upstream: users, match: { paths: [{ prefix: /x }] } }, { name: b, upstream: orders, match: { paths: [{ prefix: /x }] } }]",
-            r#"routes[1].match: matches the same requests as routes[0] ("a"); give one a higher priority"#,
+            r#"routes[1].match: matches the same requests as routes[0] ("a"); give one a higher priority (line 4, column 112)"#,
         ),
         (
             "upstreams: [{ name: w, endpoints: [a:1, { address: \"b:1\", weight: 2 }] }]",
-            "upstreams[2].balancing: round_robin ignores endpoint weights; use weighted",
+            "upstreams[2].balancing: round_robin ignores endpoint weights; use weighted (line 1, column 106)",
         ),
         (
             "trusted_proxies: [10.0.0.0/8, \"::/0\"]",
-            "trusted_proxies[1]: ::/0 trusts every peer, so any client could choose its own IP; list the proxies' networks",
+            "trusted_proxies[1]: ::/0 trusts every peer, so any client could choose its own IP; list the proxies' networks (line 4, column 31)",
         ),
         (
             "metrics: { path: /healthz }",
-            r#"metrics.path: "/healthz" is taken by the admin listener"#,
+            r#"metrics.path: "/healthz" is taken by the admin listener (line 4, column 18)"#,
         ),
         (
             "routes: [{ name: \"bad name\", upstream: users }]",
-            r#"routes[0].name: invalid name "bad name" (1-64 letters, digits, '-', '_' or '.', starting with a letter or digit)"#,
+            r#"routes[0].name: invalid name "bad name" (1-64 letters, digits, '-', '_' or '.', starting with a letter or digit) (line 4, column 18)"#,
         ),
     ];
     assert!(table.len() >= 15);
@@ -928,19 +928,19 @@ consumers:
     assert_eq!(
         errors.to_string(),
         [
-            r#"upstreams[1].name: duplicate upstream name "users""#,
-            r#"upstreams[0].endpoints[1]: invalid address "bad host:80": "bad host" is not an IP address or a DNS name"#,
-            "upstreams[1].endpoints: at least one endpoint is needed",
-            r#"consumers[0].tier: unknown tier "gold""#,
-            "consumers[0].keys[0]: environment variable C_KEY is not set",
-            r#"routes[0].upstream: unknown upstream "pay""#,
-            r#"routes[1].match.query[0].regex: invalid regex "[": unclosed character class"#,
-            "routes[1].split: weights sum to 0",
+            r#"upstreams[1].name: duplicate upstream name "users" (line 5, column 11)"#,
+            r#"upstreams[0].endpoints[1]: invalid address "bad host:80": "bad host" is not an IP address or a DNS name (line 4, column 30)"#,
+            "upstreams[1].endpoints: at least one endpoint is needed (line 6, column 16)",
+            r#"consumers[0].tier: unknown tier "gold" (line 14, column 22)"#,
+            "consumers[0].keys[0]: environment variable C_KEY is not set (line 14, column 35)",
+            r#"routes[0].upstream: unknown upstream "pay" (line 9, column 15)"#,
+            r#"routes[1].match.query[0].regex: invalid regex "[": unclosed character class (line 12, column 40)"#,
+            "routes[1].split: weights sum to 0 (line 11, column 12)",
         ]
         .join("\n")
     );
     assert_eq!(errors.len(), 8);
-    assert!(errors.iter().all(|e| e.position().is_none()));
+    assert!(errors.iter().all(|e| e.position().is_some()));
     assert_eq!(errors.errors()[5].path(), "routes[0].upstream");
     assert_eq!(errors.errors()[5].message(), r#"unknown upstream "pay""#);
 }
@@ -1197,11 +1197,11 @@ consumers:
     assert_eq!(
         messages,
         [
-            "redis.url: must start with redis://, rediss:// or unix://",
-            "consumers[0].keys[0]: environment variable MISSING_KEY is not set",
-            "consumers[0].keys[1]: unterminated ${ in value (write $$ for a literal $)",
-            "consumers[0].keys[2]: invalid environment variable reference (use ${NAME}, NAME of letters, digits and _)",
-            "jwt_issuers[0].keys[0].secret: a HS512 secret needs at least 64 bytes",
+            "redis.url: must start with redis://, rediss:// or unix:// (line 2, column 15)",
+            "consumers[0].keys[0]: environment variable MISSING_KEY is not set (line 5, column 23)",
+            "consumers[0].keys[1]: unterminated ${ in value (write $$ for a literal $) (line 5, column 41)",
+            "consumers[0].keys[2]: invalid environment variable reference (use ${NAME}, NAME of letters, digits and _) (line 5, column 55)",
+            "jwt_issuers[0].keys[0].secret: a HS512 secret needs at least 64 bytes (line 3, column 72)",
         ]
     );
     assert!(messages.iter().all(|m| !m.contains(secret)));
@@ -1245,7 +1245,7 @@ fn listeners_default_to_loopback_8080() {
     assert!(config.routes.is_empty() && config.upstreams.is_empty());
     assert_eq!(
         errors("listeners: []"),
-        ["listeners: at least one listener is needed"]
+        ["listeners: at least one listener is needed (line 1, column 12)"]
     );
 }
 
