@@ -1324,3 +1324,21 @@ routes:
     let cb = b.circuit_breaker.unwrap();
     assert_eq!((cb.consecutive_failures, cb.open_for), (2, secs(5)));
 }
+
+#[test]
+fn unknown_fields_in_enum_variants_are_refused() {
+    assert_eq!(
+        errors("upstreams: [{ name: u, endpoints: [a:1], discovery: { dns: { intervl: 5s } } }]"),
+        [
+            "upstreams[0].discovery.dns.intervl: unknown field `intervl`, expected one of interval (line 1, column 62)"
+        ]
+    );
+    let two_keys = errors(
+        "upstreams: [{ name: u, endpoints: [a:1], balancing: { consistent_hash: client_ip, random: x } }]",
+    );
+    assert_eq!(two_keys.len(), 1);
+    assert!(
+        two_keys[0].starts_with("upstreams[0].balancing"),
+        "{two_keys:?}"
+    );
+}
