@@ -22,8 +22,8 @@
 //! | `jwt_issuers` | [`JwtIssuer`]s: JWKS URL or static keys bound to an algorithm. |
 //! | `rate_limit_tiers` | Named sets of [`Quota`]s a consumer's tier selects. |
 //!
-//! `examples/gateway.yaml` in the repository uses every section; [`DEFAULT_CONFIG`] is what the example gateway runs
-//! without arguments.
+//! `examples/gateway.yaml` in the repository uses every section;
+//! [`DEFAULT_CONFIG`] is what the example gateway runs without arguments.
 //!
 //! Values: durations are written with a unit (`250ms`, `30s`, `5m`, `1h`,
 //! see [`Duration`]), sizes as [`ByteSize`] (`64KiB`, `1MiB`), percentages
