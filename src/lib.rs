@@ -16,6 +16,7 @@
 //! | [`retry`] | jittered backoff and a shared retry budget (the layer is to come) | `retry` |
 //! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
 //! | [`proxy`] | streaming reverse proxy on a pooled client: hop-by-hop, `X-Forwarded-*`/`Forwarded`, `Via`, WebSocket tunnels, failures as 502/504 | `proxy` |
+//! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
