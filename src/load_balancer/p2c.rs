@@ -1,0 +1,21 @@
+//! Power of two choices (Mitzenmacher): two distinct random candidates, the
+//! cheaper one wins. Nearly as good as scanning for the cheapest, in O(1),
+//! and it never herds every request onto one endpoint.
+
+use super::random::Rng;
+use super::strategy::Candidates;
+
+#[inline]
+pub(crate) fn pick<C: Candidates>(rng: &Rng, candidates: &C, cost: impl Fn(usize) -> f64) -> usize {
+    let n = candidates.len();
+    if n == 1 {
+        return candidates.idx(0);
+    }
+    let a = rng.below(n);
+    let mut b = rng.below(n - 1);
+    if b >= a {
+        b += 1;
+    }
+    let (a, b) = (candidates.idx(a), candidates.idx(b));
+    if cost(b) < cost(a) { b } else { a }
+}

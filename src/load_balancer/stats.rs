@@ -1,0 +1,261 @@
+//! Per-endpoint statistics: counters, the peak-EWMA latency estimate, health
+//! and ejection state, and the snapshot read from them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::endpoint::Endpoint;
+
+/// The balancer's clock: tokio time (so tests can pause it) as nanoseconds
+/// since the balancer was built, which fit in an atomic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the epoch, at least 1 so that 0 can mean "never".
+    pub(crate) fn now(&self) -> u64 {
+        self.at(Instant::now())
+    }
+
+    pub(crate) fn at(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+}
+
+/// A peak-sensitive exponentially weighted moving average of latency, as
+/// finagle's and linkerd's peak-EWMA balancers keep: a sample above the
+/// estimate replaces it at once; samples below pull it down with weight
+/// `1 - e^(-elapsed/decay)`; and it decays towards zero while no sample
+/// comes, so a slow endpoint is eventually tried again.
+#[derive(Debug)]
+pub(crate) struct Ewma {
+    /// The estimate in nanoseconds, as `f64` bits.
+    estimate: AtomicU64,
+    /// When the estimate was last updated (clock nanoseconds).
+    stamp: AtomicU64,
+    observed: AtomicBool,
+}
+
+impl Ewma {
+    fn new(initial_ns: f64, now: u64) -> Self {
+        Self {
+            estimate: AtomicU64::new(initial_ns.to_bits()),
+            stamp: AtomicU64::new(now),
+            observed: AtomicBool::new(false),
+        }
+    }
+
+    /// Folds in one latency sample. Concurrent samples may each see the same
+    /// previous stamp; the estimate is still one of theirs, never torn.
+    pub(crate) fn observe(&self, rtt_ns: f64, now: u64, decay_ns: f64) {
+        let previous = self.stamp.swap(now, Ordering::Relaxed);
+        let elapsed = now.saturating_sub(previous) as f64;
+        let weight = (-elapsed / decay_ns).exp();
+        let mut current = self.estimate.load(Ordering::Relaxed);
+        loop {
+            let estimate = f64::from_bits(current);
+            let next = if rtt_ns > estimate {
+                rtt_ns
+            } else {
+                estimate * weight + rtt_ns * (1.0 - weight)
+            };
+            match self.estimate.compare_exchange_weak(
+                current,
+                next.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        self.observed.store(true, Ordering::Relaxed);
+    }
+
+    /// The estimate decayed to `now`, in nanoseconds.
+    pub(crate) fn at(&self, now: u64, decay_ns: f64) -> f64 {
+        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
+        let elapsed = now.saturating_sub(self.stamp.load(Ordering::Relaxed)) as f64;
+        estimate * (-elapsed / decay_ns).exp()
+    }
+
+    fn raw(&self) -> Option<f64> {
+        self.observed
+            .load(Ordering::Relaxed)
+            .then(|| f64::from_bits(self.estimate.load(Ordering::Relaxed)))
+    }
+}
+
+/// Everything the balancer knows about one endpoint. It survives set
+/// updates for as long as the endpoint stays in the set.
+#[derive(Debug)]
+pub(crate) struct EndpointStats {
+    pub(crate) requests: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) latency: Ewma,
+    /// Active health: false after `unhealthy` failed checks in a row.
+    healthy: AtomicBool,
+    pub(crate) check_successes: AtomicU32,
+    pub(crate) check_failures: AtomicU32,
+    /// Passive outlier detection.
+    pub(crate) consecutive_5xx: AtomicU32,
+    pub(crate) consecutive_gateway: AtomicU32,
+    /// Ejected until this clock time; 0 when not ejected.
+    ejected_until: AtomicU64,
+    pub(crate) times_ejected: AtomicU32,
+    /// When the endpoint last came back from an ejection (clock time).
+    pub(crate) returned_at: AtomicU64,
+    /// The balancer's count of raised flags (unhealthy or ejected), so the
+    /// pick can skip all checks while it is 0.
+    flags: Arc<AtomicUsize>,
+}
+
+impl EndpointStats {
+    pub(crate) fn new(flags: Arc<AtomicUsize>, default_rtt_ns: f64, now: u64) -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            latency: Ewma::new(default_rtt_ns, now),
+            healthy: AtomicBool::new(true),
+            check_successes: AtomicU32::new(0),
+            check_failures: AtomicU32::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            times_ejected: AtomicU32::new(0),
+            returned_at: AtomicU64::new(0),
+            flags,
+        }
+    }
+
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Sets the active-health flag; returns whether it changed.
+    pub(crate) fn set_healthy(&self, healthy: bool) -> bool {
+        let changed = self.healthy.swap(healthy, Ordering::AcqRel) != healthy;
+        if changed {
+            if healthy {
+                self.flags.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                self.flags.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        changed
+    }
+
+    /// Whether the endpoint is ejected at `now`. An ejection whose time is
+    /// up is cleared here, which is how an ejected endpoint comes back.
+    pub(crate) fn is_ejected(&self, now: u64) -> bool {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 {
+            return false;
+        }
+        if now < until {
+            return true;
+        }
+        if self
+            .ejected_until
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.flags.fetch_sub(1, Ordering::AcqRel);
+            self.returned_at.store(until, Ordering::Release);
+            self.consecutive_5xx.store(0, Ordering::Relaxed);
+            self.consecutive_gateway.store(0, Ordering::Relaxed);
+            tracing::info!(target: "meshgate::load_balancer", "an ejected endpoint is back in rotation");
+        }
+        false
+    }
+
+    /// Ejects until `until`. The caller holds the balancer's ejection lock
+    /// and has checked that the endpoint is not ejected.
+    pub(crate) fn eject(&self, until: u64) {
+        if self.ejected_until.swap(until.max(1), Ordering::AcqRel) == 0 {
+            self.flags.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn ejected_until(&self) -> u64 {
+        self.ejected_until.load(Ordering::Acquire)
+    }
+
+    /// Whether requests may go here: healthy and not ejected.
+    pub(crate) fn is_selectable(&self, now: u64) -> bool {
+        self.is_healthy() && !self.is_ejected(now)
+    }
+
+    pub(crate) fn snapshot(&self, endpoint: &Endpoint, clock: &Clock) -> EndpointSnapshot {
+        let now = clock.now();
+        let until = self.ejected_until();
+        let ejected_for = (until > now).then(|| Duration::from_nanos(until - now));
+        EndpointSnapshot {
+            endpoint: endpoint.clone(),
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            latency_ewma: self
+                .latency
+                .raw()
+                .map(|ns| Duration::from_nanos(ns.max(0.0) as u64)),
+            healthy: self.is_healthy(),
+            ejected: ejected_for.is_some(),
+            ejected_for,
+            times_ejected: self.times_ejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for EndpointStats {
+    fn drop(&mut self) {
+        // An endpoint that leaves the set takes its raised flags with it.
+        let raised =
+            usize::from(!*self.healthy.get_mut()) + usize::from(*self.ejected_until.get_mut() != 0);
+        if raised > 0 {
+            self.flags.fetch_sub(raised, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A read-only view of one endpoint, for metrics and admin pages.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointSnapshot {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Requests sent to it since it joined the set.
+    pub requests: u64,
+    /// Of those, how many failed (5xx, connect failure, reset, timeout, or
+    /// an error from the inner service).
+    pub errors: u64,
+    /// Requests to it still waiting for their response.
+    pub in_flight: u64,
+    /// The peak-EWMA of its response latency (time to the response head),
+    /// `None` before the first response.
+    pub latency_ewma: Option<Duration>,
+    /// Whether it passes active health checks (always true without them).
+    pub healthy: bool,
+    /// Whether passive outlier detection has ejected it.
+    pub ejected: bool,
+    /// While ejected: the time left.
+    pub ejected_for: Option<Duration>,
+    /// How many times it was ejected, less one for each outlier-detection
+    /// interval spent back in rotation since its last ejection.
+    pub times_ejected: u32,
+}
