@@ -209,6 +209,32 @@ mod tests {
     }
 
     #[test]
+    fn ring_points_follow_weights_and_lookup_skips_refused() {
+        use crate::load_balancer::endpoint::{Endpoint, EndpointState};
+        use crate::load_balancer::stats::EndpointStats;
+        let flags = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let states: Vec<_> = [("10.0.0.1:80", 1), ("10.0.0.2:80", 3)]
+            .into_iter()
+            .map(|(a, w)| {
+                Arc::new(EndpointState {
+                    endpoint: Endpoint::parse(a).unwrap().with_weight(w),
+                    stats: Arc::new(EndpointStats::new(Arc::clone(&flags), 1.0, 1)),
+                })
+            })
+            .collect();
+        let ring = Ring::new(&states, 100);
+        assert_eq!(ring.len(), 400);
+        let owners: Vec<_> = ring.points.iter().map(|p| p.1).collect();
+        assert_eq!(owners.iter().filter(|&&i| i == 0).count(), 100);
+        for h in [0, u64::MAX / 3, u64::MAX] {
+            assert_eq!(ring.lookup(h, |i| i == 1), Some(1));
+        }
+        assert_eq!(ring.lookup(42, |_| false), None);
+        let huge = Ring::new(&states, 100_000);
+        assert!(huge.len() <= MAX_RING_POINTS + 2, "{}", huge.len());
+    }
+
+    #[test]
     fn hashes_are_stable() {
         // Fixed values: a change here remaps every key of every deployment.
         assert_eq!(hash_bytes(b""), mix(0xcbf2_9ce4_8422_2325));

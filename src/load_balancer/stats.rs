@@ -23,22 +23,19 @@ impl Clock {
         }
     }
 
-    /// Nanoseconds since the epoch, at least 1 so that 0 can mean "never".
+    /// Nanoseconds since the epoch, plus 1 so that 0 can mean "never".
     pub(crate) fn now(&self) -> u64 {
-        self.at(Instant::now())
-    }
-
-    pub(crate) fn at(&self, instant: Instant) -> u64 {
-        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1)
+        u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            + 1
     }
 }
 
 /// A peak-sensitive exponentially weighted moving average of latency, as
 /// finagle's and linkerd's peak-EWMA balancers keep: a sample above the
 /// estimate replaces it at once; samples below pull it down with weight
-/// `1 - e^(-elapsed/decay)`; and it decays towards zero while no sample
+/// `1 - e^(-elapsed/decay)`; the first sample replaces the default
+/// estimate; and it decays towards zero while no sample
 /// comes, so a slow endpoint is eventually tried again.
 #[derive(Debug)]
 pub(crate) struct Ewma {
@@ -62,6 +59,11 @@ impl Ewma {
     /// previous stamp; the estimate is still one of theirs, never torn.
     pub(crate) fn observe(&self, rtt_ns: f64, now: u64, decay_ns: f64) {
         let previous = self.stamp.swap(now, Ordering::Relaxed);
+        if !self.observed.swap(true, Ordering::Relaxed) {
+            // The default was a guess until the first real sample.
+            self.estimate.store(rtt_ns.to_bits(), Ordering::Relaxed);
+            return;
+        }
         let elapsed = now.saturating_sub(previous) as f64;
         let weight = (-elapsed / decay_ns).exp();
         let mut current = self.estimate.load(Ordering::Relaxed);
@@ -82,7 +84,6 @@ impl Ewma {
                 Err(actual) => current = actual,
             }
         }
-        self.observed.store(true, Ordering::Relaxed);
     }
 
     /// The estimate decayed to `now`, in nanoseconds.

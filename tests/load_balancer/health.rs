@@ -1,0 +1,226 @@
+//! Active health checks and DNS discovery over real loopback sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http::{Request, StatusCode};
+use meshgate::error::{Rejection, RejectionKind};
+use meshgate::load_balancer::{DnsDiscovery, Endpoint, HealthCheck, LoadBalancerLayer};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt};
+
+use crate::{Upstream, count, send};
+
+/// Polls `condition` every 10 ms, for at most 10 s.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A server whose `/healthz` answers the status in `status`, and whose
+/// `/hang` never answers.
+async fn server(status: Arc<AtomicU16>) -> SocketAddr {
+    let app = Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                let status = status.load(Ordering::SeqCst);
+                async move { StatusCode::from_u16(status).unwrap() }
+            }),
+        )
+        .route(
+            "/hang",
+            get(|| async {
+                std::future::pending::<()>().await;
+                ""
+            }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A loopback port with nothing listening.
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn healthy(layer: &LoadBalancerLayer) -> Vec<bool> {
+    layer.snapshot().iter().map(|s| s.healthy).collect()
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_checks_gets_no_traffic_until_it_passes_again() {
+    let (a_status, b_status) = (Arc::new(AtomicU16::new(200)), Arc::new(AtomicU16::new(200)));
+    let a = server(a_status.clone()).await;
+    let b = server(b_status.clone()).await;
+    let closed = closed_port().await;
+    let layer = LoadBalancerLayer::builder()
+        .endpoints([a, b, closed].map(Endpoint::from_addr))
+        .health_check(
+            HealthCheck::new("/healthz")
+                .interval(Duration::from_millis(20))
+                .timeout(Duration::from_millis(500))
+                .healthy_threshold(2)
+                .unhealthy_threshold(2),
+        )
+        .build()
+        .unwrap();
+    let upstream = Upstream::default();
+    let service = layer.layer(upstream.service());
+    let (a, b) = (a.to_string(), b.to_string());
+
+    eventually("the closed port to fail its checks", || {
+        healthy(&layer) == [true, true, false]
+    })
+    .await;
+    upstream.take_seen();
+    send(&service, 10).await;
+    let seen = upstream.take_seen();
+    assert_eq!((count(&seen, &a), count(&seen, &b)), (5, 5), "{seen:?}");
+
+    b_status.store(503, Ordering::SeqCst);
+    eventually("b to fail its checks", || !healthy(&layer)[1]).await;
+    send(&service, 10).await;
+    assert_eq!(count(&upstream.take_seen(), &a), 10);
+
+    b_status.store(200, Ordering::SeqCst);
+    eventually("b to pass its checks", || healthy(&layer)[1]).await;
+    send(&service, 10).await;
+    let seen = upstream.take_seen();
+    assert_eq!((count(&seen, &a), count(&seen, &b)), (5, 5), "{seen:?}");
+
+    // Nobody healthy, no panic threshold: 503 without calling the upstream.
+    a_status.store(500, Ordering::SeqCst);
+    b_status.store(500, Ordering::SeqCst);
+    eventually("all to fail", || healthy(&layer) == [false, false, false]).await;
+    let response = service.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().kind(),
+        RejectionKind::NoHealthyEndpoint
+    );
+    assert!(upstream.take_seen().is_empty());
+    layer.shutdown();
+}
+
+#[tokio::test]
+async fn a_check_that_times_out_or_gets_an_unexpected_status_fails() {
+    let status = Arc::new(AtomicU16::new(204));
+    let addr = server(status.clone()).await;
+    let hanging = LoadBalancerLayer::builder()
+        .endpoint(Endpoint::from_addr(addr))
+        .health_check(
+            HealthCheck::new("/hang")
+                .interval(Duration::from_millis(10))
+                .timeout(Duration::from_millis(50))
+                .unhealthy_threshold(1),
+        )
+        .build()
+        .unwrap();
+    let _service = hanging.layer(Upstream::default().service());
+    eventually("the hanging check to time out", || !healthy(&hanging)[0]).await;
+    hanging.shutdown();
+
+    let strict = LoadBalancerLayer::builder()
+        .endpoint(Endpoint::from_addr(addr))
+        .health_check(
+            HealthCheck::new("/healthz")
+                .interval(Duration::from_millis(10))
+                .expected_statuses([200..=200])
+                .healthy_threshold(1)
+                .unhealthy_threshold(1),
+        )
+        .build()
+        .unwrap();
+    let _service = strict.layer(Upstream::default().service());
+    eventually("204 to fail a 200-only check", || !healthy(&strict)[0]).await;
+    status.store(200, Ordering::SeqCst);
+    eventually("200 to pass", || healthy(&strict)[0]).await;
+    strict.shutdown();
+}
+
+#[tokio::test]
+async fn the_checker_stops_with_the_last_handle_or_at_shutdown() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let closed = closed_port().await;
+    let build = || {
+        LoadBalancerLayer::builder()
+            .endpoint(Endpoint::from_addr(closed))
+            .health_check(
+                HealthCheck::new("/healthz")
+                    .interval(Duration::from_millis(10))
+                    .unhealthy_threshold(1),
+            )
+            .build()
+            .unwrap()
+    };
+    assert_eq!(metrics.num_alive_tasks(), 0);
+    let layer = build();
+    let service = layer.layer(Upstream::default().service());
+    assert!(metrics.num_alive_tasks() >= 1);
+    let handle = layer.handle();
+    drop((layer, service));
+    // The handle alone keeps the balancer, and so the checker, alive.
+    eventually("a check through the handle", || {
+        !handle.snapshot()[0].healthy
+    })
+    .await;
+    drop(handle);
+    eventually("the checker to stop", || metrics.num_alive_tasks() == 0).await;
+
+    let layer = build();
+    let _service = layer.layer(Upstream::default().service());
+    assert!(metrics.num_alive_tasks() >= 1);
+    layer.shutdown();
+    eventually("the checker to stop at shutdown", || {
+        metrics.num_alive_tasks() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoints_from_dns() {
+    let layer = LoadBalancerLayer::builder()
+        .dns(DnsDiscovery::new("localhost", 8080).interval(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let upstream = Upstream::default();
+    let service = layer.layer(upstream.service());
+    eventually("localhost to resolve", || !layer.endpoints().is_empty()).await;
+    for endpoint in layer.endpoints() {
+        assert!(
+            ["127.0.0.1:8080", "[::1]:8080"].contains(&endpoint.authority().as_str()),
+            "{endpoint}"
+        );
+    }
+    assert_eq!(send(&service, 2).await, [StatusCode::OK; 2]);
+    layer.shutdown();
+
+    let unresolvable = LoadBalancerLayer::builder()
+        .dns(DnsDiscovery::new("no-such-host.invalid", 80))
+        .build()
+        .unwrap();
+    let service = unresolvable.layer(upstream.service());
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    unresolvable.shutdown();
+    assert!(
+        LoadBalancerLayer::builder()
+            .dns(DnsDiscovery::new("localhost", 80))
+            .endpoint(Endpoint::parse("10.0.0.1:80").unwrap())
+            .build()
+            .is_err()
+    );
+}
