@@ -74,7 +74,10 @@
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response};
-//! use meshgate::load_balancer::{Endpoint, LoadBalancerLayer, OutlierDetection, Strategy};
+//! use http_body_util::BodyExt;
+//! use meshgate::load_balancer::{
+//!     Endpoint, LoadBalancerLayer, OutlierDetection, SelectedEndpoint, Strategy,
+//! };
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -92,10 +95,15 @@
 //! }));
 //!
 //! let response = service.clone().oneshot(Request::new(())).await?;
-//! assert_eq!(response.body(), "http://10.0.0.7:8080/");
+//! let chosen = response.extensions().get::<SelectedEndpoint>().unwrap();
+//! assert_eq!(chosen.authority(), "10.0.0.7:8080");
+//! let body = response.into_body().collect().await?.to_bytes();
+//! assert_eq!(body, "http://10.0.0.7:8080/");
+//!
+//! // Path and query are kept; weights 3:1 send the next request to .7 too.
 //! let request = Request::get("/orders?page=2").body(())?;
-//! let response = service.oneshot(request).await?;
-//! assert_eq!(response.body(), "http://10.0.0.7:8080/orders?page=2");
+//! let body = service.oneshot(request).await?.into_body().collect().await?.to_bytes();
+//! assert_eq!(body, "http://10.0.0.7:8080/orders?page=2");
 //!
 //! // Change the set at run time; 10.0.0.7 keeps its statistics.
 //! layer.handle().update([
