@@ -1,6 +1,10 @@
 //! Endpoint sets, how they change at run time, and DNS discovery.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -145,19 +149,39 @@ impl EndpointsHandle {
 }
 
 /// Endpoints from DNS: every address `host` resolves to, re-resolved at an
-/// interval (with `tokio::net::lookup_host`, the system resolver).
+/// interval (with `tokio::net::lookup_host`, the system resolver, unless
+/// [`resolver`](Self::resolver) gives another).
 ///
 /// Until the first resolution succeeds the set is empty and requests are
 /// answered 503. A failed or empty resolution keeps the last good set (and
 /// logs a warning); endpoints that stay keep their statistics. At most the
 /// balancer's `max_endpoints` addresses are kept.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DnsDiscovery {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) scheme: Scheme,
     pub(crate) interval: Duration,
     pub(crate) weight: u32,
+    resolver: Option<Resolver>,
+}
+
+/// A boxed resolution, as a custom resolver returns it.
+pub type Resolution = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
+
+type Resolver = Arc<dyn Fn(&str, u16) -> Resolution + Send + Sync>;
+
+impl std::fmt::Debug for DnsDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsDiscovery")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("scheme", &self.scheme)
+            .field("interval", &self.interval)
+            .field("weight", &self.weight)
+            .field("custom_resolver", &self.resolver.is_some())
+            .finish()
+    }
 }
 
 impl DnsDiscovery {
@@ -170,6 +194,28 @@ impl DnsDiscovery {
             scheme: Scheme::HTTP,
             interval: Duration::from_secs(30),
             weight: 1,
+            resolver: None,
+        }
+    }
+
+    /// Resolves with `resolve(host, port)` instead of the system resolver
+    /// (a DNS client of your choice, a service registry, or a script in
+    /// tests).
+    #[must_use]
+    pub fn resolver<F>(mut self, resolve: F) -> Self
+    where
+        F: Fn(&str, u16) -> Resolution + Send + Sync + 'static,
+    {
+        self.resolver = Some(Arc::new(resolve));
+        self
+    }
+
+    async fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
+        match &self.resolver {
+            Some(resolve) => resolve(&self.host, self.port).await,
+            None => Ok(tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await?
+                .collect()),
         }
     }
 
@@ -218,10 +264,10 @@ pub(crate) async fn run_dns(
         let resolved = tokio::select! {
             biased;
             _ = stop.changed() => return,
-            resolved = tokio::net::lookup_host((dns.host.as_str(), dns.port)) => resolved,
+            resolved = dns.resolve() => resolved,
         };
-        let addrs: Vec<_> = match resolved {
-            Ok(addrs) => addrs.collect(),
+        let addrs = match resolved {
+            Ok(addrs) => addrs,
             Err(error) => {
                 tracing::warn!(target: "meshgate::load_balancer", host = %dns.host, %error, "DNS resolution failed; keeping the last endpoints");
                 continue;

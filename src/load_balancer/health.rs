@@ -148,8 +148,11 @@ pub(crate) async fn run(
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.timeout));
     connector.set_nodelay(true);
+    // A fresh connection per check, as Kong's checker: a check proves the
+    // endpoint still accepts connections, and no idle connection is kept
+    // to an endpoint that has left the set.
     let client: HealthClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1)
+        .pool_max_idle_per_host(0)
         .build(connector);
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -133,7 +133,7 @@ mod strategy;
 use std::fmt;
 
 pub use endpoint::{Endpoint, MAX_WEIGHT, SelectedEndpoint};
-pub use endpoints::{DnsDiscovery, EndpointsHandle};
+pub use endpoints::{DnsDiscovery, EndpointsHandle, Resolution};
 pub use future::ResponseFuture;
 pub use hash::{ConsistentHash, HashKey, MAX_RING_POINTS};
 pub use health::HealthCheck;

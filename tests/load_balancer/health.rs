@@ -224,3 +224,65 @@ async fn endpoints_from_dns() {
             .is_err()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn dns_keeps_the_last_good_set_and_the_stats_of_staying_endpoints() {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+    let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+    let c: SocketAddr = "10.0.0.3:80".parse().unwrap();
+    let script = Arc::new(Mutex::new(VecDeque::from([
+        Ok(vec![a, b, a]),
+        Err(std::io::Error::other("SERVFAIL")),
+        Ok(vec![]),
+        Ok(vec![c, a]),
+    ])));
+    let (called, mut calls) = tokio::sync::mpsc::unbounded_channel();
+    let dns = DnsDiscovery::new("svc.internal", 80)
+        .interval(Duration::from_secs(5))
+        .resolver(move |host, port| {
+            assert_eq!((host, port), ("svc.internal", 80));
+            let next = script.lock().unwrap().pop_front();
+            let _ = called.send(());
+            Box::pin(async move { next.unwrap_or_else(|| Ok(vec![c, a])) })
+        });
+    let layer = LoadBalancerLayer::builder().dns(dns).build().unwrap();
+    let upstream = Upstream::default();
+    let service = layer.layer(upstream.service());
+    let authorities = |layer: &LoadBalancerLayer| -> Vec<String> {
+        layer
+            .endpoints()
+            .iter()
+            .map(|e| e.authority().to_string())
+            .collect()
+    };
+
+    // The scripted resolutions are ready at once, so each is applied in the
+    // same poll of the discovery task that reported the call.
+    calls.recv().await.unwrap();
+    assert_eq!(
+        authorities(&layer),
+        ["10.0.0.1:80", "10.0.0.2:80"],
+        "deduplicated"
+    );
+    send(&service, 2).await;
+    calls.recv().await.unwrap();
+    assert_eq!(
+        authorities(&layer),
+        ["10.0.0.1:80", "10.0.0.2:80"],
+        "kept on error"
+    );
+    calls.recv().await.unwrap();
+    assert_eq!(
+        authorities(&layer),
+        ["10.0.0.1:80", "10.0.0.2:80"],
+        "kept when empty"
+    );
+    calls.recv().await.unwrap();
+    assert_eq!(authorities(&layer), ["10.0.0.3:80", "10.0.0.1:80"]);
+    let snapshot = layer.snapshot();
+    assert_eq!((snapshot[0].requests, snapshot[1].requests), (0, 1));
+    layer.shutdown();
+}
