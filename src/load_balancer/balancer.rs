@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
 use http::{Extensions, HeaderMap};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::LoadBalancerError;
 use super::endpoint::{Endpoint, EndpointState};
@@ -147,14 +148,17 @@ impl Balancer {
     }
 
     /// Counts a finished request: errors, latency, outlier detection.
-    pub(crate) fn record(&self, state: &EndpointState, observed: Observed, latency: Duration) {
+    pub(crate) fn record(&self, state: &EndpointState, observed: Observed, start: Instant) {
         if matches!(observed, Observed::Failure(_)) {
             state.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
-        state
-            .stats
-            .latency
-            .observe(latency.as_nanos() as f64, self.clock.now(), self.decay_ns);
+        // One clock read gives both the latency and the sample's time.
+        let end = Instant::now();
+        state.stats.latency.observe(
+            end.saturating_duration_since(start).as_nanos() as f64,
+            self.clock.at(end),
+            self.decay_ns,
+        );
         outlier::observe(self, state, observed);
     }
 

@@ -36,8 +36,7 @@ impl CallGuard {
     }
 
     fn finish(self, observed: Observed) -> SelectedEndpoint {
-        self.balancer
-            .record(&self.selected.0, observed, self.start.elapsed());
+        self.balancer.record(&self.selected.0, observed, self.start);
         self.selected.clone()
     }
 }

@@ -25,12 +25,12 @@ impl Clock {
 
     /// Nanoseconds since the epoch, plus 1 so that 0 can mean "never".
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX - 1)
+        self.at(Instant::now())
+    }
+
+    pub(crate) fn at(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX - 1)
             + 1
     }
 }

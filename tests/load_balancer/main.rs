@@ -587,3 +587,49 @@ async fn in_flight_and_error_counts_are_in_the_snapshot() {
     let _ = cancelled.await;
     assert!(layer.snapshot().iter().all(|s| s.in_flight == 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_updates_and_ejections_stay_consistent() {
+    let upstream = Upstream::default();
+    let a = authorities(4);
+    upstream.set_status(&a[3], 500);
+    let layer = LoadBalancerLayer::builder()
+        .endpoints(endpoints(4))
+        .strategy(Strategy::LeastRequest)
+        .outlier_detection(
+            meshgate::load_balancer::OutlierDetection::new()
+                .consecutive_5xx(2)
+                .max_ejection_percent(100),
+        )
+        .build()
+        .unwrap();
+    let service = layer.layer(upstream.service());
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move { send(&service, 500).await }));
+    }
+    let handle = layer.handle();
+    let updates = tokio::spawn(async move {
+        for round in 0..50 {
+            let set = if round % 2 == 0 {
+                endpoints(4)
+            } else {
+                endpoints(3)
+            };
+            handle.update(set).unwrap();
+            tokio::task::yield_now().await;
+        }
+        handle.update(endpoints(4)).unwrap();
+    });
+    for task in tasks {
+        for status in task.await.unwrap() {
+            assert!(matches!(status.as_u16(), 200 | 500), "{status}");
+        }
+    }
+    updates.await.unwrap();
+    assert_eq!(upstream.take_seen().len(), 2000);
+    let snapshot = layer.snapshot();
+    assert!(snapshot.iter().all(|s| s.in_flight == 0), "{snapshot:?}");
+    assert!(snapshot[0].requests > 0 && snapshot[0].errors == 0);
+}
