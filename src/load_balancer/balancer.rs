@@ -32,6 +32,7 @@ pub(crate) struct Settings {
     pub(crate) outlier: Option<OutlierDetection>,
     pub(crate) health: Option<(HealthCheck, PathAndQuery)>,
     pub(crate) dns: Option<DnsDiscovery>,
+    pub(crate) follow: Option<watch::Receiver<Vec<Endpoint>>>,
 }
 
 #[derive(Debug)]
@@ -52,6 +53,7 @@ pub(crate) struct Balancer {
     updates: Mutex<()>,
     health: Option<(HealthCheck, PathAndQuery)>,
     dns: Option<DnsDiscovery>,
+    follow: Option<watch::Receiver<Vec<Endpoint>>>,
     started: AtomicBool,
     stop: watch::Sender<bool>,
 }
@@ -96,6 +98,7 @@ impl Balancer {
             updates: Mutex::new(()),
             health: settings.health,
             dns: settings.dns,
+            follow: settings.follow,
             started: AtomicBool::new(false),
             stop: watch::Sender::new(false),
         })
@@ -226,7 +229,7 @@ impl Balancer {
         self.max_endpoints
     }
 
-    /// Spawns the health-check and DNS tasks, once, on the current tokio
+    /// Spawns the health-check, DNS and update-channel tasks, once, on the current tokio
     /// runtime; without one, a later call tries again.
     #[inline]
     pub(crate) fn ensure_started(self: &Arc<Self>) {
@@ -256,6 +259,13 @@ impl Balancer {
             runtime.spawn(super::endpoints::run_dns(
                 Arc::downgrade(self),
                 dns.clone(),
+                self.stop.subscribe(),
+            ));
+        }
+        if let Some(updates) = &self.follow {
+            runtime.spawn(super::endpoints::run_follow(
+                Arc::downgrade(self),
+                updates.clone(),
                 self.stop.subscribe(),
             ));
         }

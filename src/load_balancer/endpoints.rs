@@ -307,3 +307,29 @@ pub(crate) async fn run_dns(
         }
     }
 }
+
+/// Applies every endpoint set sent on `updates` until the sender is gone,
+/// the balancer is gone, or it is shut down. A set that cannot be used is
+/// logged and skipped; the current set stays.
+pub(crate) async fn run_follow(
+    balancer: Weak<Balancer>,
+    mut updates: watch::Receiver<Vec<Endpoint>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            changed = updates.changed() => if changed.is_err() {
+                return;
+            },
+        }
+        let endpoints = updates.borrow_and_update().clone();
+        let Some(balancer) = balancer.upgrade() else {
+            return;
+        };
+        if let Err(error) = balancer.replace(endpoints) {
+            tracing::warn!(target: "meshgate::load_balancer", %error, "ignored an endpoint update");
+        }
+    }
+}

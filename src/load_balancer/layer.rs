@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
+use tokio::sync::watch;
 use tower_layer::Layer;
 
 use super::balancer::{Balancer, Settings};
@@ -104,6 +105,7 @@ impl<S> Layer<S> for LoadBalancerLayer {
 pub struct LoadBalancerBuilder {
     endpoints: Vec<Endpoint>,
     dns: Option<DnsDiscovery>,
+    follow: Option<watch::Receiver<Vec<Endpoint>>>,
     strategy: Strategy,
     health: Option<HealthCheck>,
     outlier: Option<OutlierDetection>,
@@ -117,6 +119,7 @@ impl Default for LoadBalancerBuilder {
         Self {
             endpoints: Vec::new(),
             dns: None,
+            follow: None,
             strategy: Strategy::RoundRobin,
             health: None,
             outlier: None,
@@ -144,6 +147,16 @@ impl LoadBalancerBuilder {
     /// Takes the endpoints from DNS instead of a list.
     pub fn dns(mut self, dns: DnsDiscovery) -> Self {
         self.dns = Some(dns);
+        self
+    }
+
+    /// Takes the endpoints from a channel: the set is the channel's current
+    /// value when the balancer is built, then every value sent replaces it
+    /// (as [`EndpointsHandle::update`] does; a set that cannot be used is
+    /// logged and skipped). The balancer follows the channel on a task of
+    /// its own, like its health checks, until the sender is dropped.
+    pub fn follow(mut self, updates: watch::Receiver<Vec<Endpoint>>) -> Self {
+        self.follow = Some(updates);
         self
     }
 
@@ -206,14 +219,23 @@ impl LoadBalancerBuilder {
     ///
     /// # Errors
     ///
-    /// Too many endpoints, the same endpoint twice, both a list and DNS, or
+    /// Too many endpoints, the same endpoint twice, more than one source of
+    /// endpoints (list, DNS, channel), or
     /// a health-check path that is not an absolute path.
     pub fn build(self) -> Result<LoadBalancerLayer, LoadBalancerError> {
-        if self.dns.is_some() && !self.endpoints.is_empty() {
+        let sources = usize::from(!self.endpoints.is_empty())
+            + usize::from(self.dns.is_some())
+            + usize::from(self.follow.is_some());
+        if sources > 1 {
             return Err(LoadBalancerError::Conflict(
-                "endpoints come from a list or from DNS, not both",
+                "endpoints come from one of a list, DNS or a channel",
             ));
         }
+        let mut endpoints = self.endpoints;
+        let follow = self.follow.map(|mut updates| {
+            endpoints = updates.borrow_and_update().clone();
+            updates
+        });
         let health = match self.health {
             Some(health) => {
                 let path = health.validated_path()?;
@@ -235,9 +257,10 @@ impl LoadBalancerBuilder {
             outlier: self.outlier,
             health,
             dns: self.dns,
+            follow,
         };
         Ok(LoadBalancerLayer {
-            balancer: Arc::new(Balancer::new(settings, self.endpoints)?),
+            balancer: Arc::new(Balancer::new(settings, endpoints)?),
         })
     }
 }

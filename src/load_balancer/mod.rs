@@ -13,8 +13,9 @@
 //!
 //! The set comes from a static list with weights
 //! ([`LoadBalancerBuilder::endpoints`]), from DNS re-resolved at an interval
-//! ([`DnsDiscovery`]), or from whoever holds an [`EndpointsHandle`]
-//! ([`LoadBalancerLayer::handle`]), which swaps in a new set at any time. A
+//! ([`DnsDiscovery`]), or from a `tokio::sync::watch` channel
+//! ([`LoadBalancerBuilder::follow`]); whoever holds an [`EndpointsHandle`]
+//! ([`LoadBalancerLayer::handle`]) can swap in a new set at any time. A
 //! set is immutable and swapped whole (`arc-swap`): a request in flight
 //! keeps its endpoint even when that endpoint leaves, and endpoints that
 //! stay keep their statistics, health and ejection state. A set holds at
@@ -62,9 +63,10 @@
 //! strategy's state. While every endpoint is healthy and none is ejected, a
 //! pick takes no lock (smooth weighted round robin excepted: one short lock)
 //! and reads no clock (peak EWMA excepted). Background tasks (health checks,
-//! DNS) are spawned on the tokio runtime of the first `layer` or call and
-//! stop when the last layer, service and handle are dropped, or at
-//! [`LoadBalancerLayer::shutdown`]. Nothing awaits while a lock is held.
+//! DNS, following a channel) are spawned on the tokio runtime of the first
+//! `layer` or call and stop when the last layer, service and handle are
+//! dropped, or at [`LoadBalancerLayer::shutdown`]. Nothing awaits while a
+//! lock is held.
 //!
 //! [`snapshot`](LoadBalancerLayer::snapshot) reads each endpoint's
 //! requests, errors, requests in flight, latency EWMA, health and ejection.

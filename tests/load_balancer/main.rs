@@ -633,3 +633,59 @@ async fn concurrent_calls_updates_and_ejections_stay_consistent() {
     assert!(snapshot.iter().all(|s| s.in_flight == 0), "{snapshot:?}");
     assert!(snapshot[0].requests > 0 && snapshot[0].errors == 0);
 }
+
+#[tokio::test]
+async fn endpoints_follow_a_channel() {
+    let (updates, receiver) = tokio::sync::watch::channel(endpoints(2));
+    let layer = LoadBalancerLayer::builder()
+        .follow(receiver)
+        .build()
+        .unwrap();
+    assert_eq!(layer.endpoints(), endpoints(2));
+    let upstream = Upstream::default();
+    let service = layer.layer(upstream.service());
+    send(&service, 2).await;
+
+    updates.send(endpoints(3)).unwrap();
+    let mut applied = false;
+    for _ in 0..100 {
+        if layer.endpoints().len() == 3 {
+            applied = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(applied, "the update was not applied");
+    assert_eq!(layer.snapshot()[0].requests, 1, "stats kept");
+
+    // A set that cannot be used is skipped; the next good one applies.
+    let twice = [endpoints(1), endpoints(1)].concat();
+    updates.send(twice).unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(layer.endpoints(), endpoints(3), "a bad set is skipped");
+    updates.send(endpoints(1)).unwrap();
+    for _ in 0..100 {
+        if layer.endpoints().len() == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(layer.endpoints(), endpoints(1));
+
+    let metrics = tokio::runtime::Handle::current().metrics();
+    assert_eq!(metrics.num_alive_tasks(), 1);
+    drop(updates);
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        0,
+        "the follower stops with the sender"
+    );
+}
