@@ -24,7 +24,9 @@ use super::endpoint::EndpointState;
 /// Settings of active health checks.
 ///
 /// Every `interval` the balancer sends `GET <path>` to each `http` endpoint
-/// of its set, all at once, each with its own `timeout`. A check passes when
+/// of its set, `concurrency` at a time, each with its own `timeout`, on a
+/// fresh connection (with `User-Agent: meshgate-health-check` and the
+/// endpoint as `Host`). A check passes when
 /// a response head with an expected status arrives in time; a connect
 /// failure, a timeout or another status fails it. After `unhealthy` failed
 /// checks in a row an endpoint gets no traffic; after `healthy` passed
@@ -45,6 +47,7 @@ pub struct HealthCheck {
     pub(crate) healthy: u32,
     pub(crate) unhealthy: u32,
     pub(crate) expected: Vec<RangeInclusive<u16>>,
+    pub(crate) concurrency: usize,
 }
 
 impl HealthCheck {
@@ -60,6 +63,7 @@ impl HealthCheck {
             healthy: 2,
             unhealthy: 3,
             expected: vec![200..=399],
+            concurrency: 10,
         }
     }
 
@@ -99,6 +103,16 @@ impl HealthCheck {
     #[must_use]
     pub fn unhealthy_threshold(mut self, n: u32) -> Self {
         self.unhealthy = n.max(1);
+        self
+    }
+
+    /// How many checks run at once (at least 1); the others of a round
+    /// wait their turn.
+    ///
+    /// Default: 10 (Kong's `concurrency`).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 
@@ -168,31 +182,39 @@ pub(crate) async fn run(
             Some(balancer) => balancer.set(),
             None => return,
         };
-        let mut checks = JoinSet::new();
-        for state in &set.endpoints {
-            if state.endpoint.scheme() != &Scheme::HTTP {
-                continue;
-            }
-            let (state, client, config, path) = (
-                Arc::clone(state),
-                client.clone(),
-                Arc::clone(&config),
-                path.clone(),
-            );
+        let mut waiting = set
+            .endpoints
+            .iter()
+            .filter(|state| state.endpoint.scheme() == &Scheme::HTTP)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter();
+        drop(set);
+        let spawn = |checks: &mut JoinSet<_>, state: Arc<EndpointState>| {
+            let (client, config, path) = (client.clone(), Arc::clone(&config), path.clone());
             checks.spawn(async move {
                 let passed = check(&client, &state, &config, path).await;
                 (state, passed)
             });
+        };
+        let mut checks = JoinSet::new();
+        for state in waiting.by_ref().take(config.concurrency) {
+            spawn(&mut checks, state);
         }
-        drop(set);
         loop {
             tokio::select! {
                 biased;
                 // Dropping the JoinSet aborts the checks still running.
                 _ = stop.changed() => return,
                 next = checks.join_next() => match next {
-                    Some(Ok((state, passed))) => apply(&state, passed, &config),
-                    Some(Err(_)) => {}
+                    Some(done) => {
+                        if let Ok((state, passed)) = done {
+                            apply(&state, passed, &config);
+                        }
+                        if let Some(state) = waiting.next() {
+                            spawn(&mut checks, state);
+                        }
+                    }
                     None => break,
                 },
             }

@@ -260,7 +260,8 @@ pub struct EndpointSnapshot {
     pub ejected: bool,
     /// While ejected: the time left.
     pub ejected_for: Option<Duration>,
-    /// How many times it was ejected, less one for each outlier-detection
-    /// interval spent back in rotation since its last ejection.
+    /// The multiplier of its current or last ejection: its ejections, less
+    /// one for each outlier-detection `interval` it spent back in rotation
+    /// before the last one.
     pub times_ejected: u32,
 }

@@ -72,6 +72,8 @@ async fn an_endpoint_failing_checks_gets_no_traffic_until_it_passes_again() {
             HealthCheck::new("/healthz")
                 .interval(Duration::from_millis(20))
                 .timeout(Duration::from_millis(500))
+                // One at a time: the closed port's check waits its turn.
+                .concurrency(1)
                 .healthy_threshold(2)
                 .unhealthy_threshold(2),
         )
