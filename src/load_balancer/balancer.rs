@@ -35,7 +35,6 @@ pub(crate) struct Settings {
     pub(crate) follow: Option<watch::Receiver<Vec<Endpoint>>>,
 }
 
-#[derive(Debug)]
 pub(crate) struct Balancer {
     set: ArcSwap<EndpointSet>,
     picker: Picker,
@@ -56,6 +55,21 @@ pub(crate) struct Balancer {
     follow: Option<watch::Receiver<Vec<Endpoint>>>,
     started: AtomicBool,
     stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer")
+            .field("endpoints", &self.endpoints())
+            .field("strategy", &self.picker)
+            .field("panic_threshold", &self.panic_threshold)
+            .field("max_endpoints", &self.max_endpoints)
+            .field("outlier", &self.outlier)
+            .field("health", &self.health.as_ref().map(|(config, _)| config))
+            .field("dns", &self.dns)
+            .field("follows_a_channel", &self.follow.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Balancer {

@@ -137,9 +137,16 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
 }
 
 /// The ring: points sorted by hash, each naming a set index.
-#[derive(Debug)]
 pub(crate) struct Ring {
     points: Vec<(u64, u32)>,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("points", &self.points.len())
+            .finish()
+    }
 }
 
 impl Ring {
