@@ -1,10 +1,12 @@
 //! Behaviour of `meshgate::load_balancer` through its public API: the
 //! strategies' distributions, set updates, refusals; outlier detection under
 //! paused time (`outlier.rs`); health checks and DNS over real loopback
-//! sockets (`health.rs`).
+//! sockets (`health.rs`); in front of a real HTTP client
+//! (`real_upstreams.rs`).
 
 mod health;
 mod outlier;
+mod real_upstreams;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
