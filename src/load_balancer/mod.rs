@@ -68,6 +68,9 @@
 //! dropped, or at [`LoadBalancerLayer::shutdown`]. Nothing awaits while a
 //! lock is held.
 //!
+//! A request counts in flight, and its latency is measured, from the call
+//! until the inner service's response head (or until the response future
+//! is dropped); the streaming of the body is not counted.
 //! [`snapshot`](LoadBalancerLayer::snapshot) reads each endpoint's
 //! requests, errors, requests in flight, latency EWMA, health and ejection.
 //!
