@@ -86,6 +86,8 @@ impl Balancer {
         let clock = Clock::new();
         let flags = Arc::new(AtomicUsize::new(0));
         let default_rtt_ns = settings.default_rtt.as_nanos() as f64;
+        // A zero decay would divide by zero: a nanosecond is the floor.
+        let decay_ns = (settings.decay.as_nanos() as f64).max(1.0);
         let set = EndpointSet::build(
             endpoints,
             None,
@@ -93,6 +95,7 @@ impl Balancer {
                 picker: &settings.picker,
                 flags: &flags,
                 default_rtt_ns,
+                decay_ns,
                 now: clock.now(),
             },
         )?;
@@ -102,8 +105,7 @@ impl Balancer {
             rng: Rng::new(settings.seed),
             clock,
             flags,
-            // A zero decay would divide by zero: a nanosecond is the floor.
-            decay_ns: (settings.decay.as_nanos() as f64).max(1.0),
+            decay_ns,
             default_rtt_ns,
             panic_threshold: settings.panic_threshold,
             max_endpoints: settings.max_endpoints,
@@ -132,8 +134,6 @@ impl Balancer {
         }
         let cx = PickContext {
             rng: &self.rng,
-            clock: &self.clock,
-            decay_ns: self.decay_ns,
             headers,
             extensions,
         };
@@ -198,6 +198,7 @@ impl Balancer {
                 picker: &self.picker,
                 flags: &self.flags,
                 default_rtt_ns: self.default_rtt_ns,
+                decay_ns: self.decay_ns,
                 now: self.clock.now(),
             },
         )?;

@@ -39,6 +39,7 @@ pub(crate) struct SetContext<'a> {
     pub(crate) picker: &'a Picker,
     pub(crate) flags: &'a Arc<AtomicUsize>,
     pub(crate) default_rtt_ns: f64,
+    pub(crate) decay_ns: f64,
     pub(crate) now: u64,
 }
 
@@ -72,6 +73,7 @@ impl EndpointSet {
                     Arc::new(EndpointStats::new(
                         Arc::clone(cx.flags),
                         cx.default_rtt_ns,
+                        cx.decay_ns,
                         cx.now,
                     ))
                 });

@@ -225,7 +225,7 @@ mod tests {
             .map(|(a, w)| {
                 Arc::new(EndpointState {
                     endpoint: Endpoint::parse(a).unwrap().with_weight(w),
-                    stats: Arc::new(EndpointStats::new(Arc::clone(&flags), 1.0, 1)),
+                    stats: Arc::new(EndpointStats::new(Arc::clone(&flags), 1.0, 1.0, 1)),
                 })
             })
             .collect();

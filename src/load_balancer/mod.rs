@@ -62,7 +62,7 @@
 //! clone of those and every handle share the set, the statistics and the
 //! strategy's state. While every endpoint is healthy and none is ejected, a
 //! pick takes no lock (smooth weighted round robin excepted: one short lock)
-//! and reads no clock (peak EWMA excepted). Background tasks (health checks,
+//! and reads no clock. Background tasks (health checks,
 //! DNS, following a channel) are spawned on the tokio runtime of the first
 //! `layer` or call and stop when the last layer, service and handle are
 //! dropped, or at [`LoadBalancerLayer::shutdown`]. Nothing awaits while a

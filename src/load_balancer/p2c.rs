@@ -6,7 +6,12 @@ use super::random::Rng;
 use super::strategy::Candidates;
 
 #[inline]
-pub(crate) fn pick<C: Candidates>(rng: &Rng, candidates: &C, cost: impl Fn(usize) -> f64) -> usize {
+/// `cheaper(a, b)`: whether set index `b` costs less than `a`.
+pub(crate) fn pick<C: Candidates>(
+    rng: &Rng,
+    candidates: &C,
+    cheaper: impl Fn(usize, usize) -> bool,
+) -> usize {
     let n = candidates.len();
     if n == 1 {
         return candidates.idx(0);
@@ -17,5 +22,5 @@ pub(crate) fn pick<C: Candidates>(rng: &Rng, candidates: &C, cost: impl Fn(usize
         b += 1;
     }
     let (a, b) = (candidates.idx(a), candidates.idx(b));
-    if cost(b) < cost(a) { b } else { a }
+    if cheaper(a, b) { b } else { a }
 }

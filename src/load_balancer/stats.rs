@@ -41,6 +41,11 @@ impl Clock {
 /// `1 - e^(-elapsed/decay)`; the first sample replaces the default
 /// estimate; and it decays towards zero while no sample
 /// comes, so a slow endpoint is eventually tried again.
+///
+/// Comparing two estimates decayed to the same instant needs no clock:
+/// `estimate × e^(-(now - stamp)/decay)` orders as `ln(estimate) +
+/// stamp/decay`, which every sample stores as the endpoint's
+/// [`key`](Self::key).
 #[derive(Debug)]
 pub(crate) struct Ewma {
     /// The estimate in nanoseconds, as `f64` bits.
@@ -48,15 +53,30 @@ pub(crate) struct Ewma {
     /// When the estimate was last updated (clock nanoseconds).
     stamp: AtomicU64,
     observed: AtomicBool,
+    /// `ln(estimate) + stamp / decay`, as `f64` bits.
+    key: AtomicU64,
 }
 
 impl Ewma {
-    fn new(initial_ns: f64, now: u64) -> Self {
+    fn new(initial_ns: f64, now: u64, decay_ns: f64) -> Self {
         Self {
             estimate: AtomicU64::new(initial_ns.to_bits()),
             stamp: AtomicU64::new(now),
             observed: AtomicBool::new(false),
+            key: AtomicU64::new(Self::key_of(initial_ns, now, decay_ns).to_bits()),
         }
+    }
+
+    fn key_of(estimate_ns: f64, stamp: u64, decay_ns: f64) -> f64 {
+        // At least a nanosecond: ln(0) would be -inf for every instant answer.
+        estimate_ns.max(1.0).ln() + stamp as f64 / decay_ns
+    }
+
+    /// The estimate's ordering key: of two endpoints, the one with the
+    /// smaller key has the smaller decayed estimate, at any instant.
+    #[inline]
+    pub(crate) fn key(&self) -> f64 {
+        f64::from_bits(self.key.load(Ordering::Relaxed))
     }
 
     /// Folds in one latency sample. Concurrent samples may each see the same
@@ -66,6 +86,10 @@ impl Ewma {
         if !self.observed.swap(true, Ordering::Relaxed) {
             // The default was a guess until the first real sample.
             self.estimate.store(rtt_ns.to_bits(), Ordering::Relaxed);
+            self.key.store(
+                Self::key_of(rtt_ns, now, decay_ns).to_bits(),
+                Ordering::Relaxed,
+            );
             return;
         }
         let elapsed = now.saturating_sub(previous) as f64;
@@ -84,17 +108,16 @@ impl Ewma {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => {
+                    self.key.store(
+                        Self::key_of(next, now, decay_ns).to_bits(),
+                        Ordering::Relaxed,
+                    );
+                    break;
+                }
                 Err(actual) => current = actual,
             }
         }
-    }
-
-    /// The estimate decayed to `now`, in nanoseconds.
-    pub(crate) fn at(&self, now: u64, decay_ns: f64) -> f64 {
-        let estimate = f64::from_bits(self.estimate.load(Ordering::Relaxed));
-        let elapsed = now.saturating_sub(self.stamp.load(Ordering::Relaxed)) as f64;
-        estimate * (-elapsed / decay_ns).exp()
     }
 
     fn raw(&self) -> Option<f64> {
@@ -130,12 +153,17 @@ pub(crate) struct EndpointStats {
 }
 
 impl EndpointStats {
-    pub(crate) fn new(flags: Arc<AtomicUsize>, default_rtt_ns: f64, now: u64) -> Self {
+    pub(crate) fn new(
+        flags: Arc<AtomicUsize>,
+        default_rtt_ns: f64,
+        decay_ns: f64,
+        now: u64,
+    ) -> Self {
         Self {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
-            latency: Ewma::new(default_rtt_ns, now),
+            latency: Ewma::new(default_rtt_ns, now, decay_ns),
             healthy: AtomicBool::new(true),
             check_successes: AtomicU32::new(0),
             check_failures: AtomicU32::new(0),
@@ -264,4 +292,53 @@ pub struct EndpointSnapshot {
     /// one for each outlier-detection `interval` it spent back in rotation
     /// before the last one.
     pub times_ejected: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECAY: f64 = 10e9;
+
+    /// The estimate decayed to `now`, computed the long way.
+    fn decayed(ewma: &Ewma, now: u64) -> f64 {
+        let estimate = f64::from_bits(ewma.estimate.load(Ordering::Relaxed));
+        let elapsed = now.saturating_sub(ewma.stamp.load(Ordering::Relaxed)) as f64;
+        estimate * (-elapsed / DECAY).exp()
+    }
+
+    #[test]
+    fn peak_ewma_takes_peaks_at_once_and_falls_slowly() {
+        let ewma = Ewma::new(30e6, 1, DECAY);
+        ewma.observe(5e6, 2, DECAY);
+        assert_eq!(
+            ewma.raw(),
+            Some(5e6),
+            "the first sample replaces the default"
+        );
+        ewma.observe(50e6, 1_000_000, DECAY);
+        assert_eq!(ewma.raw(), Some(50e6), "a peak is taken at once");
+        ewma.observe(5e6, 1_000_000_000, DECAY);
+        let after = ewma.raw().unwrap();
+        assert!(after < 50e6 && after > 45e6, "{after}");
+    }
+
+    #[test]
+    fn keys_order_as_the_estimates_decayed_to_any_instant() {
+        let fast_but_old = Ewma::new(30e6, 1, DECAY);
+        fast_but_old.observe(20e6, 1_000, DECAY);
+        let slow_but_recent = Ewma::new(30e6, 1, DECAY);
+        slow_but_recent.observe(40e6, 5_000_000_000, DECAY);
+        for now in [5_000_000_000, 20_000_000_000, 90_000_000_000] {
+            let by_key = fast_but_old.key() < slow_but_recent.key();
+            let by_value = decayed(&fast_but_old, now) < decayed(&slow_but_recent, now);
+            assert_eq!(by_key, by_value, "at {now}");
+            let ratio = decayed(&slow_but_recent, now) / decayed(&fast_but_old, now);
+            let from_keys = (slow_but_recent.key() - fast_but_old.key()).exp();
+            assert!(
+                (ratio - from_keys).abs() < 1e-9 * ratio,
+                "{ratio} vs {from_keys}"
+            );
+        }
+    }
 }

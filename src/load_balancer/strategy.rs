@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use http::{Extensions, HeaderMap};
 
+use super::endpoint::EndpointState;
 use super::endpoints::EndpointSet;
 use super::hash::{ConsistentHash, HashKey};
 use super::random::Rng;
-use super::stats::Clock;
 use super::{p2c, random, round_robin};
 
 /// How the balancer chooses an endpoint for a request.
@@ -119,8 +119,6 @@ impl Candidates for Subset {
 /// What a pick reads besides the set.
 pub(crate) struct PickContext<'a> {
     pub(crate) rng: &'a Rng,
-    pub(crate) clock: &'a Clock,
-    pub(crate) decay_ns: f64,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) extensions: &'a Extensions,
 }
@@ -194,20 +192,24 @@ impl Picker {
             }
             Self::WeightedRoundRobin => round_robin::smooth_weighted(set, candidates),
             Self::Random => random::weighted(cx.rng, set, candidates),
-            Self::LeastRequest => p2c::pick(cx.rng, candidates, |i| {
-                let e = &set.endpoints[i];
-                (e.stats.in_flight.load(Ordering::Relaxed) + 1) as f64
-                    / f64::from(e.endpoint.weight())
+            // (in flight + 1) / weight, compared by cross-multiplying.
+            Self::LeastRequest => p2c::pick(cx.rng, candidates, |a, b| {
+                let (a, b) = (&set.endpoints[a], &set.endpoints[b]);
+                let load =
+                    |e: &EndpointState| u128::from(e.stats.in_flight.load(Ordering::Relaxed)) + 1;
+                load(b) * u128::from(a.endpoint.weight())
+                    < load(a) * u128::from(b.endpoint.weight())
             }),
-            Self::PeakEwma => {
-                let now = cx.clock.now();
-                p2c::pick(cx.rng, candidates, |i| {
-                    let e = &set.endpoints[i];
-                    e.stats.latency.at(now, cx.decay_ns)
-                        * (e.stats.in_flight.load(Ordering::Relaxed) + 1) as f64
+            // decayed latency × (in flight + 1) / weight, where the ratio
+            // of two decayed latencies is e^(key b - key a).
+            Self::PeakEwma => p2c::pick(cx.rng, candidates, |a, b| {
+                let (a, b) = (&set.endpoints[a], &set.endpoints[b]);
+                let load = |e: &EndpointState| {
+                    (e.stats.in_flight.load(Ordering::Relaxed) + 1) as f64
                         / f64::from(e.endpoint.weight())
-                })
-            }
+                };
+                (b.stats.latency.key() - a.stats.latency.key()).exp() * load(b) < load(a)
+            }),
             Self::Hash { key, fallback, .. } => {
                 let hashed = key
                     .hash(cx.headers, cx.extensions)
