@@ -5,8 +5,8 @@
 use super::random::Rng;
 use super::strategy::Candidates;
 
-#[inline]
 /// `cheaper(a, b)`: whether set index `b` costs less than `a`.
+#[inline]
 pub(crate) fn pick<C: Candidates>(
     rng: &Rng,
     candidates: &C,
