@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use http::{Extensions, HeaderMap};
 
-use super::endpoint::EndpointState;
 use super::endpoints::EndpointSet;
 use super::hash::{ConsistentHash, HashKey};
 use super::random::Rng;
@@ -27,12 +26,14 @@ pub enum Strategy {
     WeightedRoundRobin,
     /// A random endpoint, with probability proportional to its weight.
     Random,
-    /// Power of two choices: two random endpoints, the one with fewer
-    /// requests in flight per unit of weight wins (Envoy's least-request).
+    /// Power of two choices: two random endpoints, drawn with probability
+    /// proportional to weight; the one with fewer requests in flight wins,
+    /// the first drawn on a tie (Envoy's least-request).
     LeastRequest,
-    /// Power of two choices on peak-EWMA latency times requests in flight
-    /// (plus one), divided by weight, as finagle's and linkerd's balancers:
-    /// prefers fast endpoints and backs off from one that slows down.
+    /// Power of two choices, drawn as for [`LeastRequest`](Self::LeastRequest),
+    /// on peak-EWMA latency times requests in flight (plus one), as
+    /// finagle's and linkerd's balancers: prefers fast endpoints and backs
+    /// off from one that slows down.
     PeakEwma {
         /// How fast the latency estimate forgets: the EWMA's time constant.
         decay: Duration,
@@ -192,23 +193,18 @@ impl Picker {
             }
             Self::WeightedRoundRobin => round_robin::smooth_weighted(set, candidates),
             Self::Random => random::weighted(cx.rng, set, candidates),
-            // (in flight + 1) / weight, compared by cross-multiplying.
-            Self::LeastRequest => p2c::pick(cx.rng, candidates, |a, b| {
-                let (a, b) = (&set.endpoints[a], &set.endpoints[b]);
-                let load =
-                    |e: &EndpointState| u128::from(e.stats.in_flight.load(Ordering::Relaxed)) + 1;
-                load(b) * u128::from(a.endpoint.weight())
-                    < load(a) * u128::from(b.endpoint.weight())
+            Self::LeastRequest => p2c::pick(cx.rng, set, candidates, |a, b| {
+                let in_flight = |i: usize| set.endpoints[i].stats.in_flight.load(Ordering::Relaxed);
+                in_flight(b) < in_flight(a)
             }),
-            // decayed latency × (in flight + 1) / weight, where the ratio
-            // of two decayed latencies is e^(key b - key a).
-            Self::PeakEwma => p2c::pick(cx.rng, candidates, |a, b| {
-                let (a, b) = (&set.endpoints[a], &set.endpoints[b]);
-                let load = |e: &EndpointState| {
-                    (e.stats.in_flight.load(Ordering::Relaxed) + 1) as f64
-                        / f64::from(e.endpoint.weight())
+            // decayed latency × (in flight + 1), where the ratio of two
+            // decayed latencies is e^(key b - key a).
+            Self::PeakEwma => p2c::pick(cx.rng, set, candidates, |a, b| {
+                let (a, b) = (&set.endpoints[a].stats, &set.endpoints[b].stats);
+                let load = |in_flight: &std::sync::atomic::AtomicU64| {
+                    (in_flight.load(Ordering::Relaxed) + 1) as f64
                 };
-                (b.stats.latency.key() - a.stats.latency.key()).exp() * load(b) < load(a)
+                (b.latency.key() - a.latency.key()).exp() * load(&b.in_flight) < load(&a.in_flight)
             }),
             Self::Hash { key, fallback, .. } => {
                 let hashed = key

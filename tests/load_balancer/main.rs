@@ -295,6 +295,30 @@ async fn least_request_spreads_evenly_and_avoids_a_busy_endpoint() {
     assert!(count(&upstream.take_seen(), &busy_authority) > 50);
 }
 
+#[tokio::test]
+async fn least_request_draws_by_weight() {
+    let upstream = Upstream::default();
+    let layer = LoadBalancerLayer::builder()
+        .endpoints([
+            Endpoint::parse("10.0.0.1:80").unwrap(),
+            Endpoint::parse("10.0.0.2:80").unwrap().with_weight(3),
+            Endpoint::parse("10.0.0.3:80").unwrap().with_weight(4),
+        ])
+        .strategy(Strategy::LeastRequest)
+        .seed(5)
+        .build()
+        .unwrap();
+    let service = layer.layer(upstream.service());
+    // One request at a time: every endpoint is idle, the first drawn wins.
+    send(&service, 16_000).await;
+    let a = authorities(3);
+    assert_shares(
+        &upstream.take_seen(),
+        &[(&a[0], 0.125), (&a[1], 0.375), (&a[2], 0.5)],
+        0.02,
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn peak_ewma_prefers_the_fast_endpoint() {
     let upstream = Upstream::default();
