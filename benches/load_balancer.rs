@@ -1,4 +1,5 @@
-//! Choosing an endpoint with each strategy (10 endpoints, all healthy)
+//! Choosing an endpoint with each strategy (10 endpoints, all healthy,
+//! weighted 1 to 10 where it says so)
 //! against the cheapest possible pick, and the full balanced call against a
 //! bare `service_fn`, in the same run.
 //!
@@ -17,19 +18,20 @@ async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
     Ok(Response::new("ok"))
 }
 
-fn endpoints() -> Vec<Endpoint> {
+/// Ten endpoints, weighted 1 to 10 or all 1.
+fn endpoints(weighted: bool) -> Vec<Endpoint> {
     (1..=10)
         .map(|i| {
             Endpoint::parse(&format!("10.0.0.{i}:8080"))
                 .unwrap()
-                .with_weight(i)
+                .with_weight(if weighted { i } else { 1 })
         })
         .collect()
 }
 
-fn layer(strategy: Strategy) -> LoadBalancerLayer {
+fn layer(strategy: Strategy, weighted: bool) -> LoadBalancerLayer {
     LoadBalancerLayer::builder()
-        .endpoints(endpoints())
+        .endpoints(endpoints(weighted))
         .strategy(strategy)
         .seed(1)
         .build()
@@ -45,18 +47,22 @@ fn bench(c: &mut Criterion) {
         .header("x-user", "user-1234")
         .body(())
         .unwrap();
-    for (name, strategy) in [
-        ("round_robin", Strategy::RoundRobin),
-        ("weighted_round_robin", Strategy::WeightedRoundRobin),
-        ("random", Strategy::Random),
-        ("least_request_p2c", Strategy::LeastRequest),
-        ("peak_ewma_p2c", Strategy::peak_ewma()),
+    for (name, strategy, weighted) in [
+        ("round_robin", Strategy::RoundRobin, false),
+        ("weighted_round_robin", Strategy::WeightedRoundRobin, true),
+        ("random", Strategy::Random, false),
+        ("random_weighted", Strategy::Random, true),
+        ("least_request_p2c", Strategy::LeastRequest, false),
+        ("least_request_p2c_weighted", Strategy::LeastRequest, true),
+        ("peak_ewma_p2c", Strategy::peak_ewma(), false),
+        ("peak_ewma_p2c_weighted", Strategy::peak_ewma(), true),
         (
             "consistent_hash_header",
             Strategy::consistent_hash(HashKey::Header(http::HeaderName::from_static("x-user"))),
+            true,
         ),
     ] {
-        let layer = layer(strategy);
+        let layer = layer(strategy, weighted);
         c.bench_function(&format!("load_balancer/pick/{name}"), |b| {
             b.iter(|| black_box(layer.pick(black_box(&request))))
         });
@@ -78,7 +84,7 @@ fn bench(c: &mut Criterion) {
         ("least_request_p2c", Strategy::LeastRequest),
         ("peak_ewma_p2c", Strategy::peak_ewma()),
     ] {
-        let mut balanced = rt.block_on(async { layer(strategy).layer(service_fn(ok)) });
+        let mut balanced = rt.block_on(async { layer(strategy, false).layer(service_fn(ok)) });
         c.bench_function(&format!("load_balancer/call/{name}"), |b| {
             b.to_async(&rt).iter(|| {
                 let fut = balanced.call(Request::new(()));
