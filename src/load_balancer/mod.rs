@@ -62,11 +62,12 @@
 //! clone of those and every handle share the set, the statistics and the
 //! strategy's state. While every endpoint is healthy and none is ejected, a
 //! pick takes no lock (smooth weighted round robin excepted: one short lock)
-//! and reads no clock. Background tasks (health checks,
-//! DNS, following a channel) are spawned on the tokio runtime of the first
-//! `layer` or call and stop when the last layer, service and handle are
-//! dropped, or at [`LoadBalancerLayer::shutdown`]. Nothing awaits while a
-//! lock is held.
+//! and reads no clock; while some are not, a pick reads the clock once and
+//! scans the set for the endpoints that may take traffic. Background tasks
+//! (health checks, DNS, following a channel) are spawned on the tokio
+//! runtime of the first `layer` or call and stop when the last layer,
+//! service and handle are dropped, or at [`LoadBalancerLayer::shutdown`].
+//! Nothing awaits while a lock is held.
 //!
 //! A request counts in flight, and its latency is measured, from the call
 //! until the inner service's response head (or until the response future
