@@ -210,8 +210,13 @@ async fn endpoints_from_dns() {
     assert_eq!(send(&service, 2).await, [StatusCode::OK; 2]);
     layer.shutdown();
 
+    // A name that does not resolve (scripted, so that no real lookup can
+    // hang the test): no endpoints, 503.
     let unresolvable = LoadBalancerLayer::builder()
-        .dns(DnsDiscovery::new("no-such-host.invalid", 80))
+        .dns(
+            DnsDiscovery::new("no-such-host.invalid", 80)
+                .resolver(|_, _| Box::pin(async { Err(std::io::Error::other("NXDOMAIN")) })),
+        )
         .build()
         .unwrap();
     let service = unresolvable.layer(upstream.service());
