@@ -144,14 +144,9 @@ impl Balancer {
         // Some endpoint is unhealthy or ejected (perhaps one no longer in
         // the set): choose among those that may take traffic.
         let now = self.clock.now();
-        let mut list = Vec::with_capacity(n);
-        let mut mask = vec![false; n];
-        for (i, state) in set.endpoints.iter().enumerate() {
-            if state.stats.is_selectable(now) {
-                list.push(i);
-                mask[i] = true;
-            }
-        }
+        let list: Vec<usize> = (0..n)
+            .filter(|&i| set.endpoints[i].stats.is_selectable(now))
+            .collect();
         let panic =
             self.panic_threshold > 0 && list.len() * 100 < n * usize::from(self.panic_threshold);
         let i = if panic || list.len() == n {
@@ -159,7 +154,7 @@ impl Balancer {
         } else if list.is_empty() {
             return None;
         } else {
-            self.picker.pick(&cx, &set, &Subset { list, mask })
+            self.picker.pick(&cx, &set, &Subset(list))
         };
         set.endpoints.get(i).cloned()
     }

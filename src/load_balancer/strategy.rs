@@ -99,21 +99,18 @@ impl Candidates for All {
     }
 }
 
-/// The selectable endpoints, when some are not.
-pub(crate) struct Subset {
-    pub(crate) list: Vec<usize>,
-    pub(crate) mask: Vec<bool>,
-}
+/// The selectable endpoints, when some are not: set indices, ascending.
+pub(crate) struct Subset(pub(crate) Vec<usize>);
 
 impl Candidates for Subset {
     fn len(&self) -> usize {
-        self.list.len()
+        self.0.len()
     }
     fn idx(&self, k: usize) -> usize {
-        self.list[k]
+        self.0[k]
     }
     fn contains(&self, i: usize) -> bool {
-        self.mask.get(i).copied().unwrap_or(false)
+        self.0.binary_search(&i).is_ok()
     }
 }
 
