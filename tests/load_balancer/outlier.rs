@@ -237,3 +237,46 @@ async fn the_multiplier_goes_down_after_quiet_intervals() {
     assert_eq!(snapshot.times_ejected, 1);
     assert_eq!(snapshot.ejected_for, Some(Duration::from_secs(5)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn consistent_hash_keys_step_aside_while_their_endpoint_is_ejected() {
+    let upstream = Upstream::default();
+    let a = authorities(5);
+    upstream.set_status(&a[2], 500);
+    let layer = LoadBalancerLayer::builder()
+        .endpoints(endpoints(5))
+        .strategy(meshgate::load_balancer::Strategy::consistent_hash(
+            meshgate::load_balancer::HashKey::Header(http::HeaderName::from_static("x-user")),
+        ))
+        .outlier_detection(OutlierDetection::new().consecutive_5xx(1))
+        .build()
+        .unwrap();
+    let request = |k: usize| {
+        Request::builder()
+            .header("x-user", format!("user-{k}"))
+            .body(())
+            .unwrap()
+    };
+    let map = |layer: &LoadBalancerLayer| -> Vec<String> {
+        (0..1000)
+            .map(|k| layer.pick(&request(k)).unwrap().authority().to_string())
+            .collect()
+    };
+    let before = map(&layer);
+    let victim = before.iter().position(|a2| *a2 == a[2]).unwrap();
+    let service = layer.layer(upstream.service());
+    let response = service.oneshot(request(victim)).await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(ejected(&layer), [false, false, true, false, false]);
+
+    let during = map(&layer);
+    for (old, new) in before.iter().zip(&during) {
+        if *old == a[2] {
+            assert_ne!(*new, a[2]);
+        } else {
+            assert_eq!(old, new, "a key of a healthy endpoint moved");
+        }
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(map(&layer), before, "the keys come back with the endpoint");
+}
