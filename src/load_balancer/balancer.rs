@@ -176,16 +176,31 @@ impl Balancer {
 
     /// Replaces the endpoint set, keeping the state of endpoints that stay.
     pub(crate) fn replace(&self, endpoints: Vec<Endpoint>) -> Result<(), LoadBalancerError> {
+        self.modify(|current| *current = endpoints)
+    }
+
+    /// Changes the endpoint list of the current set with `change` and
+    /// swaps in the result, keeping the state of endpoints that stay.
+    pub(crate) fn modify(
+        &self,
+        change: impl FnOnce(&mut Vec<Endpoint>),
+    ) -> Result<(), LoadBalancerError> {
+        // Serialised so that two updates cannot both build on the same
+        // previous set and drop each other's statistics or changes.
+        let _update = self.updates.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = self.set.load_full();
+        let mut endpoints: Vec<Endpoint> = previous
+            .endpoints
+            .iter()
+            .map(|e| e.endpoint.clone())
+            .collect();
+        change(&mut endpoints);
         if endpoints.len() > self.max_endpoints {
             return Err(LoadBalancerError::TooManyEndpoints {
                 max: self.max_endpoints,
                 got: endpoints.len(),
             });
         }
-        // Serialised so that two updates cannot both build on the same
-        // previous set and drop each other's statistics.
-        let _update = self.updates.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = self.set.load_full();
         let next = EndpointSet::build(
             endpoints,
             Some(&previous),

@@ -137,6 +137,32 @@ impl EndpointsHandle {
         self.balancer.replace(endpoints.into_iter().collect())
     }
 
+    /// Adds `endpoint` to the set, or changes its weight when the set has
+    /// it already. Past the balancer's bound it is an error and the set is
+    /// unchanged.
+    pub fn add(&self, endpoint: Endpoint) -> Result<(), LoadBalancerError> {
+        self.balancer.modify(|endpoints| {
+            match endpoints.iter_mut().find(|e| e.same_target(&endpoint)) {
+                Some(existing) => *existing = endpoint,
+                None => endpoints.push(endpoint),
+            }
+        })
+    }
+
+    /// Removes the endpoint with `endpoint`'s scheme and authority (any
+    /// weight); its requests in flight finish. Returns whether it was in
+    /// the set.
+    pub fn remove(&self, endpoint: &Endpoint) -> bool {
+        let mut removed = false;
+        // Removing cannot exceed the bound or duplicate a target.
+        let _ = self.balancer.modify(|endpoints| {
+            let before = endpoints.len();
+            endpoints.retain(|e| !e.same_target(endpoint));
+            removed = endpoints.len() != before;
+        });
+        removed
+    }
+
     /// The endpoints of the current set.
     #[must_use]
     pub fn endpoints(&self) -> Vec<Endpoint> {

@@ -534,6 +534,43 @@ async fn an_update_during_a_request_lets_it_finish_and_keeps_staying_stats() {
     assert_eq!(layer.endpoints(), [Endpoint::parse(&a[1]).unwrap(), third]);
 }
 
+#[tokio::test]
+async fn endpoints_are_added_reweighted_and_removed_one_at_a_time() {
+    let upstream = Upstream::default();
+    let layer = LoadBalancerLayer::builder()
+        .endpoints(endpoints(2))
+        .max_endpoints(3)
+        .build()
+        .unwrap();
+    let service = layer.layer(upstream.service());
+    send(&service, 2).await;
+    let handle = layer.handle();
+    let third = Endpoint::parse("10.0.0.3:80").unwrap();
+    handle.add(third.clone()).unwrap();
+    handle.add(third.clone().with_weight(7)).unwrap();
+    assert_eq!(layer.endpoints().len(), 3);
+    assert_eq!(layer.endpoints()[2].weight(), 7, "added again: reweighted");
+    assert_eq!(
+        handle.add(Endpoint::parse("10.0.0.4:80").unwrap()),
+        Err(LoadBalancerError::TooManyEndpoints { max: 3, got: 4 })
+    );
+    assert!(
+        handle.remove(
+            &Endpoint::parse("http://10.0.0.1:80")
+                .unwrap()
+                .with_weight(9)
+        )
+    );
+    assert!(!handle.remove(&Endpoint::parse("10.0.0.9:80").unwrap()));
+    let snapshot = layer.snapshot();
+    let names: Vec<_> = snapshot
+        .iter()
+        .map(|s| s.endpoint.authority().to_string())
+        .collect();
+    assert_eq!(names, ["10.0.0.2:80", "10.0.0.3:80"]);
+    assert_eq!(snapshot[0].requests, 1, "10.0.0.2 keeps its statistics");
+}
+
 #[test]
 fn bad_sets_are_refused_and_leave_the_set_alone() {
     let layer = LoadBalancerLayer::builder()
