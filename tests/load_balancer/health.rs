@@ -118,7 +118,7 @@ async fn an_endpoint_failing_checks_gets_no_traffic_until_it_passes_again() {
 }
 
 #[tokio::test]
-async fn a_check_that_times_out_or_gets_an_unexpected_status_fails() {
+async fn a_check_that_times_out_or_gets_an_unexpected_status_fails_and_headers_are_sent() {
     let status = Arc::new(AtomicU16::new(204));
     let addr = server(status.clone()).await;
     let hanging = LoadBalancerLayer::builder()
@@ -151,6 +151,60 @@ async fn a_check_that_times_out_or_gets_an_unexpected_status_fails() {
     status.store(200, Ordering::SeqCst);
     eventually("200 to pass", || healthy(&strict)[0]).await;
     strict.shutdown();
+
+    // The checks carry the configured headers: this server wants its name,
+    // and counts the checks that gave it.
+    let named_checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = named_checks.clone();
+    let app = Router::new().route(
+        "/virtual-host",
+        get(move |headers: http::HeaderMap| {
+            let named = headers["host"] == "svc.internal";
+            if named {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            async move {
+                if named {
+                    StatusCode::OK
+                } else {
+                    StatusCode::MISDIRECTED_REQUEST
+                }
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let virtual_host = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let named = |host: Option<&'static str>| {
+        let mut check = HealthCheck::new("/virtual-host")
+            .interval(Duration::from_millis(10))
+            .healthy_threshold(1)
+            .unhealthy_threshold(1);
+        if let Some(host) = host {
+            check = check.header(http::header::HOST, http::HeaderValue::from_static(host));
+        }
+        LoadBalancerLayer::builder()
+            .endpoint(Endpoint::from_addr(virtual_host))
+            .health_check(check)
+            .build()
+            .unwrap()
+    };
+    let anonymous = named(None);
+    let _anonymous = anonymous.layer(Upstream::default().service());
+    eventually("the check without the Host to fail", || {
+        !healthy(&anonymous)[0]
+    })
+    .await;
+    anonymous.shutdown();
+    assert_eq!(named_checks.load(Ordering::SeqCst), 0);
+    let with_host = named(Some("svc.internal"));
+    let _with_host = with_host.layer(Upstream::default().service());
+    eventually("three checks with the Host", || {
+        named_checks.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    assert!(healthy(&with_host)[0]);
+    with_host.shutdown();
 }
 
 #[tokio::test]
