@@ -164,6 +164,12 @@ impl Balancer {
         if matches!(observed, Observed::Failure(_)) {
             state.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
+        self.record_latency(state, start);
+        outlier::observe(self, state, observed);
+    }
+
+    /// Folds the time since `start` into the endpoint's latency estimate.
+    pub(crate) fn record_latency(&self, state: &EndpointState, start: Instant) {
         // One clock read gives both the latency and the sample's time.
         let end = Instant::now();
         state.stats.latency.observe(
@@ -171,7 +177,6 @@ impl Balancer {
             self.clock.at(end),
             self.decay_ns,
         );
-        outlier::observe(self, state, observed);
     }
 
     /// Replaces the endpoint set, keeping the state of endpoints that stay.

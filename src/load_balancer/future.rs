@@ -17,10 +17,16 @@ use crate::error::{Rejection, RejectionKind};
 
 /// One request to an endpoint: counted in flight from the call until the
 /// response head or until the future is dropped.
+///
+/// A request cancelled before its response (the client went away, an outer
+/// timeout fired) counts no outcome, but its time so far still goes into the
+/// latency estimate, as in tower's peak-EWMA: an endpoint that hangs until
+/// every caller gives up must not look fast.
 pub(crate) struct CallGuard {
     balancer: Arc<Balancer>,
     selected: SelectedEndpoint,
     start: Instant,
+    finished: bool,
 }
 
 impl CallGuard {
@@ -32,10 +38,12 @@ impl CallGuard {
             balancer,
             selected,
             start: Instant::now(),
+            finished: false,
         }
     }
 
-    fn finish(self, observed: Observed) -> SelectedEndpoint {
+    fn finish(mut self, observed: Observed) -> SelectedEndpoint {
+        self.finished = true;
         self.balancer.record(&self.selected.0, observed, self.start);
         self.selected.clone()
     }
@@ -43,6 +51,9 @@ impl CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
+        if !self.finished {
+            self.balancer.record_latency(&self.selected.0, self.start);
+        }
         self.selected
             .0
             .stats

@@ -344,6 +344,39 @@ async fn peak_ewma_prefers_the_fast_endpoint() {
     assert!(snapshot[1].latency_ewma.unwrap() >= Duration::from_millis(70));
 }
 
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_learns_from_requests_an_outer_timeout_cancels() {
+    let upstream = Upstream::default();
+    let a = authorities(2);
+    upstream.set_delay(&a[0], Duration::from_millis(5));
+    // Never answers within anyone's patience.
+    upstream.set_delay(&a[1], Duration::from_secs(3600));
+    let layer = LoadBalancerLayer::builder()
+        .endpoints(endpoints(2))
+        .strategy(Strategy::peak_ewma())
+        .seed(9)
+        .build()
+        .unwrap();
+    let service = layer.layer(upstream.service());
+    let mut timed_out = 0;
+    for _ in 0..200 {
+        let call = service.clone().oneshot(Request::new(()));
+        if tokio::time::timeout(Duration::from_millis(100), call)
+            .await
+            .is_err()
+        {
+            timed_out += 1;
+        }
+    }
+    // The hanging endpoint is tried at first, then its 100 ms samples keep
+    // it behind the 5 ms one until they decay (10 s) — far beyond this run.
+    assert!(timed_out <= 3, "{timed_out} of 200 timed out");
+    let snapshot = layer.snapshot();
+    assert!(snapshot[1].latency_ewma.unwrap() >= Duration::from_millis(90));
+    assert_eq!(snapshot[1].errors, 0, "a cancelled request is no outcome");
+    assert_eq!(snapshot[1].in_flight, 0);
+}
+
 #[tokio::test]
 async fn consistent_hash_moves_only_the_keys_of_an_endpoint_that_leaves() {
     let n = 10;
