@@ -71,7 +71,10 @@
 //!
 //! A request counts in flight, and its latency is measured, from the call
 //! until the inner service's response head (or until the response future
-//! is dropped); the streaming of the body is not counted.
+//! is dropped); the streaming of the body is not counted. A request
+//! cancelled before its response (the client went away, an outer timeout
+//! fired) counts no outcome for outlier detection, but its time so far goes
+//! into the latency estimate, so an endpoint that hangs does not look fast.
 //! [`snapshot`](LoadBalancerLayer::snapshot) reads each endpoint's
 //! requests, errors, requests in flight, latency EWMA, health and ejection.
 //!
