@@ -1,8 +1,9 @@
 //! Request metrics through the [`metrics`] facade.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll, ready};
 
 use http::{Method, Request, Response};
@@ -33,19 +34,34 @@ pub const REJECTIONS_TOTAL: &str = "meshgate_rejections_total";
 /// Metric handles are resolved through the [`metrics`] facade on first use
 /// and then kept, so the recorder (for instance
 /// `metrics-exporter-prometheus`) must be installed before the first request.
-/// Per request the layer does no allocation and no map lookup: one clock
-/// read at the start and one at the response head, one counter, one
-/// histogram sample, and the in-flight gauge up and down.
+/// Per request the layer does no allocation: one clock read at the start and
+/// one at the response head, one counter, one histogram sample, and the
+/// in-flight gauge up and down.
 ///
-/// Labels are bounded: `route` is fixed per layer (give each route's stack
-/// its own layer), `method` is one of the nine standard methods or `other`,
-/// `status` is a status class, and `kind` is the closed set of rejection
-/// kinds.
+/// The `route` label is fixed per layer ([`for_route`](Self::for_route)), or
+/// read from the response's extensions by
+/// [`route_from`](Self::route_from) — for one layer in front of a router that
+/// puts the matched route there (`meshgate::routing::MatchedRoute`); then
+/// each request costs one read-locked map lookup more, and responses without
+/// a route (404, 405) carry the layer's fixed label. At most
+/// [`MAX_ROUTES`] route labels are kept; later ones are counted as
+/// `route="other"`. The in-flight gauge carries the fixed label, since the
+/// route is not known before the answer.
+///
+/// The other labels are bounded too: `method` is one of the nine standard
+/// methods or `other`, `status` a status class, and `kind` is the closed set
+/// of rejection kinds.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct MetricsLayer {
-    handles: Arc<Handles>,
+    shared: Arc<Shared>,
 }
+
+/// The most distinct `route` labels one layer keeps.
+pub const MAX_ROUTES: usize = 1024;
+
+/// Reads a route name from a response's extensions.
+pub type RouteFromExtensions = fn(&http::Extensions) -> Option<&str>;
 
 impl MetricsLayer {
     /// A layer whose metrics carry `route=""`.
@@ -56,10 +72,71 @@ impl MetricsLayer {
     /// A layer whose metrics carry `route=<name>`.
     pub fn for_route(name: impl Into<SharedString>) -> Self {
         Self {
-            handles: Arc::new(Handles::new(name.into())),
+            shared: Arc::new(Shared {
+                fixed: Handles::new(name.into()),
+                route_from: None,
+                routes: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Takes the `route` label from each response's extensions when `read`
+    /// finds one there; the fixed label otherwise.
+    pub fn route_from(self, read: RouteFromExtensions) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                fixed: Handles::new(self.shared.fixed.route.clone()),
+                route_from: Some(read),
+                routes: RwLock::new(HashMap::new()),
+            }),
         }
     }
 }
+
+/// What every clone of one layer shares.
+#[derive(Debug)]
+struct Shared {
+    fixed: Handles,
+    route_from: Option<RouteFromExtensions>,
+    routes: RwLock<HashMap<Box<str>, Arc<Handles>>>,
+}
+
+impl Shared {
+    /// Runs `f` with the handles of the route named in `extensions`.
+    fn with_route(&self, extensions: &http::Extensions, f: impl FnOnce(&Handles)) {
+        let Some(name) = self.route_from.and_then(|read| read(extensions)) else {
+            return f(&self.fixed);
+        };
+        let found = self
+            .routes
+            .read()
+            .ok()
+            .and_then(|routes| routes.get(name).cloned());
+        let handles = found.unwrap_or_else(|| self.insert_route(name));
+        f(&handles);
+    }
+
+    fn insert_route(&self, name: &str) -> Arc<Handles> {
+        // A poisoned lock only means a panic elsewhere mid-insert; the map
+        // itself is still whole, so keep using it.
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(handles) = routes.get(name) {
+            return Arc::clone(handles);
+        }
+        if routes.len() >= MAX_ROUTES {
+            return Arc::clone(
+                routes.entry(Box::from(OTHER_ROUTE)).or_insert_with(|| {
+                    Arc::new(Handles::new(SharedString::const_str(OTHER_ROUTE)))
+                }),
+            );
+        }
+        let handles = Arc::new(Handles::new(SharedString::from(name.to_owned())));
+        routes.insert(Box::from(name), Arc::clone(&handles));
+        handles
+    }
+}
+
+const OTHER_ROUTE: &str = "other";
 
 impl Default for MetricsLayer {
     fn default() -> Self {
@@ -73,7 +150,7 @@ impl<S> Layer<S> for MetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequestMetrics {
             inner,
-            handles: Arc::clone(&self.handles),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -82,7 +159,7 @@ impl<S> Layer<S> for MetricsLayer {
 #[derive(Debug, Clone)]
 pub struct RequestMetrics<S> {
     inner: S,
-    handles: Arc<Handles>,
+    shared: Arc<Shared>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestMetrics<S>
@@ -99,11 +176,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let method = method_index(request.method());
-        self.handles.in_flight().increment(1.0);
+        self.shared.fixed.in_flight().increment(1.0);
         MetricsFuture {
             inner: self.inner.call(request),
             guard: InFlight {
-                handles: Arc::clone(&self.handles),
+                shared: Arc::clone(&self.shared),
                 method,
                 started: Instant::now(),
                 done: false,
@@ -132,16 +209,23 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let guard = this.guard;
-        let class = match &result {
+        match &result {
             Ok(response) => {
-                if let Some(rejection) = response.extensions().get::<Rejection>() {
-                    guard.handles.rejection(rejection);
-                }
-                usize::from(response.status().as_u16() / 100).clamp(1, 5) - 1
+                let class = usize::from(response.status().as_u16() / 100).clamp(1, 5) - 1;
+                let rejection = response.extensions().get::<Rejection>();
+                let shared = Arc::clone(&guard.shared);
+                shared.with_route(response.extensions(), |handles| {
+                    if let Some(rejection) = rejection {
+                        handles.rejection(rejection);
+                    }
+                    guard.finish(handles, class);
+                });
             }
-            Err(_) => ERROR_CLASS,
-        };
-        guard.finish(class);
+            Err(_) => {
+                let shared = Arc::clone(&guard.shared);
+                guard.finish(&shared.fixed, ERROR_CLASS);
+            }
+        }
         Poll::Ready(result)
     }
 }
@@ -149,20 +233,18 @@ where
 /// Counts a request in flight until it is answered or dropped.
 #[derive(Debug)]
 struct InFlight {
-    handles: Arc<Handles>,
+    shared: Arc<Shared>,
     method: usize,
     started: Instant,
     done: bool,
 }
 
 impl InFlight {
-    fn finish(&mut self, class: usize) {
+    fn finish(&mut self, handles: &Handles, class: usize) {
         let elapsed = self.started.elapsed();
-        self.handles.requests(self.method, class).increment(1);
-        self.handles
-            .duration(self.method)
-            .record(elapsed.as_secs_f64());
-        self.handles.in_flight().decrement(1.0);
+        handles.requests(self.method, class).increment(1);
+        handles.duration(self.method).record(elapsed.as_secs_f64());
+        self.shared.fixed.in_flight().decrement(1.0);
         self.done = true;
     }
 }
@@ -172,10 +254,9 @@ impl Drop for InFlight {
         // A request dropped before its answer (client gone, outer timeout)
         // still leaves the in-flight gauge, and is counted as `dropped`.
         if !self.done {
-            self.handles
-                .requests(self.method, DROPPED_CLASS)
-                .increment(1);
-            self.handles.in_flight().decrement(1.0);
+            let fixed = &self.shared.fixed;
+            fixed.requests(self.method, DROPPED_CLASS).increment(1);
+            fixed.in_flight().decrement(1.0);
         }
     }
 }

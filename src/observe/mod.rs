@@ -57,8 +57,8 @@ mod trace_context;
 pub use access_log::{ACCESS_LOG_TARGET, AccessLog, AccessLogFuture, AccessLogLayer};
 #[cfg(feature = "metrics")]
 pub use metrics::{
-    MetricsFuture, MetricsLayer, REJECTIONS_TOTAL, REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT,
-    REQUESTS_TOTAL, RequestMetrics,
+    MAX_ROUTES, MetricsFuture, MetricsLayer, REJECTIONS_TOTAL, REQUEST_DURATION_SECONDS,
+    REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RequestMetrics, RouteFromExtensions,
 };
 pub use request_id::{
     DEFAULT_MAX_REQUEST_ID_LEN, REQUEST_ID, RequestId, RequestIdLayer, RequestIdResponseFuture,

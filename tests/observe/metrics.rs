@@ -117,3 +117,50 @@ async fn in_flight_counts_requests_being_served() {
     second.await.unwrap().unwrap();
     assert_eq!(value(&handle.render(), series), Some(0.0));
 }
+
+/// A route name a router would put in the response extensions.
+#[derive(Clone)]
+struct RouteName(&'static str);
+
+#[tokio::test(start_paused = true)]
+async fn route_label_read_from_the_response() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    let routed = service_fn(|request: Request<()>| async move {
+        let mut response = Response::new(String::new());
+        match request.uri().path() {
+            "/users" => {
+                response.extensions_mut().insert(RouteName("users"));
+            }
+            "/orders" => {
+                response.extensions_mut().insert(RouteName("orders"));
+            }
+            _ => *response.status_mut() = StatusCode::NOT_FOUND,
+        }
+        Ok::<_, Infallible>(response)
+    });
+    let service = MetricsLayer::new()
+        .route_from(|extensions| extensions.get::<RouteName>().map(|r| r.0))
+        .layer(routed);
+    for path in ["/users", "/users", "/orders", "/nowhere"] {
+        service
+            .clone()
+            .oneshot(request(Method::GET, path))
+            .await
+            .unwrap();
+    }
+    let text = handle.render();
+    let series = |route: &str, status: &str| {
+        format!(r#"meshgate_requests_total{{route="{route}",method="GET",status="{status}"}}"#)
+    };
+    assert_eq!(value(&text, &series("users", "2xx")), Some(2.0), "{text}");
+    assert_eq!(value(&text, &series("orders", "2xx")), Some(1.0), "{text}");
+    assert_eq!(value(&text, &series("", "4xx")), Some(1.0), "{text}");
+    assert_eq!(
+        value(&text, r#"meshgate_requests_in_flight{route=""}"#),
+        Some(0.0),
+        "{text}"
+    );
+}
