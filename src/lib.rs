@@ -18,6 +18,7 @@
 //! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
 //! | [`proxy`] | streaming reverse proxy on a pooled client: hop-by-hop, `X-Forwarded-*`/`Forwarded`, `Via`, WebSocket tunnels, failures as 502/504 | `proxy` |
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
+//! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
@@ -54,6 +55,8 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "gateway")]
 pub mod gateway;
+#[cfg(feature = "limit")]
+pub mod limit;
 #[cfg(feature = "load-balancer")]
 pub mod load_balancer;
 #[cfg(feature = "observe")]

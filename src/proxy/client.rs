@@ -34,7 +34,8 @@ pub(crate) fn build(config: &ProxyBuilder) -> UpstreamClient {
 /// * no connection (refused, DNS, connect timeout), or a request the pool
 ///   cancelled before writing it: 502 `UpstreamConnect` (never sent);
 /// * the client's own request body failed (it went away mid-upload): 400
-///   `BadRequest`, which does not count against the upstream;
+///   `BadRequest`, which does not count against the upstream; 413
+///   `PayloadTooLarge` when a body limit cut it;
 /// * anything else (closed, reset, malformed answer): 502 `UpstreamReset`.
 pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
     let hyper_error = error
@@ -52,6 +53,11 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
             RejectionKind::UpstreamConnect,
             "the upstream connection closed before the request was sent",
         )
+    } else if body_too_large(&error) {
+        (
+            RejectionKind::PayloadTooLarge,
+            "the request body is larger than allowed",
+        )
     } else if hyper_error.is_some_and(hyper::Error::is_user) {
         (
             RejectionKind::BadRequest,
@@ -65,6 +71,19 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
     };
     tracing::debug!(kind = %kind, error = ?error, "proxy: upstream request failed");
     Rejection::new(kind).with_detail(detail).with_cause(error)
+}
+
+/// Whether the request body was cut by a size limit
+/// (`http_body_util::Limited`, as `meshgate::limit` wraps bodies).
+fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// Whether an I/O timeout is somewhere in the error's chain (hyper-util's

@@ -94,6 +94,7 @@
 //! | connection closed or reset before the response headers | 502 | `UpstreamReset` | `Failure::Reset` |
 //! | no upstream for the request, or an `https` one | 502 | `UpstreamConnect` | `Failure::Connect` |
 //! | the client's request body failed mid-upload | 400 | `BadRequest` | `Refused` |
+//! | the request body passed a [`limit`](crate::limit) mid-upload | 413 | `PayloadTooLarge` | `Refused` |
 //! | a `CONNECT` request (tunnels are not proxied) | 400 | `BadRequest` | `Refused` |
 //!
 //! A connection reset after the response headers surfaces as an error of
