@@ -103,9 +103,7 @@ impl Iterator for Delays {
 
     fn next(&mut self) -> Option<Duration> {
         self.retry = self.retry.saturating_add(1);
-        let delay = self
-            .backoff
-            .delay(self.retry, self.previous, &mut self.rng);
+        let delay = self.backoff.delay(self.retry, self.previous, &mut self.rng);
         self.previous = delay;
         Some(delay)
     }
@@ -114,7 +112,12 @@ impl Iterator for Delays {
 impl Backoff {
     /// The delay before retry `retry` (1, 2, 3, …), after a delay of
     /// `previous` (`base` before the first).
-    pub(crate) fn delay(&self, retry: u32, previous: Duration, rng: &mut fastrand::Rng) -> Duration {
+    pub(crate) fn delay(
+        &self,
+        retry: u32,
+        previous: Duration,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
         let uniform = |rng: &mut fastrand::Rng, low: Duration, high: Duration| {
             if high <= low {
                 return low;

@@ -10,11 +10,11 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
+use super::Attempts;
 use super::layer::{ATTEMPTS_HEADER, Counters, Policy};
 use super::policy::retry_after;
 use super::replay::{ReplayBody, ReplaySource};
 use super::service::Head;
-use super::Attempts;
 use crate::BoxError;
 use crate::body::ResponseBody;
 use crate::classify::Outcome;
@@ -145,22 +145,26 @@ impl<S, B> Retrying<S, B> {
         };
         let give_up = |counter, why: &str| {
             Counters::add(counter);
-            #[cfg(feature = "retry")]
             tracing::debug!(attempts, reason, why, "not retrying");
             None
         };
         if attempts >= policy.max_attempts {
             return give_up(&stats.attempts_exhausted, "attempts exhausted");
         }
-        if !self.source.as_ref().is_some_and(ReplaySource::is_replayable) {
+        if !self
+            .source
+            .as_ref()
+            .is_some_and(ReplaySource::is_replayable)
+        {
             return give_up(&stats.body_not_replayable, "body over the replay limit");
         }
         if wanted_wait.is_some_and(|wait| wait > policy.retry_after_cap) {
             return give_up(&stats.retry_after_too_long, "Retry-After over the cap");
         }
-        let backoff = policy
-            .backoff
-            .delay(attempts, self.previous_delay, &mut fastrand::Rng::new());
+        let backoff =
+            policy
+                .backoff
+                .delay(attempts, self.previous_delay, &mut fastrand::Rng::new());
         self.previous_delay = backoff;
         let wait = backoff.max(wanted_wait.unwrap_or_default());
         if let Some(deadline) = self.deadline() {
@@ -325,7 +329,10 @@ where
                     let request = retry.head.request(body);
                     let future = retry.service.call(request);
                     this.attempt.set(Attempt::Running { future });
-                    match this.per_try_timeout.and_then(|t| Instant::now().checked_add(t)) {
+                    match this
+                        .per_try_timeout
+                        .and_then(|t| Instant::now().checked_add(t))
+                    {
                         Some(at) => arm(this.timer, at),
                         None => *this.timer = None,
                     }

@@ -85,7 +85,11 @@ impl RetryOn {
     ) -> Result<Self, UnknownCondition> {
         let mut on = Self::nothing();
         let mut codes = false;
-        for condition in conditions.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        for condition in conditions
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
             on = match condition {
                 "5xx" => on.server_error(),
                 "gateway-error" => on.gateway_error(),
@@ -319,7 +323,9 @@ mod tests {
         let mut open = response(503, &[]);
         open.extensions_mut()
             .insert(Rejection::new(RejectionKind::CircuitOpen));
-        let everything = RetryOn::nothing().server_error().status(StatusCode::SERVICE_UNAVAILABLE);
+        let everything = RetryOn::nothing()
+            .server_error()
+            .status(StatusCode::SERVICE_UNAVAILABLE);
         assert!(!everything.matches(&open, Outcome::from_response(&open), true));
     }
 
@@ -341,10 +347,23 @@ mod tests {
         let parse = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap(), now);
         assert_eq!(parse("120"), Some(Duration::from_secs(120)));
         assert_eq!(parse("0"), Some(Duration::ZERO));
-        assert_eq!(parse("Sun, 06 Nov 1994 08:49:47 GMT"), Some(Duration::from_secs(10)));
-        assert_eq!(parse("Sunday, 06-Nov-94 08:50:37 GMT"), Some(Duration::from_secs(60)));
-        assert_eq!(parse("Sun Nov  6 08:49:40 1994"), Some(Duration::from_secs(3)));
-        assert_eq!(parse("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO), "past");
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:49:47 GMT"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse("Sunday, 06-Nov-94 08:50:37 GMT"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse("Sun Nov  6 08:49:40 1994"),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse("Sun, 06 Nov 1994 08:00:00 GMT"),
+            Some(Duration::ZERO),
+            "past"
+        );
         for bad in ["", "-1", "1.5", "soon", "99999999999999999999999"] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }

@@ -183,7 +183,10 @@ where
             buffering: true,
             current: 0,
         }));
-        Ok((Self::Shared(Arc::clone(&state)), ReplayBody::replay(state, 0)))
+        Ok((
+            Self::Shared(Arc::clone(&state)),
+            ReplayBody::replay(state, 0),
+        ))
     }
 
     /// Whether another attempt can get the whole body.

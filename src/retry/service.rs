@@ -110,8 +110,8 @@ where
         let grpc = policy.per_try_timeout.is_some() && crate::error::is_grpc(request.headers());
         // A connect failure may be retried whatever the method, as the
         // request never left, so those requests are prepared too.
-        let may_retry = policy.max_attempts > 1
-            && (repeat_is_safe || policy.retry_on.covers_connect_failure());
+        let may_retry =
+            policy.max_attempts > 1 && (repeat_is_safe || policy.retry_on.covers_connect_failure());
         if !may_retry {
             let request = request.map(|body| {
                 if body.is_end_stream() {
@@ -132,7 +132,13 @@ where
         let future = self.inner.call(Request::from_parts(parts, first));
         ResponseFuture::retrying(
             future,
-            Retrying::new(service, head, source, Arc::clone(&self.policy), repeat_is_safe),
+            Retrying::new(
+                service,
+                head,
+                source,
+                Arc::clone(&self.policy),
+                repeat_is_safe,
+            ),
             grpc,
         )
     }
