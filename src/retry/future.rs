@@ -77,6 +77,8 @@ pub(crate) struct Retrying<S, B> {
     policy: Arc<Policy>,
     /// The last backoff delay, for decorrelated jitter.
     previous_delay: Duration,
+    /// The next attempt's body, made when a retry is decided.
+    next_body: Option<ReplayBody<B>>,
     repeat_is_safe: bool,
 }
 
@@ -94,6 +96,7 @@ impl<S, B> Retrying<S, B> {
             head,
             source,
             previous_delay: policy.backoff.base(),
+            next_body: None,
             policy,
             repeat_is_safe,
         }
@@ -175,6 +178,14 @@ impl<S, B> Retrying<S, B> {
         }
         if !policy.shared.budget.withdraw() {
             return give_up(&stats.budget_exhausted, "retry budget exhausted");
+        }
+        // Supersede the failed attempt's body now, so it cannot read on
+        // (and pass the limit) during the backoff.
+        let last = attempts + 1 >= policy.max_attempts;
+        self.next_body = self.source.as_ref().and_then(|s| s.next_body(last));
+        if self.next_body.is_none() {
+            // The failed attempt read past the limit since the check above.
+            return give_up(&stats.body_not_replayable, "body over the replay limit");
         }
         Counters::add(&stats.retries);
         tracing::debug!(
@@ -318,14 +329,9 @@ where
                         return Poll::Ready(Err(error));
                     }
                     *this.attempts += 1;
-                    let last = *this.attempts >= retry.policy.max_attempts;
-                    let body = retry
-                        .source
-                        .as_ref()
-                        .and_then(|source| source.next_body(last))
-                        // `decide` checked the body is replayable, and nothing
-                        // reads it in between: the fallback is not reached.
-                        .unwrap_or_else(ReplayBody::empty);
+                    // `decide` made the body before choosing to retry, so
+                    // the fallback is not reached.
+                    let body = retry.next_body.take().unwrap_or_else(ReplayBody::empty);
                     let request = retry.head.request(body);
                     let future = retry.service.call(request);
                     this.attempt.set(Attempt::Running { future });

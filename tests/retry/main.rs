@@ -34,6 +34,9 @@ enum Reply {
     Reject(RejectionKind),
     /// Waits, then answers this status.
     Slow(Duration, u16),
+    /// Answers this status at once and goes on reading the body a little
+    /// later, as a connection still sending the request would.
+    Detached(u16),
 }
 
 /// One call the upstream saw.
@@ -50,6 +53,8 @@ struct Upstream {
     script: Arc<Mutex<VecDeque<Reply>>>,
     fallback: Reply,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// What a `Detached` reply's late read of the body got.
+    late: Arc<Mutex<Option<Result<usize, String>>>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -60,6 +65,7 @@ impl Upstream {
             script: Arc::new(Mutex::new(script.into_iter().collect())),
             fallback,
             calls: Arc::default(),
+            late: Arc::default(),
         }
     }
 
@@ -102,7 +108,19 @@ impl Upstream {
                 .unwrap_or_else(|| this.fallback.clone());
             Box::pin(async move {
                 let method = request.method().clone();
-                let body = if matches!(reply, Reply::Early(_)) {
+                let body = if let Reply::Detached(_) = reply {
+                    let late = this.late.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        let result = request.into_body().collect().await;
+                        *late.lock().unwrap() = Some(
+                            result
+                                .map(|c| c.to_bytes().len())
+                                .map_err(|e| e.to_string()),
+                        );
+                    });
+                    Ok(Bytes::new())
+                } else if matches!(reply, Reply::Early(_)) {
                     Ok(Bytes::new())
                 } else {
                     match request.into_body().collect().await {
@@ -112,7 +130,9 @@ impl Upstream {
                 };
                 this.calls.lock().unwrap().push(Call { at, method, body });
                 let response = match reply {
-                    Reply::Status(status) | Reply::Early(status) => respond(status, Vec::new()),
+                    Reply::Status(status) | Reply::Early(status) | Reply::Detached(status) => {
+                        respond(status, Vec::new())
+                    }
                     Reply::Headers(status, headers) => respond(status, headers),
                     Reply::Reject(kind) => {
                         let mut response = respond(kind.status().as_u16(), Vec::new());
@@ -465,6 +485,32 @@ async fn a_body_the_first_attempt_did_not_read_is_read_by_the_retry() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(upstream.calls()[1].body.as_ref().unwrap(), &data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_attempt_still_reading_the_body_is_cut_off_by_the_retry() {
+    // 100 KiB: the failed attempt would pass the 64 KiB limit during the
+    // backoff if it could go on reading.
+    let data = pattern(100 * 1024);
+    let upstream = Upstream::new([Reply::Detached(503)], Reply::Status(200));
+    let request = Request::builder()
+        .method(Method::PUT)
+        .body(Trickle::new(&data, 4 * 1024))
+        .unwrap();
+    let response = fixed()
+        .layer(upstream.service())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let calls = upstream.calls();
+    assert_eq!(
+        calls[1].body.as_ref().unwrap(),
+        &data,
+        "the retry got it all"
+    );
+    let late = upstream.late.lock().unwrap().clone().unwrap();
+    assert!(late.unwrap_err().contains("superseded"));
 }
 
 #[tokio::test(start_paused = true)]
