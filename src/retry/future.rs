@@ -32,7 +32,6 @@ pin_project! {
         // `Sleep` would more than double the size of this future.
         timer: Option<Pin<Box<Sleep>>>,
         retry: Option<Retrying<S, B>>,
-        per_try_timeout: Option<Duration>,
         // Kept for the per-try timeout counter when the request is not retried.
         policy: Option<Arc<Policy>>,
         attempts: u32,
@@ -248,7 +247,6 @@ where
             attempt: Attempt::Running { future },
             timer,
             retry,
-            per_try_timeout,
             policy: None,
             attempts: 1,
             attempts_header,
@@ -335,7 +333,8 @@ where
                     let request = retry.head.request(body);
                     let future = retry.service.call(request);
                     this.attempt.set(Attempt::Running { future });
-                    match this
+                    match retry
+                        .policy
                         .per_try_timeout
                         .and_then(|t| Instant::now().checked_add(t))
                     {

@@ -138,9 +138,11 @@ impl RetryLayer {
     /// [`Timeout`](crate::error::RejectionKind::Timeout)), which is retried
     /// under `gateway-error` and `5xx`.
     ///
+    /// At least 1 ms (shorter is clamped).
+    ///
     /// Default: none; only an outer timeout bounds an attempt.
     pub fn per_try_timeout(mut self, timeout: Duration) -> Self {
-        self.policy().per_try_timeout = Some(timeout);
+        self.policy().per_try_timeout = Some(timeout.max(Duration::from_millis(1)));
         self
     }
 
