@@ -795,6 +795,21 @@ async fn the_per_try_timeout_ends_a_slow_attempt_and_the_retry_succeeds() {
         "application/problem+json"
     );
     assert_eq!(layer.stats().per_try_timeouts, 1);
+
+    // A gRPC caller gets DEADLINE_EXCEEDED the gRPC way.
+    let upstream = Upstream::always(Reply::Slow(Duration::from_secs(30), 200));
+    let request = Request::builder()
+        .method(Method::POST)
+        .header("content-type", "application/grpc")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = layer
+        .layer(upstream.service())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "4");
 }
 
 /// The attempts a GET takes against an upstream answering `first` once.
