@@ -2,7 +2,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use tower_service::Service;
 
@@ -65,13 +64,13 @@ pub(crate) struct Head {
 
 impl Head {
     #[inline]
-    fn of(parts: &Parts) -> Self {
+    fn of<B>(request: &Request<B>) -> Self {
         Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-            extensions: parts.extensions.clone(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
         }
     }
 
@@ -122,24 +121,24 @@ where
             });
             return ResponseFuture::once(self.inner.call(request), &self.policy, grpc);
         }
-        let (parts, body) = request.into_parts();
-        let (source, first) = match ReplaySource::new(body, policy.replay_limit) {
-            Ok((source, first)) => (Some(source), first),
-            Err(body) => (None, ReplayBody::once(body)),
-        };
-        let head = Head::of(&parts);
-        let service = self.inner.clone();
-        let future = self.inner.call(Request::from_parts(parts, first));
-        ResponseFuture::retrying(
-            future,
-            Retrying::new(
-                service,
-                head,
-                source,
-                Arc::clone(&self.policy),
-                repeat_is_safe,
-            ),
-            grpc,
-        )
+        let head = Head::of(&request);
+        let mut source = None;
+        // `map` moves the head once, where `into_parts` and `from_parts`
+        // would move it twice.
+        let request = request.map(|body| match ReplaySource::new(body, policy.replay_limit) {
+            Ok((replay, first)) => {
+                source = Some(replay);
+                first
+            }
+            Err(body) => ReplayBody::once(body),
+        });
+        let retrying = Retrying::new(
+            self.inner.clone(),
+            head,
+            source,
+            Arc::clone(&self.policy),
+            repeat_is_safe,
+        );
+        ResponseFuture::retrying(self.inner.call(request), retrying, grpc)
     }
 }
