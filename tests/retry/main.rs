@@ -924,3 +924,54 @@ async fn a_service_error_is_retried_as_a_reset() {
     let error = service.oneshot(request(Method::POST)).await.unwrap_err();
     assert_eq!(error, "connection reset");
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_clones_share_one_budget() {
+    // 100 requests at once against a failing upstream, 10 retries allowed.
+    let upstream = Upstream::always(Reply::Slow(Duration::from_millis(5), 503));
+    let layer = fixed()
+        .max_attempts(2)
+        .budget(0.0, 1, Duration::from_secs(10));
+    let service = layer.layer(upstream.service());
+    let tasks: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(service.clone().oneshot(get())))
+        .collect();
+    let mut attempts = 0;
+    for task in tasks {
+        let response = task.await.unwrap().unwrap();
+        assert_eq!(response.status(), 503);
+        attempts += Attempts::of(&response);
+    }
+    assert_eq!(attempts, 110);
+    assert_eq!(upstream.count(), 110);
+    let stats = layer.stats();
+    assert_eq!((stats.retries, stats.budget_exhausted), (10, 90));
+}
+
+#[cfg(feature = "circuit-breaker")]
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_further_in_is_not_retried() {
+    use meshgate::circuit_breaker::CircuitBreakerLayer;
+
+    let upstream = Upstream::always(Reply::Status(503));
+    let layer = fixed().max_attempts(3);
+    let service = layer.layer(
+        CircuitBreakerLayer::new()
+            .consecutive_failures(2)
+            .layer(upstream.service()),
+    );
+    // Attempts 1 and 2 reach the upstream and trip the breaker; attempt 3
+    // is refused by it, and that refusal is the answer.
+    let response = service.clone().oneshot(get()).await.unwrap();
+    assert_eq!(upstream.count(), 2);
+    assert_eq!(Attempts::of(&response), 3);
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().kind(),
+        RejectionKind::CircuitOpen
+    );
+    // While open, a request is refused once, not retried.
+    let response = service.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(Attempts::of(&response), 1);
+    assert_eq!(upstream.count(), 2);
+}
