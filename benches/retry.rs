@@ -99,9 +99,19 @@ fn bench(c: &mut Criterion) {
             async move { black_box(fut.await.unwrap()) }
         })
     });
+    // The same with the `Attempts` extension on first-attempt answers too.
+    let mut always = RetryLayer::new()
+        .always_record_attempts(true)
+        .layer(service_fn(ok));
+    c.bench_function("retry/meshgate_always_record", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = always.call(Request::new(Empty::<Bytes>::new()));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
 }
 
-/// `RETRY_PROFILE=<service_fn|tower|meshgate>:<n>` runs `n` calls of one
+/// `RETRY_PROFILE=<service_fn|tower|meshgate|meshgate_always_record>:<n>` runs `n` calls of one
 /// variant and exits, for instruction counts under callgrind: the
 /// difference between two `n` divided by their difference is the cost of one
 /// call, without criterion's noise.
@@ -129,6 +139,14 @@ fn profile(spec: &str) {
                 let mut s = TowerRetryLayer::new(policy).layer(service_fn(ok::<Empty<Bytes>>));
                 for _ in 0..n {
                     black_box(s.call(Request::new(Empty::new())).await.unwrap());
+                }
+            }
+            "meshgate_always_record" => {
+                let mut s = RetryLayer::new()
+                    .always_record_attempts(true)
+                    .layer(service_fn(ok));
+                for _ in 0..n {
+                    black_box(s.call(Request::new(Empty::<Bytes>::new())).await.unwrap());
                 }
             }
             _ => {

@@ -11,7 +11,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
 use super::Attempts;
-use super::layer::{ATTEMPTS_HEADER, Counters, Policy};
+use super::layer::{ATTEMPTS_HEADER, Counters, Policy, Report};
 use super::policy::retry_after;
 use super::replay::{ReplayBody, ReplaySource};
 use super::service::Head;
@@ -35,7 +35,7 @@ pin_project! {
         // Kept for the per-try timeout counter when the request is not retried.
         policy: Option<Arc<Policy>>,
         attempts: u32,
-        attempts_header: bool,
+        report: Report,
         grpc: bool,
     }
 }
@@ -204,13 +204,7 @@ where
     /// A request that is not retried.
     #[inline]
     pub(crate) fn once(future: S::Future, policy: &Arc<Policy>, grpc: bool) -> Self {
-        let mut this = Self::start(
-            future,
-            None,
-            policy.per_try_timeout,
-            policy.attempts_header,
-            grpc,
-        );
+        let mut this = Self::start(future, None, policy.per_try_timeout, policy.report, grpc);
         if policy.per_try_timeout.is_some() {
             this.policy = Some(Arc::clone(policy));
         }
@@ -220,14 +214,8 @@ where
     #[inline]
     pub(crate) fn retrying(future: S::Future, retrying: Retrying<S, B>, grpc: bool) -> Self {
         let per_try_timeout = retrying.policy.per_try_timeout;
-        let attempts_header = retrying.policy.attempts_header;
-        Self::start(
-            future,
-            Some(retrying),
-            per_try_timeout,
-            attempts_header,
-            grpc,
-        )
+        let report = retrying.policy.report;
+        Self::start(future, Some(retrying), per_try_timeout, report, grpc)
     }
 
     #[inline]
@@ -235,7 +223,7 @@ where
         future: S::Future,
         retry: Option<Retrying<S, B>>,
         per_try_timeout: Option<Duration>,
-        attempts_header: bool,
+        report: Report,
         grpc: bool,
     ) -> Self {
         let mut timer = None;
@@ -249,7 +237,7 @@ where
             retry,
             policy: None,
             attempts: 1,
-            attempts_header,
+            report,
             grpc,
         }
     }
@@ -298,9 +286,10 @@ where
                     match wait {
                         None => {
                             this.attempt.set(Attempt::Done);
-                            return Poll::Ready(result.map(|response| {
-                                finish(response, *this.attempts, *this.attempts_header)
-                            }));
+                            return Poll::Ready(
+                                result
+                                    .map(|response| finish(response, *this.attempts, *this.report)),
+                            );
                         }
                         Some(wait) => {
                             // Drops the failed attempt (and its response).
@@ -364,16 +353,17 @@ fn per_try_timeout<R>(policy: Option<&Policy>, grpc: bool) -> Response<ResponseB
         .into_layer_response_for(grpc)
 }
 
-fn finish<R>(mut response: Response<R>, attempts: u32, header: bool) -> Response<R> {
-    if header {
+fn finish<R>(mut response: Response<R>, attempts: u32, report: Report) -> Response<R> {
+    if report.header {
         response
             .headers_mut()
             .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
     }
-    // A first-attempt answer gets no extension: inserting one allocates the
-    // extensions map and a box, which would triple the cost of the layer on
-    // the happy path (measured). `Attempts::of` reads the absence as 1.
-    if attempts > 1 {
+    // By default a first-attempt answer gets no extension: inserting one
+    // allocates the extensions map and a box, about as much again as the
+    // rest of the layer on the happy path (measured). `Attempts::of` reads
+    // the absence as 1.
+    if attempts > 1 || report.always_extension {
         response.extensions_mut().insert(Attempts(attempts));
     }
     response

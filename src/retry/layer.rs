@@ -41,8 +41,17 @@ pub(crate) struct Policy {
     pub(crate) non_idempotent: bool,
     pub(crate) retry_after_cap: Duration,
     pub(crate) replay_limit: usize,
-    pub(crate) attempts_header: bool,
+    pub(crate) report: Report,
     pub(crate) shared: Arc<Shared>,
+}
+
+/// How the number of attempts is reported on the response.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Report {
+    /// Add the `x-meshgate-attempts` header.
+    pub(crate) header: bool,
+    /// Insert the `Attempts` extension after a single attempt too.
+    pub(crate) always_extension: bool,
 }
 
 /// The state every service of a layer shares.
@@ -91,7 +100,7 @@ impl RetryLayer {
                 non_idempotent: false,
                 retry_after_cap: Duration::from_secs(10),
                 replay_limit: DEFAULT_REPLAY_LIMIT,
-                attempts_header: false,
+                report: Report::default(),
                 shared: Arc::new(Shared {
                     budget: RetryBudget::default(),
                     stats: Counters::default(),
@@ -185,10 +194,22 @@ impl RetryLayer {
     /// Adds an `x-meshgate-attempts` header with the number of attempts to
     /// every response.
     ///
-    /// Default: off (the [`Attempts`](super::Attempts) extension is always
-    /// there).
+    /// Default: off (the [`Attempts`](super::Attempts) extension is there
+    /// after a retry either way).
     pub fn attempts_header(mut self, enabled: bool) -> Self {
-        self.policy().attempts_header = enabled;
+        self.policy().report.header = enabled;
+        self
+    }
+
+    /// Inserts the [`Attempts`](super::Attempts) extension on responses
+    /// answered by their first attempt too, at the cost of allocating the
+    /// response's extension map on the happy path (about as much again as
+    /// the rest of the layer, measured).
+    ///
+    /// Default: off; [`Attempts::of`](super::Attempts::of) reads a missing
+    /// extension as 1 attempt.
+    pub fn always_record_attempts(mut self, enabled: bool) -> Self {
+        self.policy().report.always_extension = enabled;
         self
     }
 

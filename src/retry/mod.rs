@@ -117,9 +117,11 @@ pub use service::Retry;
 /// response extensions.
 ///
 /// It is inserted when more than one attempt was made; a response answered
-/// by its first attempt carries none, because inserting an extension
-/// allocates and would be most of the layer's cost on the happy path. Read
-/// it with [`Attempts::of`], which counts a missing one as 1.
+/// by its first attempt carries none unless
+/// [`always_record_attempts`](RetryLayer::always_record_attempts) is on,
+/// because inserting an extension allocates and would double the layer's
+/// cost on the happy path. Read it with [`Attempts::of`], which counts a
+/// missing one as 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Attempts(pub u32);
 

@@ -277,6 +277,22 @@ async fn a_first_attempt_success_is_passed_through() {
     );
     assert_eq!(upstream.count(), 1);
     assert_eq!(layer.stats().retries, 0);
+    assert_eq!(response_extension_after_one_attempt(false).await, None);
+    assert_eq!(
+        response_extension_after_one_attempt(true).await,
+        Some(Attempts(1))
+    );
+}
+
+async fn response_extension_after_one_attempt(always: bool) -> Option<Attempts> {
+    let upstream = Upstream::always(Reply::Status(200));
+    let response = RetryLayer::new()
+        .always_record_attempts(always)
+        .layer(upstream.service())
+        .oneshot(get())
+        .await
+        .unwrap();
+    response.extensions().get::<Attempts>().copied()
 }
 
 /// The gaps between attempts of many requests, under paused time.
