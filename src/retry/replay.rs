@@ -290,6 +290,7 @@ where
             Poll::Ready(Some(Err(error.into())))
         }
         Poll::Ready(Some(Ok(frame))) => {
+            let at_end = body.is_end_stream();
             match frame.data_ref() {
                 Some(data) => {
                     if state.buffering {
@@ -302,6 +303,13 @@ where
                             state.stop_buffering();
                             state.release_read_chunks();
                         }
+                    }
+                    // Seen at once, so a client can end the stream with
+                    // this frame rather than with an empty one after it.
+                    if at_end {
+                        state.ended = true;
+                        state.trailers_sent = true;
+                        state.body = None;
                     }
                 }
                 None => {
@@ -435,6 +443,25 @@ mod tests {
             Ok(pair) => pair,
             Err(_) => panic!("not replayable"),
         }
+    }
+
+    #[test]
+    fn fits_a_hyper_client() {
+        fn send_unpin<T: Send + Unpin + 'static>() {}
+        send_unpin::<ReplayBody<Full<Bytes>>>();
+        send_unpin::<ReplayBody<crate::Body>>();
+    }
+
+    #[tokio::test]
+    async fn a_known_end_is_reported_with_the_last_frame() {
+        let (source, mut first) = source(Full::new(Bytes::from("abc")), 64);
+        assert!(!first.is_end_stream());
+        let frame = first.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "abc");
+        assert!(first.is_end_stream(), "no empty poll needed");
+        let second = source.next_body(false).unwrap();
+        assert_eq!(second.size_hint().exact(), Some(3));
+        assert!(!second.is_end_stream());
     }
 
     #[tokio::test]
