@@ -123,7 +123,8 @@ impl RetryLayer {
     }
 
     /// Exponential backoff between attempts, from `base` doubling up to
-    /// `cap`, keeping the jitter already set.
+    /// `cap` (a `cap` below `base` is raised to it), keeping the jitter
+    /// already set.
     ///
     /// Default: 25 ms to 250 ms, full jitter (Envoy's defaults).
     pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
