@@ -44,7 +44,10 @@ use meshgate::retry::RetryLayer;
 /// Two calls out of three fail; the third echoes the request body.
 async fn flaky(State(calls): State<Arc<AtomicU64>>, body: Bytes) -> impl IntoResponse {
     if calls.fetch_add(1, Ordering::Relaxed) % 3 != 2 {
-        (StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(b"try again\n"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"try again\n"),
+        )
     } else {
         (StatusCode::OK, body)
     }
