@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
 use meshgate::circuit_breaker::CircuitBreakerLayer;
 use tower::{Layer, Service, service_fn};
@@ -44,5 +44,38 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// `BREAKER_PROFILE=<service_fn|closed>:<n>` runs `n` calls of one variant
+/// and exits, for instruction counts under callgrind: the difference between
+/// two `n` divided by their difference is the cost of one call.
+fn profile(spec: &str) {
+    let (variant, n) = spec.split_once(':').expect("variant:n");
+    let n: u64 = n.parse().expect("n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if variant == "service_fn" {
+            let mut s = service_fn(ok);
+            for _ in 0..n {
+                black_box(s.call(Request::new(())).await.unwrap());
+            }
+        } else {
+            let mut s = CircuitBreakerLayer::new().layer(service_fn(ok));
+            for _ in 0..n {
+                black_box(s.call(Request::new(())).await.unwrap());
+            }
+        }
+    });
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("BREAKER_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

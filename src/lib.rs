@@ -14,7 +14,7 @@
 //! | [`timeout`] | per-request budget, 504 problem, deadline propagation | `timeout` |
 //! | [`circuit_breaker`] | closed / open / half-open, per key, 503 with `Retry-After` | `circuit-breaker` |
 //! | [`load_balancer`] | endpoints (static, DNS, run-time updates), round robin, smooth WRR, random, P2C least-request and peak-EWMA, consistent hashing; active health checks, outlier ejection | `load-balancer` |
-//! | [`retry`] | jittered backoff and a shared retry budget (the layer is to come) | `retry` |
+//! | [`retry`] | retries: Istio `retryOn` conditions, jittered backoff, `Retry-After`, retry budget, body replay | `retry` |
 //! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
 //! | [`proxy`] | streaming reverse proxy on a pooled client: hop-by-hop, `X-Forwarded-*`/`Forwarded`, `Via`, WebSocket tunnels, failures as 502/504 | `proxy` |
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |

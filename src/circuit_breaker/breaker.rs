@@ -137,6 +137,8 @@ impl Breaker {
         Permit {
             breaker: Arc::clone(self),
             generation,
+            // Read the clock only when slow calls are judged.
+            started: self.config.slow_call.map(|_| Instant::now()),
             probe,
             done: false,
         }
@@ -306,14 +308,27 @@ impl Breaker {
 pub(crate) struct Permit {
     breaker: Arc<Breaker>,
     generation: u64,
+    /// When the call started, if slow calls count as failures.
+    started: Option<Instant>,
     probe: bool,
     done: bool,
 }
 
 impl Permit {
-    pub(crate) fn record(mut self, failure: bool) {
-        self.done = true;
-        self.breaker.record(self.generation, self.probe, failure);
+    /// Whether the call took longer than the slow-call threshold.
+    pub(crate) fn was_slow(&self) -> bool {
+        match (self.started, self.breaker.config.slow_call) {
+            (Some(started), Some(threshold)) => started.elapsed() > threshold,
+            _ => false,
+        }
+    }
+
+    /// Reports the call's outcome; only the first report counts.
+    pub(crate) fn record(&mut self, failure: bool) {
+        if !self.done {
+            self.done = true;
+            self.breaker.record(self.generation, self.probe, failure);
+        }
     }
 }
 

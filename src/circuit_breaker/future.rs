@@ -6,7 +6,6 @@ use std::time::Duration;
 use http::Response;
 use http::header::{HeaderValue, RETRY_AFTER};
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use super::breaker::Permit;
 use crate::body::ResponseBody;
@@ -27,8 +26,7 @@ pin_project! {
         Guarded {
             #[pin]
             inner: F,
-            permit: Option<Permit>,
-            slow: Option<(Instant, Duration)>,
+            permit: Permit,
         },
         Unguarded {
             #[pin]
@@ -42,13 +40,9 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn guarded(inner: F, permit: Permit, slow_call: Option<Duration>) -> Self {
+    pub(crate) fn guarded(inner: F, permit: Permit) -> Self {
         Self {
-            state: State::Guarded {
-                inner,
-                permit: Some(permit),
-                slow: slow_call.map(|threshold| (Instant::now(), threshold)),
-            },
+            state: State::Guarded { inner, permit },
         }
     }
 
@@ -79,22 +73,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Guarded {
-                inner,
-                permit,
-                slow,
-            } => {
+            StateProj::Guarded { inner, permit } => {
                 let result = ready!(inner.poll(cx));
                 let failure = match &result {
                     Ok(response) => {
-                        Outcome::from_response(response).is_breaker_failure()
-                            || slow.is_some_and(|(start, limit)| start.elapsed() > limit)
+                        Outcome::from_response(response).is_breaker_failure() || permit.was_slow()
                     }
                     Err(_) => true,
                 };
-                if let Some(permit) = permit.take() {
-                    permit.record(failure);
-                }
+                permit.record(failure);
                 Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
             }
             StateProj::Unguarded { inner } => {

@@ -164,11 +164,6 @@ impl<S> Layer<S> for CircuitBreakerLayer {
     type Service = CircuitBreaker<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::new(
-            inner,
-            self.breakers(),
-            self.key.clone(),
-            self.config.slow_call,
-        )
+        CircuitBreaker::new(inner, self.breakers(), self.key.clone())
     }
 }

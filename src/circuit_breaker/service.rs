@@ -1,12 +1,11 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::KeyFn;
-use super::breaker::Admission;
+use super::breaker::{Admission, Breaker};
 use super::future::ResponseFuture;
 use super::keys::Breakers;
 use crate::body::ResponseBody;
@@ -17,7 +16,6 @@ pub struct CircuitBreaker<S> {
     inner: S,
     breakers: Arc<Breakers>,
     key: Option<KeyFn>,
-    slow_call: Option<Duration>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
@@ -30,17 +28,11 @@ impl<S: std::fmt::Debug> std::fmt::Debug for CircuitBreaker<S> {
 }
 
 impl<S> CircuitBreaker<S> {
-    pub(crate) fn new(
-        inner: S,
-        breakers: Arc<Breakers>,
-        key: Option<KeyFn>,
-        slow_call: Option<Duration>,
-    ) -> Self {
+    pub(crate) fn new(inner: S, breakers: Arc<Breakers>, key: Option<KeyFn>) -> Self {
         Self {
             inner,
             breakers,
             key,
-            slow_call,
         }
     }
 
@@ -63,8 +55,10 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (breaker, request) = match (&*self.breakers, &self.key) {
-            (Breakers::Single(breaker), _) => (Arc::clone(breaker), request),
+        let keyed = match (&*self.breakers, &self.key) {
+            // The common case borrows the breaker: no reference count taken
+            // here, and the request is not moved through a tuple.
+            (Breakers::Single(breaker), _) => return admit(breaker, &mut self.inner, request),
             (Breakers::Keyed(keyed), Some(key_fn)) => {
                 let (parts, body) = request.into_parts();
                 let key = key_fn(&parts);
@@ -78,13 +72,23 @@ where
                 return ResponseFuture::unguarded(self.inner.call(request));
             }
         };
-        match breaker.admit() {
-            Admission::Allowed(permit) => {
-                ResponseFuture::guarded(self.inner.call(request), permit, self.slow_call)
-            }
-            Admission::Refused(retry_after) => {
-                ResponseFuture::refused(retry_after, crate::error::is_grpc(request.headers()))
-            }
+        admit(&keyed.0, &mut self.inner, keyed.1)
+    }
+}
+
+/// Calls `inner` if `breaker` admits the request, else answers 503.
+fn admit<S, ReqBody, ResBody>(
+    breaker: &Arc<Breaker>,
+    inner: &mut S,
+    request: Request<ReqBody>,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    match breaker.admit() {
+        Admission::Allowed(permit) => ResponseFuture::guarded(inner.call(request), permit),
+        Admission::Refused(retry_after) => {
+            ResponseFuture::refused(retry_after, crate::error::is_grpc(request.headers()))
         }
     }
 }

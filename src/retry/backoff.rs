@@ -58,6 +58,12 @@ impl Backoff {
         self
     }
 
+    /// The jitter in use.
+    #[must_use]
+    pub fn jitter_kind(&self) -> Jitter {
+        self.jitter
+    }
+
     /// The delays before retry 1, 2, 3, …: an endless iterator seeded from
     /// the thread's random source.
     pub fn delays(&self) -> Delays {
@@ -92,32 +98,47 @@ pub struct Delays {
     rng: fastrand::Rng,
 }
 
-impl Delays {
-    fn uniform(&mut self, low: Duration, high: Duration) -> Duration {
-        if high <= low {
-            return low;
-        }
-        let span = u64::try_from((high - low).as_nanos()).unwrap_or(u64::MAX);
-        low + Duration::from_nanos(self.rng.u64(0..=span))
-    }
-}
-
 impl Iterator for Delays {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
         self.retry = self.retry.saturating_add(1);
-        let b = self.backoff;
-        let delay = match b.jitter {
-            Jitter::None => b.ceiling(self.retry),
-            Jitter::Full => self.uniform(Duration::ZERO, b.ceiling(self.retry)),
-            Jitter::Decorrelated => {
-                let high = self.previous.saturating_mul(3).min(b.cap);
-                self.uniform(b.base.min(high), high)
-            }
-        };
+        let delay = self.backoff.delay(self.retry, self.previous, &mut self.rng);
         self.previous = delay;
         Some(delay)
+    }
+}
+
+impl Backoff {
+    /// The delay before retry `retry` (1, 2, 3, …), after a delay of
+    /// `previous` (`base` before the first).
+    pub(crate) fn delay(
+        &self,
+        retry: u32,
+        previous: Duration,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
+        let uniform = |rng: &mut fastrand::Rng, low: Duration, high: Duration| {
+            if high <= low {
+                return low;
+            }
+            let span = u64::try_from((high - low).as_nanos()).unwrap_or(u64::MAX);
+            low + Duration::from_nanos(rng.u64(0..=span))
+        };
+        match self.jitter {
+            Jitter::None => self.ceiling(retry),
+            Jitter::Full => uniform(rng, Duration::ZERO, self.ceiling(retry)),
+            Jitter::Decorrelated => {
+                let high = previous.saturating_mul(3).min(self.cap);
+                uniform(rng, self.base.min(high), high)
+            }
+        }
+    }
+
+    /// The base delay.
+    #[must_use]
+    pub fn base(&self) -> Duration {
+        self.base
     }
 }
 
