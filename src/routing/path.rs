@@ -256,10 +256,16 @@ pub(crate) fn normalize(path: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(path)
     };
-    if !decoded.starts_with('/') || !decoded.as_bytes().windows(2).any(|w| w == b"/.") {
-        return Cow::Owned(decoded.into_owned());
+    let normal = if decoded.starts_with('/') && decoded.as_bytes().windows(2).any(|w| w == b"/.") {
+        remove_dot_segments(&decoded)
+    } else {
+        decoded.into_owned()
+    };
+    if normal == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normal)
     }
-    Cow::Owned(remove_dot_segments(&decoded))
 }
 
 fn decode_unreserved(path: &str) -> String {
@@ -481,7 +487,8 @@ mod tests {
 
     #[test]
     fn overlap() {
-        assert!(may_overlap(&shape("/users/{id}"), &shape("/{x}/new")) == false);
+        assert!(may_overlap(&shape("/users/{id}"), &shape("/{x}/new")));
+        assert!(!may_overlap(&shape("/users/{id}"), &shape("/{x}/new/x")));
         assert!(may_overlap(&shape("/users/{id}"), &shape("/{x}/{y}")));
         assert!(may_overlap(&shape("/a/{x}/c"), &shape("/{y}/b/c")));
         assert!(!may_overlap(&shape("/a/{x}/c"), &shape("/{y}/b/d")));
@@ -508,7 +515,7 @@ mod tests {
     fn normalization() {
         assert!(matches!(normalize("/a/b"), Cow::Borrowed("/a/b")));
         assert_eq!(normalize("/%61dmin"), "/admin");
-        assert_eq!(normalize("/a%2Fb"), "/a%2Fb");
+        assert!(matches!(normalize("/a%2Fb"), Cow::Borrowed("/a%2Fb")));
         assert_eq!(normalize("/a/./b/../c"), "/a/c");
         assert_eq!(normalize("/a/.."), "/");
         assert_eq!(normalize("/../../x"), "/x");

@@ -236,7 +236,7 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
                     (route, matched, new_path)
                 }
                 Lookup::MethodNotAllowed(allow) => {
-                    return RouteFuture::ready(method_not_allowed(&allow, grpc));
+                    return RouteFuture::ready(method_not_allowed(allow, grpc));
                 }
                 Lookup::NotFound => {
                     let rejection = Rejection::new(RejectionKind::NoRoute)
@@ -316,7 +316,25 @@ fn reject(rejection: Rejection, grpc: bool) -> Response<Body> {
     }
 }
 
-fn method_not_allowed(allow: &[Method], grpc: bool) -> Response<Body> {
+/// RFC 9110 §9.1 order, then PATCH, then other methods by name.
+fn method_order(method: &Method) -> (u8, &str) {
+    let rank = match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::CONNECT => 5,
+        Method::OPTIONS => 6,
+        Method::TRACE => 7,
+        Method::PATCH => 8,
+        _ => 9,
+    };
+    (rank, method.as_str())
+}
+
+fn method_not_allowed(mut allow: Vec<Method>, grpc: bool) -> Response<Body> {
+    allow.sort_by(|a, b| method_order(a).cmp(&method_order(b)));
     let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
     let rejection = Rejection::new(RejectionKind::MethodNotAllowed)
         .with_detail("the route does not accept this method");
