@@ -35,15 +35,18 @@ impl HostRule {
             return Err(invalid("longer than 253 characters"));
         }
         if name.contains('*') {
-            return Err(invalid("a wildcard must be the whole first label: `*.example.com`"));
+            return Err(invalid(
+                "a wildcard must be the whole first label: `*.example.com`",
+            ));
         }
         if name.contains(':') && !name.starts_with('[') {
-            return Err(invalid("a host rule has no port (ports are ignored when matching)"));
+            return Err(invalid(
+                "a host rule has no port (ports are ignored when matching)",
+            ));
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'))
-        {
+        if !name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        }) {
             return Err(invalid("not a host name or IP literal"));
         }
         Ok(if wildcard {
@@ -139,7 +142,10 @@ mod tests {
 
     #[test]
     fn request_hosts_are_lower_cased_without_port() {
-        assert_eq!(host("API.Example.com:8443").as_deref(), Some("api.example.com"));
+        assert_eq!(
+            host("API.Example.com:8443").as_deref(),
+            Some("api.example.com")
+        );
         assert_eq!(host("example.com.").as_deref(), Some("example.com"));
         assert_eq!(host("[::1]:80").as_deref(), Some("[::1]"));
         assert_eq!(host(""), None);

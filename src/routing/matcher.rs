@@ -72,11 +72,10 @@ pub(crate) struct HeaderMatch {
 
 impl HeaderMatch {
     pub(crate) fn compile(name: &str, spec: &ValueSpec) -> Result<Self, RouteErrorKind> {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            RouteErrorKind::InvalidHeader {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| RouteErrorKind::InvalidHeader {
                 header: name.to_owned(),
-            }
-        })?;
+            })?;
         if let ValueSpec::Exact(value) = spec
             && HeaderValue::from_str(value).is_err()
         {
@@ -91,8 +90,12 @@ impl HeaderMatch {
     }
 
     pub(crate) fn matches(&self, headers: &HeaderMap) -> bool {
-        self.test
-            .test(headers.get_all(&self.name).iter().map(HeaderValue::as_bytes))
+        self.test.test(
+            headers
+                .get_all(&self.name)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
     }
 }
 
@@ -115,10 +118,13 @@ impl QueryMatch {
 
     pub(crate) fn matches(&self, query: Option<&str>) -> bool {
         let query = query.unwrap_or("");
-        let pairs = query.split('&').filter(|p| !p.is_empty()).filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (*decode_query(k) == *self.key).then(|| decode_query(v))
-        });
+        let pairs = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (*decode_query(k) == *self.key).then(|| decode_query(v))
+            });
         match &self.test {
             // Decoded values may be owned, so they are tested one by one.
             ValueTest::Exact(want) => pairs.into_iter().any(|v| *v == **want),
@@ -138,7 +144,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append("x-env", HeaderValue::from_static("dev"));
         headers.append("x-env", HeaderValue::from_static("prod"));
-        headers.insert("user-agent", HeaderValue::from_bytes(b"curl/8 \xff").unwrap());
+        headers.insert(
+            "user-agent",
+            HeaderValue::from_bytes(b"curl/8 \xff").unwrap(),
+        );
         let exact = HeaderMatch::compile("X-Env", &ValueSpec::Exact("prod".into())).unwrap();
         assert!(exact.matches(&headers));
         let re = HeaderMatch::compile("user-agent", &ValueSpec::Regex("curl/.*".into())).unwrap();
@@ -151,7 +160,10 @@ mod tests {
         assert!(HeaderMatch::compile("x", &ValueSpec::Exact("a\nb".into())).is_err());
         assert!(HeaderMatch::compile("x", &ValueSpec::Regex("(".into())).is_err());
         let accent = HeaderMatch::compile("x-name", &ValueSpec::Regex("caf(é|e)".into())).unwrap();
-        headers.insert("x-name", HeaderValue::from_bytes("café".as_bytes()).unwrap());
+        headers.insert(
+            "x-name",
+            HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        );
         assert!(accent.matches(&headers));
     }
 

@@ -78,6 +78,8 @@
 //! use meshgate::routing::{Backend, MatchedRoute, Route, Router, Split};
 //! use tower::{ServiceExt, service_fn};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
 //! // An upstream that echoes the path it sees and the route that matched.
 //! let echo = |who: &'static str| {
 //!     service_fn(move |req: Request<String>| async move {
@@ -87,8 +89,6 @@
 //!     })
 //! };
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
 //! let router = Router::builder()
 //!     .route(
 //!         Route::new("user")
@@ -159,7 +159,7 @@ pub use route::Route;
 pub use router::{Router, RouterBuilder};
 pub use split::{Backend, Split};
 
-use crate::{BoxError, Body};
+use crate::{Body, BoxError};
 
 /// The type-erased service a route (or a split's backend) sends requests
 /// to: clone-able, `Send + Sync`, infallible, answering with the crate's
@@ -180,7 +180,9 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    BoxCloneSyncService::new(service.map_response(|response: Response<ResBody>| response.map(Body::new)))
+    BoxCloneSyncService::new(
+        service.map_response(|response: Response<ResBody>| response.map(Body::new)),
+    )
 }
 
 /// The route that matched a request, in the request's extensions (for the

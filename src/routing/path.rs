@@ -58,7 +58,7 @@ impl PathRule {
         }
         let mut own = matchit::Router::new();
         own.insert(path, ()).map_err(|e| invalid(&e.to_string()))?;
-        let (shape, names) = parse_shape(path).map_err(|reason| invalid(reason))?;
+        let (shape, names) = parse_shape(path).map_err(invalid)?;
         if names.is_empty() {
             return Ok(Self::Exact(unescape(path).into()));
         }
@@ -273,15 +273,14 @@ fn decode_unreserved(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let c = h * 16 + l;
-                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-                    out.push(char::from(c));
-                    i += 3;
-                    continue;
-                }
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+            && is_unreserved(h * 16 + l)
+        {
+            out.push(char::from(h * 16 + l));
+            i += 3;
+            continue;
         }
         // Copy one UTF-8 char (the path is a `&str`, so boundaries are valid).
         let len = utf8_len(bytes[i]);
@@ -290,6 +289,10 @@ fn decode_unreserved(path: &str) -> String {
         i = end;
     }
     out
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
 }
 
 fn utf8_len(first: u8) -> usize {

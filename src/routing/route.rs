@@ -161,14 +161,16 @@ impl<B: 'static> Route<B> {
     /// Requires query parameter `key` to have exactly `value`, after
     /// percent-decoding.
     pub fn query(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push((key.into(), ValueSpec::Exact(value.into())));
+        self.query
+            .push((key.into(), ValueSpec::Exact(value.into())));
         self
     }
 
     /// Requires a value of query parameter `key` to match `regex` as a whole,
     /// after percent-decoding.
     pub fn query_regex(mut self, key: impl Into<String>, regex: impl Into<String>) -> Self {
-        self.query.push((key.into(), ValueSpec::Regex(regex.into())));
+        self.query
+            .push((key.into(), ValueSpec::Regex(regex.into())));
         self
     }
 

@@ -13,13 +13,13 @@ use http::{Method, Request, Response, Uri};
 use tower::ServiceExt;
 use tower_service::Service;
 
+use super::MatchedRoute;
 use super::error::{RouteError, RouteErrorKind};
 use super::future::RouteFuture;
 use super::host::RequestHost;
 use super::path::{normalize, prefix_matches};
 use super::route::{Route, RouteAction, RouteTarget};
 use super::table::{Lookup, RequestView, Table};
-use super::MatchedRoute;
 use crate::Body;
 use crate::error::{Rejection, RejectionKind, is_grpc};
 
@@ -232,7 +232,8 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
                 Lookup::Found { route, params } => {
                     let matched = self.matched(route, params.as_ref());
                     let action = &self.inner.actions[route];
-                    let new_path = upstream_path(action, &path, &matched);
+                    let new_path =
+                        upstream_path(action, &path, matches!(path, Cow::Owned(_)), &matched);
                     (route, matched, new_path)
                 }
                 Lookup::MethodNotAllowed(allow) => {
@@ -272,7 +273,8 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
 /// path, and the service sees the same one, so they cannot disagree).
 fn upstream_path<B>(
     action: &RouteAction<B>,
-    path: &Cow<'_, str>,
+    path: &str,
+    normalized: bool,
     matched: &MatchedRoute,
 ) -> Option<String> {
     if let Some(template) = &action.rewrite {
@@ -287,10 +289,7 @@ fn upstream_path<B>(
         let rest = &path[prefix.len()..];
         return Some(if rest.is_empty() { "/" } else { rest }.to_owned());
     }
-    match path {
-        Cow::Owned(normalized) => Some(normalized.clone()),
-        Cow::Borrowed(_) => None,
-    }
+    normalized.then(|| path.to_owned())
 }
 
 fn set_path(uri: &mut Uri, path: &str) -> Result<(), Rejection> {
@@ -335,7 +334,11 @@ fn method_order(method: &Method) -> (u8, &str) {
 
 fn method_not_allowed(mut allow: Vec<Method>, grpc: bool) -> Response<Body> {
     allow.sort_by(|a, b| method_order(a).cmp(&method_order(b)));
-    let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let list = allow
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     let rejection = Rejection::new(RejectionKind::MethodNotAllowed)
         .with_detail("the route does not accept this method");
     let mut response = reject(rejection, grpc);
@@ -345,4 +348,3 @@ fn method_not_allowed(mut allow: Vec<Method>, grpc: bool) -> Response<Body> {
     }
     response
 }
-

@@ -174,8 +174,10 @@ impl<B> Split<B> {
         value: impl Into<String>,
         backend: impl Into<String>,
     ) -> Self {
-        self.overrides
-            .push((OverrideSpec::Cookie(name.into(), value.into()), backend.into()));
+        self.overrides.push((
+            OverrideSpec::Cookie(name.into(), value.into()),
+            backend.into(),
+        ));
         self
     }
 

@@ -231,8 +231,7 @@ impl Table {
     pub(crate) fn find<'t, 'p>(&'t self, req: &RequestView<'p>) -> Lookup<'t, 'p> {
         let bucket = self.bucket(req.host);
         let (first, second, params) = bucket.candidates(req.path);
-        if let Some(found) = self.select(first, second, params.as_ref(), req, true, &mut |_| {})
-        {
+        if let Some(found) = self.select(first, second, params.as_ref(), req, true, &mut |_| {}) {
             return found;
         }
         let mut allow: Vec<Method> = Vec::new();
@@ -322,9 +321,7 @@ fn member_of(rule: &RouteRule, key: &HostRule) -> Option<HostRank> {
         let rank = match (host, key) {
             (HostRule::Exact(h), HostRule::Exact(k)) if h == k => (2, h.len()),
             (HostRule::Wildcard(s), HostRule::Exact(k)) if wildcard_matches(s, k) => (1, s.len()),
-            (HostRule::Wildcard(s), HostRule::Wildcard(k))
-                if s == k || wildcard_matches(s, k) =>
-            {
+            (HostRule::Wildcard(s), HostRule::Wildcard(k)) if s == k || wildcard_matches(s, k) => {
                 (1, s.len())
             }
             _ => continue,
@@ -353,7 +350,8 @@ fn order_key(index: usize, rule: &RouteRule, host: HostRank) -> OrderKey {
         PathRule::Pattern(p) => (
             1,
             p.static_len,
-            u32::try_from(p.names.len()).unwrap_or(u32::MAX) + if p.catch_all { 1 << 16 } else { 0 },
+            u32::try_from(p.names.len()).unwrap_or(u32::MAX)
+                + if p.catch_all { 1 << 16 } else { 0 },
         ),
         PathRule::Prefix(p) => (0, u32::try_from(p.len()).unwrap_or(u32::MAX), 0),
     };
@@ -385,7 +383,8 @@ impl Bucket {
             rank: u32::try_from(rank).unwrap_or(u32::MAX),
             verify,
         };
-        let ranked: Vec<(usize, &RouteRule)> = members.iter().map(|&(_, i)| (i, &rules[i])).collect();
+        let ranked: Vec<(usize, &RouteRule)> =
+            members.iter().map(|&(_, i)| (i, &rules[i])).collect();
 
         let mut bucket = Self::default();
 
@@ -422,8 +421,7 @@ impl Bucket {
                         RouteErrorKind::PathConflict {
                             pattern: rule.path.source().to_owned(),
                             other_route: other.map_or_else(String::new, |o| o.name.to_string()),
-                            other_pattern: other
-                                .map_or(with, |o| o.path.source().to_owned()),
+                            other_pattern: other.map_or(with, |o| o.path.source().to_owned()),
                         },
                     ));
                 }
@@ -514,7 +512,11 @@ impl Bucket {
     fn candidates<'t, 'p>(
         &'t self,
         path: &'p str,
-    ) -> (&'t [Candidate], &'t [Candidate], Option<matchit::Params<'t, 'p>>) {
+    ) -> (
+        &'t [Candidate],
+        &'t [Candidate],
+        Option<matchit::Params<'t, 'p>>,
+    ) {
         if !self.exact.is_empty()
             && let Some(list) = self.exact.get(path)
         {

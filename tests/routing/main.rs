@@ -56,6 +56,9 @@ fn echo(
     })
 }
 
+/// Extra request headers of a table row.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 fn request(method: Method, host: &str, target: &str) -> http::request::Builder {
     let builder = Request::builder().method(method).uri(target);
     if host.is_empty() {
@@ -176,7 +179,7 @@ async fn route_matching_table() {
     let router = table_router();
     let get = Method::GET;
     #[rustfmt::skip]
-    let cases: &[(Method, &str, &str, &[(&str, &str)], &str)] = &[
+    let cases: &[(Method, &str, &str, Headers, &str)] = &[
         // Exact path on any host.
         (get.clone(), "", "/health", &[], "health"),
         (get.clone(), "anything.test", "/health", &[], "health"),
@@ -266,14 +269,24 @@ async fn a_more_specific_route_that_fails_falls_back_to_less_specific_ones() {
         )
         .build()
         .unwrap();
-    let cases: &[(Method, &str, &[(&str, &str)], &str)] = &[
-        (Method::GET, "/api/users", &[("x-tenant", "acme")], "users-exact"),
+    let cases: &[(Method, &str, Headers, &str)] = &[
+        (
+            Method::GET,
+            "/api/users",
+            &[("x-tenant", "acme")],
+            "users-exact",
+        ),
         // Exact fails its header → the pattern fails its method → the prefix.
         (Method::GET, "/api/users", &[], "api"),
         (Method::POST, "/api/users", &[], "users-param"),
         // Pattern fails its header → an overlapping pattern of other shape.
         (Method::GET, "/api/users/7?any", &[], "any-second"),
-        (Method::GET, "/api/users/7", &[("x-deep", "1")], "deep-param"),
+        (
+            Method::GET,
+            "/api/users/7",
+            &[("x-deep", "1")],
+            "deep-param",
+        ),
         (Method::GET, "/api/users/7", &[], "api"),
     ];
     for (method, target, headers, expected) in cases {
@@ -282,7 +295,11 @@ async fn a_more_specific_route_that_fails_falls_back_to_less_specific_ones() {
             builder = builder.header(*name, *value);
         }
         let req = builder.body(String::new()).unwrap();
-        assert_eq!(who(&router, req).await, *expected, "{method} {target} {headers:?}");
+        assert_eq!(
+            who(&router, req).await,
+            *expected,
+            "{method} {target} {headers:?}"
+        );
     }
 }
 
@@ -315,7 +332,9 @@ async fn strip_prefix_and_rewrites_are_what_the_route_service_sees() {
         .body(String::new())
         .unwrap();
     assert_eq!(body(req).await, "strip|/orders/9?sort=asc|gw||");
-    let req = request(Method::GET, "gw", "/api").body(String::new()).unwrap();
+    let req = request(Method::GET, "gw", "/api")
+        .body(String::new())
+        .unwrap();
     assert_eq!(body(req).await, "strip|/|gw||");
     let req = request(Method::GET, "gw", "/users/7/posts/2024/05?x=1")
         .body(String::new())
@@ -360,10 +379,15 @@ async fn no_route_is_404_and_wrong_method_is_405_with_allow() {
         .build()
         .unwrap();
 
-    let req = request(Method::GET, "", "/nothing").body(String::new()).unwrap();
+    let req = request(Method::GET, "", "/nothing")
+        .body(String::new())
+        .unwrap();
     let (status, body, response) = send(&router, req).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], 404);
     assert_eq!(
@@ -371,17 +395,26 @@ async fn no_route_is_404_and_wrong_method_is_405_with_allow() {
         RejectionKind::NoRoute
     );
 
-    let req = request(Method::POST, "", "/items/3").body(String::new()).unwrap();
+    let req = request(Method::POST, "", "/items/3")
+        .body(String::new())
+        .unwrap();
     let (status, body, response) = send(&router, req).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     // DELETE needs a header this request lacks, so it is not offered.
     assert_eq!(response.headers()["allow"], "GET, HEAD, PUT");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"], 405);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        405
+    );
     assert_eq!(
         response.extensions().get::<Rejection>().unwrap().kind(),
         RejectionKind::MethodNotAllowed
     );
-    assert!(router.route_for(&request(Method::POST, "", "/items/3").body(()).unwrap()).is_none());
+    assert!(
+        router
+            .route_for(&request(Method::POST, "", "/items/3").body(()).unwrap())
+            .is_none()
+    );
 
     let req = request(Method::POST, "", "/items/3")
         .header("x-admin", "yes")
@@ -416,7 +449,9 @@ async fn a_90_10_split_is_within_2_percent_over_10_000_requests() {
             .unwrap();
         let mut canary = 0;
         for _ in 0..10_000 {
-            let req = request(Method::GET, "", "/orders").body(String::new()).unwrap();
+            let req = request(Method::GET, "", "/orders")
+                .body(String::new())
+                .unwrap();
             let response = router.clone().oneshot(req).await.unwrap();
             let matched = response.extensions().get::<MatchedRoute>().unwrap();
             assert_eq!(matched.name(), "orders");
@@ -555,7 +590,10 @@ async fn a_blue_green_flip_moves_all_traffic() {
     assert_eq!(err.kind(), &RouteErrorKind::ZeroWeights);
     assert_eq!(who(&router, req()).await, "green");
     assert!(matches!(
-        router.set_weights("site", &[("purple", 1)]).unwrap_err().kind(),
+        router
+            .set_weights("site", &[("purple", 1)])
+            .unwrap_err()
+            .kind(),
         RouteErrorKind::UnknownBackend { .. }
     ));
     assert_eq!(
@@ -591,11 +629,13 @@ fn config_errors_are_returned_not_panicked() {
         RouteErrorKind::DuplicateName
     );
     assert_eq!(
-        build(vec![Route::new("r").split(
-            Split::new()
-                .backend(Backend::new("a", ok()).weight(0))
-                .backend(Backend::new("b", ok()).weight(0)),
-        )]),
+        build(vec![
+            Route::new("r").split(
+                Split::new()
+                    .backend(Backend::new("a", ok()).weight(0))
+                    .backend(Backend::new("b", ok()).weight(0)),
+            )
+        ]),
         RouteErrorKind::ZeroWeights
     );
     let conflict = Router::builder()
@@ -610,19 +650,42 @@ fn config_errors_are_returned_not_panicked() {
     );
     // The same patterns on different hosts do not meet.
     Router::builder()
-        .route(Route::new("one").host("a.test").path("/files/{name}").to(ok()))
-        .route(Route::new("two").host("b.test").path("/files/{*path}").to(ok()))
+        .route(
+            Route::new("one")
+                .host("a.test")
+                .path("/files/{name}")
+                .to(ok()),
+        )
+        .route(
+            Route::new("two")
+                .host("b.test")
+                .path("/files/{*path}")
+                .to(ok()),
+        )
         .build()
         .unwrap();
     // Patterns that differ only in parameter names share an entry.
     Router::builder()
-        .route(Route::new("one").path("/u/{id}").method(Method::GET).to(ok()))
-        .route(Route::new("two").path("/u/{name}").method(Method::PUT).to(ok()))
+        .route(
+            Route::new("one")
+                .path("/u/{id}")
+                .method(Method::GET)
+                .to(ok()),
+        )
+        .route(
+            Route::new("two")
+                .path("/u/{name}")
+                .method(Method::PUT)
+                .to(ok()),
+        )
         .build()
         .unwrap();
     assert_eq!(build(vec![Route::new("r")]), RouteErrorKind::NoTarget);
     assert_eq!(build(vec![]), RouteErrorKind::NoRoutes);
-    assert_eq!(build(vec![Route::new("").to(ok())]), RouteErrorKind::EmptyName);
+    assert_eq!(
+        build(vec![Route::new("").to(ok())]),
+        RouteErrorKind::EmptyName
+    );
     assert!(matches!(
         build(vec![Route::new("r").path("/a/{b").to(ok())]),
         RouteErrorKind::InvalidPath { .. }
@@ -640,11 +703,21 @@ fn config_errors_are_returned_not_panicked() {
         RouteErrorKind::InvalidHeader { .. }
     ));
     assert!(matches!(
-        build(vec![Route::new("r").path("/u/{id}").rewrite_path("/v2/{uid}").to(ok())]),
+        build(vec![
+            Route::new("r")
+                .path("/u/{id}")
+                .rewrite_path("/v2/{uid}")
+                .to(ok())
+        ]),
         RouteErrorKind::InvalidRewrite { .. }
     ));
     assert_eq!(
-        build(vec![Route::new("r").strip_prefix("/a").rewrite_path("/b").to(ok())]),
+        build(vec![
+            Route::new("r")
+                .strip_prefix("/a")
+                .rewrite_path("/b")
+                .to(ok())
+        ]),
         RouteErrorKind::ConflictingRewrites
     );
     assert_eq!(
@@ -652,19 +725,23 @@ fn config_errors_are_returned_not_panicked() {
         RouteErrorKind::EmptySplit
     );
     assert!(matches!(
-        build(vec![Route::new("r").split(
-            Split::new()
-                .backend(Backend::new("a", ok()))
-                .override_header("x", "1", "b"),
-        )]),
+        build(vec![
+            Route::new("r").split(
+                Split::new()
+                    .backend(Backend::new("a", ok()))
+                    .override_header("x", "1", "b"),
+            )
+        ]),
         RouteErrorKind::UnknownBackend { .. }
     ));
     assert!(matches!(
-        build(vec![Route::new("r").split(
-            Split::new()
-                .backend(Backend::new("a", ok()))
-                .backend(Backend::new("a", ok())),
-        )]),
+        build(vec![
+            Route::new("r").split(
+                Split::new()
+                    .backend(Backend::new("a", ok()))
+                    .backend(Backend::new("a", ok())),
+            )
+        ]),
         RouteErrorKind::DuplicateBackend { .. }
     ));
 }
@@ -689,17 +766,26 @@ async fn odd_input_gets_an_answer_not_a_panic() {
         .build()
         .unwrap();
     // Percent-encoded unreserved characters and dot segments route as decoded.
-    let req = request(Method::GET, "", "/%61dmin/x").body(String::new()).unwrap();
+    let req = request(Method::GET, "", "/%61dmin/x")
+        .body(String::new())
+        .unwrap();
     assert_eq!(who(&router, req).await, "admin");
-    let req = request(Method::GET, "", "/p/../admin").body(String::new()).unwrap();
+    let req = request(Method::GET, "", "/p/../admin")
+        .body(String::new())
+        .unwrap();
     assert_eq!(who(&router, req).await, "admin");
     // An encoded slash stays encoded, and is captured as is.
-    let req = request(Method::GET, "", "/p/a%2Fb").body(String::new()).unwrap();
+    let req = request(Method::GET, "", "/p/a%2Fb")
+        .body(String::new())
+        .unwrap();
     let (_, body, _) = send(&router, req).await;
     assert_eq!(body, "params|/p/a%2Fb||id=a%2Fb|");
     // Non-UTF-8 header values are matched as bytes.
     let req = request(Method::GET, "", "/ua")
-        .header("user-agent", http::HeaderValue::from_bytes(b"bot\xff\xfe").unwrap())
+        .header(
+            "user-agent",
+            http::HeaderValue::from_bytes(b"bot\xff\xfe").unwrap(),
+        )
         .body(String::new())
         .unwrap();
     assert_eq!(who(&router, req).await, "ua");
@@ -708,15 +794,25 @@ async fn odd_input_gets_an_answer_not_a_panic() {
     let req = request(Method::GET, "", &huge).body(String::new()).unwrap();
     assert_eq!(who(&router, req).await, "404");
     let huge_dots = format!("/admin/{}", "../".repeat(19_000));
-    let req = request(Method::GET, "", &huge_dots).body(String::new()).unwrap();
+    let req = request(Method::GET, "", &huge_dots)
+        .body(String::new())
+        .unwrap();
     assert_eq!(who(&router, req).await, "404");
     let long_host = format!("{}.test", "a".repeat(1000));
-    let req = request(Method::GET, &long_host, "/").body(String::new()).unwrap();
-    assert_eq!(who(&router, req).await, "404");
-    let req = Request::get("/").header("host", "").body(String::new()).unwrap();
+    let req = request(Method::GET, &long_host, "/")
+        .body(String::new())
+        .unwrap();
     assert_eq!(who(&router, req).await, "404");
     let req = Request::get("/")
-        .header("host", http::HeaderValue::from_bytes(b"exact.test\xff").unwrap())
+        .header("host", "")
+        .body(String::new())
+        .unwrap();
+    assert_eq!(who(&router, req).await, "404");
+    let req = Request::get("/")
+        .header(
+            "host",
+            http::HeaderValue::from_bytes(b"exact.test\xff").unwrap(),
+        )
         .body(String::new())
         .unwrap();
     assert_eq!(who(&router, req).await, "404");
@@ -727,7 +823,9 @@ async fn odd_input_gets_an_answer_not_a_panic() {
         .unwrap();
     assert_eq!(who(&router, req).await, "host");
     // Query strings with broken escapes.
-    let req = request(Method::GET, "", "/admin?%=%zz&&=").body(String::new()).unwrap();
+    let req = request(Method::GET, "", "/admin?%=%zz&&=")
+        .body(String::new())
+        .unwrap();
     assert_eq!(who(&router, req).await, "admin");
 }
 
@@ -743,7 +841,9 @@ async fn the_response_carries_the_matched_route_and_params() {
         )
         .build()
         .unwrap();
-    let req = request(Method::GET, "", "/shops/s1/items/i%20x").body(String::new()).unwrap();
+    let req = request(Method::GET, "", "/shops/s1/items/i%20x")
+        .body(String::new())
+        .unwrap();
     let expected = router.route_for(&req).unwrap();
     let response = router.clone().oneshot(req).await.unwrap();
     let matched = response.extensions().get::<MatchedRoute>().unwrap();
@@ -794,10 +894,22 @@ async fn a_thousand_routes_route_correctly() {
             .route_for(&request(Method::GET, host, target).body(()).unwrap())
             .map(|m| m.name().to_owned())
     };
-    assert_eq!(name("svc7.example.com", "/v1/s17/status").as_deref(), Some("exact-17"));
-    assert_eq!(name("svc7.example.com", "/v1/s17/items/9").as_deref(), Some("param-17"));
+    assert_eq!(
+        name("svc7.example.com", "/v1/s17/status").as_deref(),
+        Some("exact-17")
+    );
+    assert_eq!(
+        name("svc7.example.com", "/v1/s17/items/9").as_deref(),
+        Some("param-17")
+    );
     assert_eq!(name("svc8.example.com", "/v1/s17/items/9"), None);
     assert_eq!(name("", "/s123/x").as_deref(), Some("prefix-123"));
-    assert_eq!(name("a.b.t99.example.net", "/s123/x").as_deref(), Some("prefix-123"));
-    assert_eq!(name("a.b.t99.example.net", "/zzz").as_deref(), Some("wild-99"));
+    assert_eq!(
+        name("a.b.t99.example.net", "/s123/x").as_deref(),
+        Some("prefix-123")
+    );
+    assert_eq!(
+        name("a.b.t99.example.net", "/zzz").as_deref(),
+        Some("wild-99")
+    );
 }

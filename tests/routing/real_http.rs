@@ -76,7 +76,10 @@ async fn serves_real_http_on_loopback() {
     )
     .await;
     assert_eq!(status, 404);
-    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
     assert!(body.contains("\"status\":404"), "{body}");
 
     server.abort();
