@@ -73,60 +73,95 @@ pub(crate) fn wildcard_matches(suffix: &str, host: &str) -> bool {
         && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
 }
 
-/// A request host, lower-cased without its port, in a stack buffer.
-pub(crate) struct RequestHost {
-    buf: [u8; MAX_HOST],
-    len: usize,
+/// A request host, lower-cased without its port: borrowed from the request
+/// when it already is lower-case (the common case), else copied to a stack
+/// buffer.
+pub(crate) enum RequestHost<'a> {
+    Borrowed(&'a str),
+    Lowered { buf: [u8; MAX_HOST], len: usize },
 }
 
-impl RequestHost {
+impl<'a> RequestHost<'a> {
     /// The host of `req`: the URI authority when there is one (HTTP/2
     /// `:authority`, or an absolute-form request target, which RFC 9112
     /// §3.2.2 puts before `Host`), else the `Host` header. `None` when the
     /// request has no usable host (missing, not visible ASCII, too long).
-    pub(crate) fn of<T>(req: &Request<T>) -> Option<Self> {
-        let raw: &[u8] = match req.uri().authority() {
-            Some(authority) => authority.host().as_bytes(),
-            None => req.headers().get(HOST)?.as_bytes(),
+    pub(crate) fn of<T>(req: &'a Request<T>) -> Option<Self> {
+        let raw: &str = match req.uri().authority() {
+            Some(authority) => authority.host(),
+            // `to_str` refuses values that are not visible ASCII, which no
+            // host rule could match anyway.
+            None => req.headers().get(HOST)?.to_str().ok()?,
         };
         Self::parse(raw)
     }
 
-    pub(crate) fn parse(raw: &[u8]) -> Option<Self> {
+    pub(crate) fn parse(raw: &'a str) -> Option<Self> {
+        // The common case, a lower-case name or IPv4 address with or
+        // without a port, in one pass and borrowed.
+        let mut end = raw.len();
+        let mut simple = true;
+        for (i, b) in raw.bytes().enumerate() {
+            match b {
+                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' => {}
+                b':' => {
+                    end = i;
+                    break;
+                }
+                _ => {
+                    simple = false;
+                    break;
+                }
+            }
+        }
+        if !simple {
+            return Self::lowered(raw);
+        }
+        let host = &raw[..end];
+        let host = host.strip_suffix('.').unwrap_or(host);
+        (!host.is_empty() && host.len() <= MAX_HOST).then_some(Self::Borrowed(host))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lowered(raw: &'a str) -> Option<Self> {
         let host = strip_port(raw);
-        let host = host.strip_suffix(b".").unwrap_or(host);
-        if host.is_empty() || host.len() > MAX_HOST {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.is_empty() || host.len() > MAX_HOST || !host.bytes().all(|b| b.is_ascii_graphic()) {
             return None;
         }
+        if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Some(Self::Borrowed(host));
+        }
         let mut buf = [0u8; MAX_HOST];
-        for (slot, &b) in buf.iter_mut().zip(host) {
-            if !b.is_ascii_graphic() {
-                return None;
-            }
+        for (slot, b) in buf.iter_mut().zip(host.bytes()) {
             *slot = b.to_ascii_lowercase();
         }
-        Some(Self {
+        Some(Self::Lowered {
             buf,
             len: host.len(),
         })
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        // Only ASCII bytes are copied in `parse`, so this cannot fail; an
-        // empty host (which matches no host rule) is the safe fallback.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+        match self {
+            Self::Borrowed(host) => host,
+            // Only visible ASCII is copied in `parse`, so this cannot fail;
+            // an empty host (which matches no host rule) is the safe fallback.
+            Self::Lowered { buf, len } => std::str::from_utf8(&buf[..*len]).unwrap_or(""),
+        }
     }
 }
 
 /// `host:port` → `host`; `[v6]:port` → `[v6]`.
-fn strip_port(raw: &[u8]) -> &[u8] {
-    if raw.first() == Some(&b'[') {
-        return match raw.iter().position(|&b| b == b']') {
+fn strip_port(raw: &str) -> &str {
+    if raw.starts_with('[') {
+        return match raw.find(']') {
             Some(end) => &raw[..=end],
             None => raw,
         };
     }
-    match raw.iter().rposition(|&b| b == b':') {
+    match raw.rfind(':') {
         Some(colon) => &raw[..colon],
         None => raw,
     }
@@ -137,7 +172,7 @@ mod tests {
     use super::*;
 
     fn host(raw: &str) -> Option<String> {
-        RequestHost::parse(raw.as_bytes()).map(|h| h.as_str().to_owned())
+        RequestHost::parse(raw).map(|h| h.as_str().to_owned())
     }
 
     #[test]
@@ -152,6 +187,8 @@ mod tests {
         assert_eq!(host(":80"), None);
         assert_eq!(host(&"a".repeat(300)), None);
         assert_eq!(host("a b"), None);
+        assert_eq!(host("a.test:"), Some("a.test".into()));
+        assert_eq!(host("A_b.test"), Some("a_b.test".into()));
     }
 
     #[test]

@@ -190,7 +190,10 @@ where
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedRoute {
     name: Arc<str>,
-    params: Vec<(Arc<str>, String)>,
+    /// The pattern's parameter names, shared with the route.
+    names: Option<Arc<[Arc<str>]>>,
+    /// The captured values, NUL-separated, in one allocation.
+    values: String,
     backend: Option<Arc<str>>,
 }
 
@@ -203,22 +206,29 @@ impl MatchedRoute {
 
     /// The captured path parameters, in pattern order, as they appear in the
     /// (normalised) path: still percent-encoded.
-    pub fn params(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.params.iter().map(|(k, v)| (&**k, v.as_str()))
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.names
+            .iter()
+            .flat_map(|names| names.iter())
+            .map(|name| &**name)
+            .zip(self.values.split('\0'))
     }
 
     /// The value of parameter `name`.
     #[must_use]
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| **k == *name)
-            .map(|(_, v)| v.as_str())
+        self.params().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// The split backend chosen for the request, when the route has a split.
     #[must_use]
     pub fn backend(&self) -> Option<&str> {
         self.backend.as_deref()
+    }
+
+    /// The `i`-th captured value.
+    pub(crate) fn value(&self, i: usize) -> Option<&str> {
+        self.names.as_ref()?;
+        self.values.split('\0').nth(i)
     }
 }

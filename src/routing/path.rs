@@ -31,7 +31,7 @@ pub(crate) struct Pattern {
     /// The pattern with positional parameter names, so that patterns that
     /// differ only in names share one entry of a host's path router.
     pub(crate) normalized: String,
-    pub(crate) names: Box<[Arc<str>]>,
+    pub(crate) names: Arc<[Arc<str>]>,
     pub(crate) static_len: u32,
     pub(crate) catch_all: bool,
 }
@@ -246,17 +246,22 @@ fn segment_overlaps(x: &Seg, y: &Seg) -> bool {
 /// stay encoded. Borrowed, without allocation, when already normal.
 pub(crate) fn normalize(path: &str) -> Cow<'_, str> {
     let bytes = path.as_bytes();
-    let has_escape = bytes.contains(&b'%');
-    let has_dot = bytes.windows(2).any(|w| w == b"/.");
-    if !has_escape && !has_dot {
+    // One pass for the common case: no `%` and no `/.`.
+    let mut prev = 0u8;
+    if !bytes.iter().any(|&b| {
+        let special = b == b'%' || (b == b'.' && prev == b'/');
+        prev = b;
+        special
+    }) {
         return Cow::Borrowed(path);
     }
+    let has_escape = bytes.contains(&b'%');
     let decoded: Cow<'_, str> = if has_escape {
         Cow::Owned(decode_unreserved(path))
     } else {
         Cow::Borrowed(path)
     };
-    let normal = if decoded.starts_with('/') && decoded.as_bytes().windows(2).any(|w| w == b"/.") {
+    let normal = if decoded.starts_with('/') && has_dot_segment_start(decoded.as_bytes()) {
         remove_dot_segments(&decoded)
     } else {
         decoded.into_owned()
@@ -266,6 +271,14 @@ pub(crate) fn normalize(path: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(normal)
     }
+}
+
+/// Whether `/.` occurs: a possible dot segment (or a dot file, checked later).
+fn has_dot_segment_start(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .zip(bytes.iter().skip(1))
+        .any(|(&a, &b)| a == b'/' && b == b'.')
 }
 
 fn decode_unreserved(path: &str) -> String {
@@ -440,16 +453,12 @@ impl Template {
         })
     }
 
-    /// The rewritten path, with parameter values in pattern order.
-    pub(crate) fn render(&self, values: &[(Arc<str>, String)], out: &mut String) {
+    /// The rewritten path; `value(i)` is the `i`-th captured value.
+    pub(crate) fn render<'v>(&self, value: impl Fn(usize) -> Option<&'v str>, out: &mut String) {
         for part in &*self.parts {
             match part {
                 Part::Literal(text) => out.push_str(text),
-                Part::Param(i) => {
-                    if let Some((_, value)) = values.get(*i) {
-                        out.push_str(value);
-                    }
-                }
+                Part::Param(i) => out.push_str(value(*i).unwrap_or("")),
             }
         }
     }
@@ -542,10 +551,7 @@ mod tests {
         let names: Vec<Arc<str>> = vec!["id".into(), "rest".into()];
         let t = Template::parse("/v2/users/{id}/{*rest}", &names).unwrap();
         let mut out = String::new();
-        t.render(
-            &[("id".into(), "7".into()), ("rest".into(), "a/b".into())],
-            &mut out,
-        );
+        t.render(|i| ["7", "a/b"].get(i).copied(), &mut out);
         assert_eq!(out, "/v2/users/7/a/b");
         assert!(Template::parse("/v2/{nope}", &names).is_err());
         assert!(Template::parse("v2", &names).is_err());

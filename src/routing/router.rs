@@ -154,7 +154,9 @@ impl<B> Router<B> {
             query: req.uri().query(),
         };
         match self.inner.table.find(&view) {
-            Lookup::Found { route, params } => Some(self.matched(route, params.as_ref())),
+            Lookup::Found { route, params } => {
+                Some(self.matched(route, params.as_ref(), path.len()))
+            }
             Lookup::MethodNotAllowed(_) | Lookup::NotFound => None,
         }
     }
@@ -188,20 +190,33 @@ impl<B> Router<B> {
         }
     }
 
-    fn matched(&self, route: usize, params: Option<&matchit::Params<'_, '_>>) -> MatchedRoute {
+    fn matched(
+        &self,
+        route: usize,
+        params: Option<&matchit::Params<'_, '_>>,
+        path_len: usize,
+    ) -> MatchedRoute {
         let rule = &self.inner.table.rules()[route];
-        let params = match params {
-            Some(params) => rule
-                .param_names()
-                .iter()
-                .zip(params.iter())
-                .map(|(name, (_, value))| (name.clone(), value.to_owned()))
-                .collect(),
-            None => Vec::new(),
+        let (names, values) = match (rule.param_names(), params) {
+            (Some(names), Some(params)) => {
+                // One allocation for all values, NUL-separated (a URI path
+                // never holds a NUL). They are disjoint parts of the path, so
+                // its length is enough room, up to a cap for huge paths.
+                let mut values = String::with_capacity(path_len.min(256));
+                for (i, (_, value)) in params.iter().enumerate() {
+                    if i > 0 {
+                        values.push('\0');
+                    }
+                    values.push_str(value);
+                }
+                (Some(names.clone()), values)
+            }
+            _ => (None, String::new()),
         };
         MatchedRoute {
             name: rule.name.clone(),
-            params,
+            names,
+            values,
             backend: None,
         }
     }
@@ -230,7 +245,7 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
             };
             match self.inner.table.find(&view) {
                 Lookup::Found { route, params } => {
-                    let matched = self.matched(route, params.as_ref());
+                    let matched = self.matched(route, params.as_ref(), path.len());
                     let action = &self.inner.actions[route];
                     let new_path =
                         upstream_path(action, &path, matches!(path, Cow::Owned(_)), &matched);
@@ -279,7 +294,7 @@ fn upstream_path<B>(
 ) -> Option<String> {
     if let Some(template) = &action.rewrite {
         let mut out = String::with_capacity(path.len() + 16);
-        template.render(&matched.params, &mut out);
+        template.render(|i| matched.value(i), &mut out);
         return Some(out);
     }
     if let Some(prefix) = &action.strip_prefix

@@ -4,7 +4,8 @@
 //!
 //! A request finds its bucket with at most one hash lookup per host label,
 //! then its candidates with one hash lookup (exact path) or one `matchit`
-//! lookup and at most one hash lookup per path segment (prefixes), and takes
+//! lookup and one hash lookup per path segment that some prefix continues
+//! with (prefixes), and takes
 //! the first candidate whose other matchers pass. Nothing is allocated.
 
 use std::cmp::Reverse;
@@ -17,7 +18,7 @@ use http::{HeaderMap, Method};
 use super::error::{RouteError, RouteErrorKind};
 use super::host::{HostRule, wildcard_matches};
 use super::matcher::{HeaderMatch, QueryMatch};
-use super::path::{MAX_PREFIX_SEGMENTS, PathRule, may_overlap, prefix_matches};
+use super::path::{PathRule, may_overlap, prefix_matches};
 
 /// A fast, non-keyed hash for maps whose keys come from the configuration
 /// only (hosts, paths): requests look keys up but never insert, so there is
@@ -97,10 +98,10 @@ impl RouteRule {
             .is_none_or(|methods| methods.contains(method))
     }
 
-    pub(crate) fn param_names(&self) -> &[Arc<str>] {
+    pub(crate) fn param_names(&self) -> Option<&Arc<[Arc<str>]>> {
         match &self.path {
-            PathRule::Pattern(p) => &p.names,
-            _ => &[],
+            PathRule::Pattern(p) => Some(&p.names),
+            _ => None,
         }
     }
 }
@@ -131,8 +132,21 @@ struct Bucket {
     exact: FastMap<Box<[Candidate]>>,
     patterns: Option<matchit::Router<u32>>,
     pattern_lists: Vec<Box<[Candidate]>>,
-    prefixes: FastMap<Box<[Candidate]>>,
-    max_depth: usize,
+    /// Every configured prefix and every ancestor of one, so a walk down
+    /// the path stops at the first segment no prefix continues with.
+    prefixes: FastMap<PrefixEntry>,
+    /// The list of the root prefix `/`, which covers every path.
+    root: Box<[Candidate]>,
+}
+
+/// A node of the prefix walk.
+#[derive(Debug, Default)]
+struct PrefixEntry {
+    /// The candidates when this is a configured prefix (its own routes and
+    /// those of every shorter prefix covering it).
+    list: Option<Box<[Candidate]>>,
+    /// Whether a longer prefix continues from here.
+    continues: bool,
 }
 
 /// The outcome of a lookup.
@@ -466,18 +480,32 @@ impl Bucket {
             })
             .collect();
         for &(_, prefix) in &prefixes {
-            if bucket.prefixes.contains_key(prefix) {
+            if bucket
+                .prefixes
+                .get(prefix)
+                .is_some_and(|entry| entry.list.is_some())
+            {
                 continue;
             }
-            let list: Vec<Candidate> = prefixes
+            let list: Box<[Candidate]> = prefixes
                 .iter()
                 .filter(|(_, covering)| prefix_matches(covering, prefix))
                 .map(|&(rank, _)| candidate(rank, ranked[rank].0, false))
                 .collect();
-            bucket.max_depth = bucket
-                .max_depth
-                .max(prefix.bytes().filter(|&b| b == b'/').count());
-            bucket.prefixes.insert(prefix.into(), list.into());
+            if prefix == "/" {
+                bucket.root = list;
+                continue;
+            }
+            let mut ancestor = prefix;
+            while let Some(slash) = ancestor.rfind('/').filter(|&i| i > 0) {
+                ancestor = &ancestor[..slash];
+                bucket
+                    .prefixes
+                    .entry(ancestor.into())
+                    .or_default()
+                    .continues = true;
+            }
+            bucket.prefixes.entry(prefix.into()).or_default().list = Some(list);
         }
 
         // Exact paths: the list is complete, with the patterns and prefixes
@@ -535,30 +563,30 @@ impl Bucket {
     }
 
     fn longest_prefix(&self, path: &str) -> &[Candidate] {
-        if self.prefixes.is_empty() {
-            return &[];
+        let mut best: &[Candidate] = &self.root;
+        if self.prefixes.is_empty() || !path.starts_with('/') {
+            return best;
         }
-        // Ends of the path's first `max_depth` segments.
-        let mut ends = [0usize; MAX_PREFIX_SEGMENTS + 1];
-        let mut count = 0;
-        for (i, &b) in path.as_bytes().iter().enumerate().skip(1) {
-            if count == self.max_depth {
-                break;
+        // Walk down segment by segment: `/a`, `/a/b`, … while some prefix
+        // continues, keeping the longest configured one. The depth is
+        // bounded by the deepest prefix (`MAX_PREFIX_SEGMENTS`).
+        let mut from = 1;
+        loop {
+            let end = path[from..].find('/').map_or(path.len(), |i| from + i);
+            if end == from {
+                // An empty segment (`//` or a trailing `/`) ends the walk.
+                return best;
             }
-            if b == b'/' {
-                ends[count] = i;
-                count += 1;
+            let Some(entry) = self.prefixes.get(&path[..end]) else {
+                return best;
+            };
+            if let Some(list) = &entry.list {
+                best = list;
             }
-        }
-        if count < self.max_depth && path.len() > 1 && !path.ends_with('/') {
-            ends[count] = path.len();
-            count += 1;
-        }
-        for &end in ends[..count].iter().rev() {
-            if let Some(list) = path.get(..end).and_then(|p| self.prefixes.get(p)) {
-                return list;
+            if !entry.continues || end == path.len() {
+                return best;
             }
+            from = end + 1;
         }
-        self.prefixes.get("/").map_or(&[], |list| &**list)
     }
 }
