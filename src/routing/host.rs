@@ -76,6 +76,9 @@ pub(crate) fn wildcard_matches(suffix: &str, host: &str) -> bool {
 /// A request host, lower-cased without its port: borrowed from the request
 /// when it already is lower-case (the common case), else copied to a stack
 /// buffer.
+// It lives on the stack for one lookup; boxing the rare lowered host would
+// allocate on the request path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum RequestHost<'a> {
     Borrowed(&'a str),
     Lowered { buf: [u8; MAX_HOST], len: usize },
