@@ -50,8 +50,15 @@ fn routes() -> Vec<Route<()>> {
         .collect()
 }
 
-/// `(host, path, headers)` of the request mix.
-const MIX: &[(&str, &str, &[(&str, &str)])] = &[
+/// Host, path and extra headers of one request of the mix.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The request mix.
+const MIX: &[Case] = &[
     ("svc1.example.com", "/api/v1/r1/status", &[]),
     ("svc5.example.com", "/api/v2/r5/items/42", &[]),
     ("svc6.example.com:443", "/r46/static/app.js", &[]),
