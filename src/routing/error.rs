@@ -78,14 +78,15 @@ pub enum RouteErrorKind {
         /// The backend name.
         backend: String,
     },
-    /// An override or a weight names a backend the split does not have, or a
-    /// weight is given for a route without a split.
+    /// An override or a weight names a backend the split does not have.
     UnknownBackend {
         /// The backend name.
         backend: String,
     },
     /// No route has this name.
     UnknownRoute,
+    /// Weights were given for a route that has no split.
+    NotASplit,
 }
 
 impl RouteError {
@@ -158,6 +159,7 @@ impl fmt::Display for RouteError {
                 write!(f, "no backend named {backend:?} in the split")
             }
             RouteErrorKind::UnknownRoute => f.write_str("no route has this name"),
+            RouteErrorKind::NotASplit => f.write_str("the route has no split to weigh"),
         }
     }
 }

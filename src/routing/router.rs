@@ -63,9 +63,6 @@ impl<B: 'static> RouterBuilder<B> {
         if self.routes.is_empty() {
             return Err(RouteError::new(None, RouteErrorKind::NoRoutes));
         }
-        if u32::try_from(self.routes.len()).is_err() {
-            return Err(RouteError::new(None, RouteErrorKind::NoRoutes));
-        }
         let mut by_name = HashMap::with_capacity(self.routes.len());
         let mut rules = Vec::with_capacity(self.routes.len());
         let mut actions = Vec::with_capacity(self.routes.len());
@@ -181,12 +178,7 @@ impl<B> Router<B> {
             RouteTarget::Split(split) => split
                 .set_weights(weights)
                 .map_err(|kind| RouteError::route(route, kind)),
-            RouteTarget::Service(_) => Err(RouteError::route(
-                route,
-                RouteErrorKind::UnknownBackend {
-                    backend: weights.first().map_or("", |w| w.0).to_owned(),
-                },
-            )),
+            RouteTarget::Service(_) => Err(RouteError::route(route, RouteErrorKind::NotASplit)),
         }
     }
 

@@ -304,6 +304,32 @@ async fn a_more_specific_route_that_fails_falls_back_to_less_specific_ones() {
 }
 
 #[tokio::test]
+async fn overlapping_patterns_are_all_reachable() {
+    let router = Router::builder()
+        .route(Route::new("a").path("/a/{x}/c").to(echo("a")))
+        .route(Route::new("b").path("/{y}/b/d").to(echo("b")))
+        .route(Route::new("c").path("/{y}/{z}/{*rest}").to(echo("c")))
+        .route(Route::new("d").path("/a/b").to(echo("d")))
+        .build()
+        .unwrap();
+    for (target, expected) in [
+        ("/a/b/c", "a"),
+        ("/a/b/d", "b"),
+        ("/q/b/d", "b"),
+        ("/a/b/e", "c"),
+        ("/a/b/c/d", "c"),
+        ("/a/b", "d"),
+        ("/a/b/", "404"),
+        ("/a", "404"),
+    ] {
+        let req = request(Method::GET, "", target)
+            .body(String::new())
+            .unwrap();
+        assert_eq!(who(&router, req).await, expected, "{target}");
+    }
+}
+
+#[tokio::test]
 async fn strip_prefix_and_rewrites_are_what_the_route_service_sees() {
     let router = Router::builder()
         .route(
@@ -599,6 +625,14 @@ async fn a_blue_green_flip_moves_all_traffic() {
     assert_eq!(
         router.set_weights("nope", &[]).unwrap_err().kind(),
         &RouteErrorKind::UnknownRoute
+    );
+    let plain = Router::builder()
+        .route(Route::new("plain").to(echo("plain")))
+        .build()
+        .unwrap();
+    assert_eq!(
+        plain.set_weights("plain", &[("a", 1)]).unwrap_err().kind(),
+        &RouteErrorKind::NotASplit
     );
 }
 
