@@ -67,7 +67,8 @@ impl HostRule {
 }
 
 /// `*.suffix` matches `a.suffix` and `a.b.suffix`, never `suffix` itself.
-pub(crate) fn wildcard_matches(suffix: &str, host: &str) -> bool {
+#[cfg(test)]
+fn wildcard_matches(suffix: &str, host: &str) -> bool {
     host.len() > suffix.len() + 1
         && host.ends_with(suffix)
         && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'

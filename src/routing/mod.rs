@@ -65,10 +65,18 @@
 //!
 //! # Cost
 //!
-//! Matching allocates nothing: one hash lookup per host label, one hash
-//! lookup for an exact path, or one `matchit` lookup and at most one hash
-//! lookup per path segment (up to the deepest prefix) otherwise. Only the
-//! captured parameters, a rewritten path and the boxed route future allocate.
+//! The table is compiled once. Routes without a host rule are kept once,
+//! in a global table; each host rule has a table of its routes (an exact
+//! host's also holds the wildcard routes covering it). Each table has an
+//! exact-path map, a `matchit` router of patterns and a segment trie of
+//! prefixes, whose entries list every route that could serve a path,
+//! ranked table-wide. A request looks up its host's table (one hash per
+//! host label at most), then the global one unless the host's match cannot
+//! be beaten; each lookup is one hash (exact path) or one `matchit` lookup
+//! and one hash per prefix segment. Matching allocates nothing: only the
+//! captured parameters (one allocation), a rewritten path and the boxed
+//! route future do. Building 1 000 hosts with 500 global routes takes a
+//! few milliseconds.
 //!
 //! # Example
 //!

@@ -1,12 +1,12 @@
-//! The compiled route table: one bucket per host rule, each with an exact
-//! path map, a `matchit` router of patterns and a prefix map, whose entries
-//! hold every route that could serve a path, best first.
+//! The compiled route table: a global bucket for routes without a host
+//! rule and one bucket per host rule, each with an exact path map, a
+//! `matchit` router of patterns and a prefix trie, whose entries hold every
+//! route that could serve a path, ranked table-wide.
 //!
-//! A request finds its bucket with at most one hash lookup per host label,
-//! then its candidates with one hash lookup (exact path) or one `matchit`
-//! lookup and one hash lookup per path segment that some prefix continues
-//! with (prefixes), and takes
-//! the first candidate whose other matchers pass. Nothing is allocated.
+//! A request finds its host's bucket with at most one hash lookup per host
+//! label, looks up its candidates there and (unless the host's match cannot
+//! be beaten) in the global bucket, and takes the first candidate, in rank
+//! order, whose other matchers pass. Nothing is allocated.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 
 use super::error::{RouteError, RouteErrorKind};
-use super::host::{HostRule, wildcard_matches};
+use super::host::HostRule;
 use super::matcher::{HeaderMatch, QueryMatch};
 use super::path::{PathRule, may_overlap, prefix_matches};
 
@@ -137,6 +137,8 @@ struct Bucket {
     prefixes: FastMap<PrefixEntry>,
     /// The list of the root prefix `/`, which covers every path.
     root: Box<[Candidate]>,
+    /// The highest priority of the bucket's routes.
+    max_priority: i32,
 }
 
 /// A node of the prefix walk.
@@ -165,14 +167,26 @@ pub(crate) enum Lookup<'t, 'p> {
 }
 
 /// The compiled table.
+///
+/// Bucket 0 holds the routes without a host rule, once; every host rule has
+/// a bucket with the routes that name it (and, for an exact host, the
+/// wildcard routes that cover it). A request looks up its host's bucket and
+/// bucket 0 and merges their candidates by rank, which is table-wide.
 #[derive(Debug)]
 pub(crate) struct Table {
     rules: Box<[RouteRule]>,
     exact_hosts: FastMap<u32>,
     wildcard_hosts: FastMap<u32>,
-    any_host: u32,
     buckets: Box<[Bucket]>,
 }
+
+/// Up to four candidate lists: the host bucket's exact-or-pattern and
+/// prefix lists, then the global bucket's.
+type Lists<'t> = [&'t [Candidate]; 4];
+
+/// The parameters captured by the host and the global bucket's pattern
+/// lists (`Lists` 0 and 2).
+type Captures<'t, 'p> = [Option<matchit::Params<'t, 'p>>; 2];
 
 /// Host specificity of a route within a bucket: exact, wildcard by suffix
 /// length, any.
@@ -200,56 +214,153 @@ impl Table {
                 }
             }
         }
-        let mut buckets = Vec::with_capacity(keys.len() + 1);
-        // Bucket 0 is for hosts no host rule names.
-        buckets.push(Bucket::build(&rules, |rule| {
-            rule.hosts.is_empty().then_some((0, 0))
-        })?);
-        for key in &keys {
-            buckets.push(Bucket::build(&rules, |rule| member_of(rule, key))?);
+        let mut members: Vec<Vec<(usize, HostRank)>> = Vec::with_capacity(keys.len() + 1);
+        members.push(
+            (0..rules.len())
+                .filter(|&i| rules[i].hosts.is_empty())
+                .map(|i| (i, (0, 0)))
+                .collect(),
+        );
+        // Routes by the host rules they name, to find each bucket's members
+        // in time linear in the host rules and labels.
+        let mut by_exact: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_wildcard: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for host in &rule.hosts {
+                match host {
+                    HostRule::Exact(h) => by_exact.entry(h).or_default().push(i),
+                    HostRule::Wildcard(w) => by_wildcard.entry(w).or_default().push(i),
+                }
+            }
         }
+        for key in &keys {
+            let mut found: HashMap<usize, HostRank> = HashMap::new();
+            let mut add = |i: usize, rank: HostRank| {
+                let best = found.entry(i).or_insert(rank);
+                *best = (*best).max(rank);
+            };
+            // The wildcards covering this key: its own (for a wildcard key)
+            // and those of every shorter suffix.
+            let (name, own_wildcard) = match key {
+                HostRule::Exact(h) => {
+                    for &i in by_exact.get(&**h).into_iter().flatten() {
+                        add(i, (2, h.len()));
+                    }
+                    (&**h, None)
+                }
+                HostRule::Wildcard(w) => (&**w, Some(&**w)),
+            };
+            if let Some(w) = own_wildcard {
+                for &i in by_wildcard.get(w).into_iter().flatten() {
+                    add(i, (1, w.len()));
+                }
+            }
+            let mut rest = name;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                for &i in by_wildcard.get(rest).into_iter().flatten() {
+                    add(i, (1, rest.len()));
+                }
+            }
+            members.push(found.into_iter().collect());
+        }
+        // One order for the whole table, so candidates of two buckets merge.
+        let mut keyed: Vec<(OrderKey, usize, HostRank)> = members
+            .iter()
+            .flatten()
+            .map(|&(i, host)| (order_key(i, &rules[i], host), i, host))
+            .collect();
+        keyed.sort_unstable();
+        keyed.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+        let ranks: HashMap<(usize, HostRank), u32> = keyed
+            .iter()
+            .enumerate()
+            .map(|(rank, &(_, i, host))| ((i, host), u32::try_from(rank).unwrap_or(u32::MAX)))
+            .collect();
+        let buckets = members
+            .into_iter()
+            .map(|members| {
+                let mut ranked: Vec<(u32, usize)> = members
+                    .into_iter()
+                    .map(|(i, host)| (ranks.get(&(i, host)).copied().unwrap_or(u32::MAX), i))
+                    .collect();
+                ranked.sort_unstable();
+                Bucket::build(&rules, &ranked)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             rules: rules.into(),
             exact_hosts,
             wildcard_hosts,
-            any_host: 0,
             buckets: buckets.into(),
         })
     }
 
-    fn bucket(&self, host: Option<&str>) -> &Bucket {
-        let index = host
-            .and_then(|host| {
-                self.exact_hosts.get(host).copied().or_else(|| {
-                    if self.wildcard_hosts.is_empty() {
-                        return None;
-                    }
-                    // Longest suffix first: `a.b.example.com` tries
-                    // `b.example.com`, then `example.com`, then `com`.
-                    let mut rest = host;
-                    while let Some(dot) = rest.find('.') {
-                        rest = &rest[dot + 1..];
-                        if let Some(&index) = self.wildcard_hosts.get(rest) {
-                            return Some(index);
-                        }
-                    }
-                    None
-                })
-            })
-            .unwrap_or(self.any_host);
-        // Indices come from `build`, which made every bucket they name.
-        &self.buckets[index as usize]
+    /// The bucket of the request's host, when a host rule names it.
+    fn host_bucket(&self, host: Option<&str>) -> Option<&Bucket> {
+        let host = host?;
+        let index = self.exact_hosts.get(host).copied().or_else(|| {
+            if self.wildcard_hosts.is_empty() {
+                return None;
+            }
+            // Longest suffix first: `a.b.example.com` tries
+            // `b.example.com`, then `example.com`, then `com`.
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if let Some(&index) = self.wildcard_hosts.get(rest) {
+                    return Some(index);
+                }
+            }
+            None
+        })?;
+        self.buckets.get(index as usize)
     }
 
     /// The best route for the request.
     pub(crate) fn find<'t, 'p>(&'t self, req: &RequestView<'p>) -> Lookup<'t, 'p> {
-        let bucket = self.bucket(req.host);
-        let (first, second, params) = bucket.candidates(req.path);
-        if let Some(found) = self.select(first, second, params.as_ref(), req, true, &mut |_| {}) {
+        let mut lists: Lists<'t> = [&[]; 4];
+        let mut captures: Captures<'t, 'p> = [None, None];
+        let mut host_found = None;
+        if let Some(bucket) = self.host_bucket(req.host) {
+            (lists[0], lists[1], captures[0]) = bucket.candidates(req.path, true);
+            host_found = self.select(&lists, &captures, req, true, u32::MAX, &mut |_| {});
+        }
+        if let Some(global) = self.buckets.first().filter(|b| !b.is_empty()) {
+            // Only global routes ranked above the host route found can
+            // serve instead of it. A host route above the global routes'
+            // highest priority, or at it with an exact path, cannot be
+            // beaten; one at it with a pattern only by global exact paths
+            // and patterns, never by their prefixes.
+            let (limit, need_prefixes) = match &host_found {
+                Some((rank, Lookup::Found { route, .. })) => {
+                    let rule = self.rules.get(*route);
+                    let priority = rule.map_or(i32::MIN, |r| r.priority);
+                    match rule.map(|r| &r.path) {
+                        _ if priority < global.max_priority => (*rank, true),
+                        _ if priority > global.max_priority => (0, false),
+                        Some(PathRule::Exact(_)) => (0, false),
+                        Some(PathRule::Pattern(_)) => (*rank, false),
+                        _ => (*rank, true),
+                    }
+                }
+                _ => (u32::MAX, true),
+            };
+            if limit > 0 {
+                (lists[2], lists[3], captures[1]) = global.candidates(req.path, need_prefixes);
+                let global_only = [&[][..], &[][..], lists[2], lists[3]];
+                if let Some((_, found)) =
+                    self.select(&global_only, &captures, req, true, limit, &mut |_| {})
+                {
+                    return found;
+                }
+            }
+        }
+        if let Some((_, found)) = host_found {
             return found;
         }
         let mut allow: Vec<Method> = Vec::new();
-        self.select(first, second, params.as_ref(), req, false, &mut |rule| {
+        self.select(&lists, &captures, req, false, u32::MAX, &mut |rule| {
             if let Some(methods) = &rule.methods {
                 for m in methods.iter() {
                     if !allow.contains(m) {
@@ -265,35 +376,35 @@ impl Table {
         }
     }
 
-    /// Walks the two rank-sorted lists in rank order. With `check_method`,
-    /// returns the first candidate that passes every matcher; without,
-    /// reports every candidate that passes all but the method to `seen`.
+    /// Walks the rank-sorted lists in rank order, up to rank `limit`
+    /// (excluded). With `check_method`, returns the first candidate that
+    /// passes every matcher, with its rank; without, reports every
+    /// candidate that passes all but the method to `seen`.
     fn select<'t, 'p>(
         &'t self,
-        first: &[Candidate],
-        second: &[Candidate],
-        shared: Option<&matchit::Params<'t, 'p>>,
+        lists: &Lists<'t>,
+        captures: &Captures<'t, 'p>,
         req: &RequestView<'p>,
         check_method: bool,
+        limit: u32,
         seen: &mut dyn FnMut(&RouteRule),
-    ) -> Option<Lookup<'t, 'p>> {
-        let (mut i, mut j) = (0, 0);
+    ) -> Option<(u32, Lookup<'t, 'p>)> {
+        let mut cursors = [0usize; 4];
         loop {
-            let candidate = match (first.get(i), second.get(j)) {
-                (Some(a), Some(b)) if a.rank <= b.rank => {
-                    i += 1;
-                    a
+            let mut best: Option<(usize, &Candidate)> = None;
+            for (k, list) in lists.iter().enumerate() {
+                if let Some(c) = list.get(cursors[k])
+                    && best.is_none_or(|(_, b)| c.rank < b.rank)
+                {
+                    best = Some((k, c));
                 }
-                (_, Some(b)) => {
-                    j += 1;
-                    b
-                }
-                (Some(a), None) => {
-                    i += 1;
-                    a
-                }
-                (None, None) => return None,
-            };
+            }
+            let (k, candidate) = best?;
+            if candidate.rank >= limit {
+                return None;
+            }
+            cursors[k] += 1;
+            let shared = captures[k / 2].as_ref();
             let route = candidate.route as usize;
             let Some(rule) = self.rules.get(route) else {
                 continue;
@@ -318,31 +429,11 @@ impl Table {
                 None
             };
             if check_method {
-                return Some(Lookup::Found { route, params });
+                return Some((candidate.rank, Lookup::Found { route, params }));
             }
             seen(rule);
         }
     }
-}
-
-/// Whether `rule` belongs to the bucket of host rule `key`, and how specifically.
-fn member_of(rule: &RouteRule, key: &HostRule) -> Option<HostRank> {
-    if rule.hosts.is_empty() {
-        return Some((0, 0));
-    }
-    let mut best: Option<HostRank> = None;
-    for host in &rule.hosts {
-        let rank = match (host, key) {
-            (HostRule::Exact(h), HostRule::Exact(k)) if h == k => (2, h.len()),
-            (HostRule::Wildcard(s), HostRule::Exact(k)) if wildcard_matches(s, k) => (1, s.len()),
-            (HostRule::Wildcard(s), HostRule::Wildcard(k)) if s == k || wildcard_matches(s, k) => {
-                (1, s.len())
-            }
-            _ => continue,
-        };
-        best = best.max(Some(rank));
-    }
-    best
 }
 
 /// The order of candidates, best first: explicit priority, then path class
@@ -381,26 +472,26 @@ fn order_key(index: usize, rule: &RouteRule, host: HostRank) -> OrderKey {
 }
 
 impl Bucket {
-    fn build(
-        rules: &[RouteRule],
-        member: impl Fn(&RouteRule) -> Option<HostRank>,
-    ) -> Result<Self, RouteError> {
-        let mut members: Vec<(OrderKey, usize)> = rules
-            .iter()
-            .enumerate()
-            .filter_map(|(i, rule)| member(rule).map(|host| (order_key(i, rule, host), i)))
-            .collect();
-        members.sort_unstable();
-        let candidate = |rank: usize, route: usize, verify: bool| Candidate {
-            // Both fit: the builder refuses more than `u32::MAX` routes.
+    /// Builds a bucket from its members: `(table-wide rank, route)`, best
+    /// first. Below, `rank` is a member's position in that list.
+    fn build(rules: &[RouteRule], members: &[(u32, usize)]) -> Result<Self, RouteError> {
+        let candidate = |position: usize, route: usize, verify: bool| Candidate {
+            // An out-of-range route is skipped at lookup, never indexed.
             route: u32::try_from(route).unwrap_or(u32::MAX),
-            rank: u32::try_from(rank).unwrap_or(u32::MAX),
+            rank: members.get(position).map_or(u32::MAX, |m| m.0),
             verify,
         };
         let ranked: Vec<(usize, &RouteRule)> =
             members.iter().map(|&(_, i)| (i, &rules[i])).collect();
 
-        let mut bucket = Self::default();
+        let mut bucket = Self {
+            max_priority: ranked
+                .iter()
+                .map(|(_, r)| r.priority)
+                .max()
+                .unwrap_or(i32::MIN),
+            ..Self::default()
+        };
 
         // Patterns: one `matchit` entry per shape; its list holds the routes
         // of that shape and, to be checked, those of overlapping shapes.
@@ -535,11 +626,19 @@ impl Bucket {
         Ok(bucket)
     }
 
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+            && self.patterns.is_none()
+            && self.prefixes.is_empty()
+            && self.root.is_empty()
+    }
+
     /// The candidate lists for `path`: the complete exact list, or the
     /// pattern list (with its parameters) and the longest prefix's list.
     fn candidates<'t, 'p>(
         &'t self,
         path: &'p str,
+        prefixes: bool,
     ) -> (
         &'t [Candidate],
         &'t [Candidate],
@@ -559,7 +658,12 @@ impl Bucket {
             ),
             _ => (&[][..], None),
         };
-        (patterns, self.longest_prefix(path), params)
+        let prefixes = if prefixes {
+            self.longest_prefix(path)
+        } else {
+            &[]
+        };
+        (patterns, prefixes, params)
     }
 
     fn longest_prefix(&self, path: &str) -> &[Candidate] {

@@ -698,6 +698,63 @@ fn config_errors_are_returned_not_panicked() {
         )
         .build()
         .unwrap();
+    // Nor does a host route with a global one; the more specific serves.
+    let mixed = Router::builder()
+        .route(
+            Route::new("one")
+                .host("a.test")
+                .path("/files/{name}")
+                .to(ok()),
+        )
+        .route(Route::new("two").path("/files/{*path}").to(ok()))
+        .build()
+        .unwrap();
+    let name = |host: &str, path: &str| {
+        mixed
+            .route_for(&request(Method::GET, host, path).body(()).unwrap())
+            .map(|m| m.name().to_owned())
+    };
+    assert_eq!(name("a.test", "/files/x").as_deref(), Some("one"));
+    assert_eq!(name("a.test", "/files/x/y").as_deref(), Some("two"));
+    assert_eq!(name("b.test", "/files/x").as_deref(), Some("two"));
+    // Host and global routes are ordered as one table.
+    let mixed = Router::builder()
+        .route(
+            Route::new("host-user")
+                .host("a.test")
+                .path("/u/{id}")
+                .to(ok()),
+        )
+        .route(Route::new("host-all").host("a.test").to(ok()))
+        .route(Route::new("host-exact").host("a.test").path("/x").to(ok()))
+        .route(Route::new("global-me").path("/u/me").to(ok()))
+        .route(Route::new("global-item").path("/items/{id}").to(ok()))
+        .route(Route::new("global-x").path("/x").to(ok()))
+        .route(
+            Route::new("global-urgent")
+                .path_prefix("/")
+                .header_present("x-urgent")
+                .priority(5)
+                .to(ok()),
+        )
+        .build()
+        .unwrap();
+    let name = |path: &str, urgent: bool| {
+        let mut req = request(Method::GET, "a.test", path);
+        if urgent {
+            req = req.header("x-urgent", "1");
+        }
+        mixed
+            .route_for(&req.body(()).unwrap())
+            .map(|m| m.name().to_owned())
+    };
+    assert_eq!(name("/u/7", false).as_deref(), Some("host-user"));
+    assert_eq!(name("/u/me", false).as_deref(), Some("global-me"));
+    assert_eq!(name("/items/3", false).as_deref(), Some("global-item"));
+    assert_eq!(name("/x", false).as_deref(), Some("host-exact"));
+    assert_eq!(name("/other", false).as_deref(), Some("host-all"));
+    assert_eq!(name("/x", true).as_deref(), Some("global-urgent"));
+    assert_eq!(name("/u/7", true).as_deref(), Some("global-urgent"));
     // Patterns that differ only in parameter names share an entry.
     Router::builder()
         .route(
