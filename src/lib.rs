@@ -14,6 +14,7 @@
 //! | [`timeout`] | per-request budget, 504 problem, deadline propagation | `timeout` |
 //! | [`circuit_breaker`] | closed / open / half-open, per key, 503 with `Retry-After` | `circuit-breaker` |
 //! | [`retry`] | jittered backoff and a shared retry budget (the layer is to come) | `retry` |
+//! | [`routing`] | host, path (`matchit`), method, header, query routes; rewrites; weighted, sticky splits; 404/405 problems | `routing` |
 //! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |

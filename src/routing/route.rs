@@ -192,6 +192,8 @@ impl<B: 'static> Route<B> {
     /// Removes `prefix` (on a segment boundary) from the path the route's
     /// service sees: with `/api`, `/api/users?x=1` becomes `/users?x=1` and
     /// `/api` becomes `/`. Paths that do not start with it are left alone.
+    /// When it strips, it sets `X-Forwarded-Prefix: /api` (replacing any the
+    /// client sent), as Kong and Traefik do, so the upstream can build links.
     ///
     /// Default: the path is passed unchanged.
     pub fn strip_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -285,7 +287,15 @@ impl<B: 'static> Route<B> {
         let strip_prefix = match &self.strip_prefix {
             None => None,
             Some(prefix) => match PathRule::prefix(prefix).map_err(err)? {
-                PathRule::Prefix(p) => Some(p),
+                PathRule::Prefix(p) => {
+                    let header = HeaderValue::from_str(&p).map_err(|_| {
+                        err(RouteErrorKind::InvalidPath {
+                            path: prefix.clone(),
+                            reason: "not visible ASCII".into(),
+                        })
+                    })?;
+                    Some((p, header))
+                }
                 _ => None,
             },
         };
@@ -342,7 +352,8 @@ impl<B: 'static> Route<B> {
 /// What a matched route does with the request.
 #[derive(Debug)]
 pub(crate) struct RouteAction<B> {
-    pub(crate) strip_prefix: Option<Box<str>>,
+    /// The prefix, and the same as an `X-Forwarded-Prefix` value.
+    pub(crate) strip_prefix: Option<(Box<str>, HeaderValue)>,
     pub(crate) rewrite: Option<Template>,
     pub(crate) host: Option<HeaderValue>,
     pub(crate) target: RouteTarget<B>,

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{ALLOW, HOST, HeaderValue};
+use http::header::{ALLOW, HOST, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use tower::ServiceExt;
@@ -254,10 +254,13 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
             }
         };
         let action = &self.inner.actions[route];
-        if let Some(path) = new_path
-            && let Err(rejection) = set_path(req.uri_mut(), &path)
-        {
-            return RouteFuture::ready(reject(rejection, grpc));
+        if let Some((path, stripped)) = new_path {
+            if let Err(rejection) = set_path(req.uri_mut(), &path) {
+                return RouteFuture::ready(reject(rejection, grpc));
+            }
+            if stripped && let Some((_, prefix)) = &action.strip_prefix {
+                req.headers_mut().insert(X_FORWARDED_PREFIX, prefix.clone());
+            }
         }
         if let Some(host) = &action.host {
             req.headers_mut().insert(HOST, host.clone());
@@ -275,28 +278,31 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
     }
 }
 
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
 /// The path the route's service sees, when it differs from the request's:
-/// rewritten, stripped, or normalised (the router matched on the normalised
-/// path, and the service sees the same one, so they cannot disagree).
+/// rewritten, stripped (then `true`), or normalised (the router matched on
+/// the normalised path, and the service sees the same one, so they cannot
+/// disagree).
 fn upstream_path<B>(
     action: &RouteAction<B>,
     path: &str,
     normalized: bool,
     matched: &MatchedRoute,
-) -> Option<String> {
+) -> Option<(String, bool)> {
     if let Some(template) = &action.rewrite {
         let mut out = String::with_capacity(path.len() + 16);
         template.render(|i| matched.value(i), &mut out);
-        return Some(out);
+        return Some((out, false));
     }
-    if let Some(prefix) = &action.strip_prefix
+    if let Some((prefix, _)) = &action.strip_prefix
         && **prefix != *"/"
         && prefix_matches(prefix, path)
     {
         let rest = &path[prefix.len()..];
-        return Some(if rest.is_empty() { "/" } else { rest }.to_owned());
+        return Some((if rest.is_empty() { "/" } else { rest }.to_owned(), true));
     }
-    normalized.then(|| path.to_owned())
+    normalized.then(|| (path.to_owned(), false))
 }
 
 fn set_path(uri: &mut Uri, path: &str) -> Result<(), Rejection> {

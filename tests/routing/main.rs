@@ -40,11 +40,15 @@ fn echo(
             .and_then(|m| m.backend())
             .unwrap_or("")
             .to_owned();
-        let host = req
+        let mut host = req
             .headers()
             .get("host")
             .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
             .unwrap_or_default();
+        if let Some(prefix) = req.headers().get("x-forwarded-prefix") {
+            host.push_str(" prefix=");
+            host.push_str(prefix.to_str().unwrap());
+        }
         let target = req
             .uri()
             .path_and_query()
@@ -357,11 +361,13 @@ async fn strip_prefix_and_rewrites_are_what_the_route_service_sees() {
     let req = request(Method::GET, "gw", "/api/orders/9?sort=asc")
         .body(String::new())
         .unwrap();
-    assert_eq!(body(req).await, "strip|/orders/9?sort=asc|gw||");
+    assert_eq!(body(req).await, "strip|/orders/9?sort=asc|gw prefix=/api||");
+    // A client's own X-Forwarded-Prefix is replaced.
     let req = request(Method::GET, "gw", "/api")
+        .header("x-forwarded-prefix", "/evil")
         .body(String::new())
         .unwrap();
-    assert_eq!(body(req).await, "strip|/|gw||");
+    assert_eq!(body(req).await, "strip|/|gw prefix=/api||");
     let req = request(Method::GET, "gw", "/users/7/posts/2024/05?x=1")
         .body(String::new())
         .unwrap();
@@ -377,7 +383,7 @@ async fn strip_prefix_and_rewrites_are_what_the_route_service_sees() {
     let req = request(Method::GET, "gw", "/x/../api/%6Frders")
         .body(String::new())
         .unwrap();
-    assert_eq!(body(req).await, "strip|/orders|gw||");
+    assert_eq!(body(req).await, "strip|/orders|gw prefix=/api||");
 }
 
 #[tokio::test]
