@@ -249,7 +249,8 @@ pub(crate) fn normalize(path: &str) -> Cow<'_, str> {
     // `contains` is a word-at-a-time search: the common case, no `%` and
     // no `.`, costs a few instructions per 8 bytes.
     let has_escape = bytes.contains(&b'%');
-    if !has_escape && !(bytes.contains(&b'.') && has_dot_segment_start(bytes)) {
+    let has_dot = bytes.contains(&b'.') && has_dot_segment_start(bytes);
+    if !has_escape && !has_dot {
         return Cow::Borrowed(path);
     }
     let decoded: Cow<'_, str> = if has_escape {
