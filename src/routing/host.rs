@@ -110,7 +110,7 @@ impl<'a> RequestHost<'a> {
         if unusual || bytes.len() > MAX_HOST + 6 {
             return Self::lowered(raw);
         }
-        let host = match raw.find(':') {
+        let host = match bytes.iter().position(|&b| b == b':') {
             Some(colon) => &raw[..colon],
             None => raw,
         };

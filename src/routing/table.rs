@@ -676,7 +676,10 @@ impl Bucket {
         // bounded by the deepest prefix (`MAX_PREFIX_SEGMENTS`).
         let mut from = 1;
         loop {
-            let end = path[from..].find('/').map_or(path.len(), |i| from + i);
+            let end = path.as_bytes()[from..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(path.len(), |i| from + i);
             if end == from {
                 // An empty segment (`//` or a trailing `/`) ends the walk.
                 return best;
