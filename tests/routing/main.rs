@@ -1,6 +1,7 @@
 //! Behaviour of `meshgate::routing` through its public API.
 
 mod real_http;
+mod stacks;
 
 use std::convert::Infallible;
 
