@@ -927,6 +927,20 @@ async fn odd_input_gets_an_answer_not_a_panic() {
     assert_eq!(who(&router, req).await, "admin");
 }
 
+#[test]
+fn the_router_is_send_sync_and_asterisk_form_routes() {
+    fn send_sync<T: Send + Sync + Clone + 'static>(_: &T) {}
+    let router: Router<String> = Router::builder()
+        .route(Route::new("options").path("*").to(echo("options")))
+        .build()
+        .unwrap();
+    send_sync(&router);
+    let req = request(Method::OPTIONS, "", "*").body(()).unwrap();
+    assert_eq!(router.route_for(&req).unwrap().name(), "options");
+    let req = request(Method::OPTIONS, "", "/").body(()).unwrap();
+    assert!(router.route_for(&req).is_none());
+}
+
 #[tokio::test]
 async fn the_response_carries_the_matched_route_and_params() {
     let router = Router::builder()
