@@ -188,6 +188,7 @@ impl<B> Router<B> {
         params: Option<&matchit::Params<'_, '_>>,
         path_len: usize,
     ) -> MatchedRoute {
+        // `route` comes from the table's lookup, an index into its rules.
         let rule = &self.inner.table.rules()[route];
         let (names, values) = match (rule.param_names(), params) {
             (Some(names), Some(params)) => {
@@ -238,6 +239,7 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
             match self.inner.table.find(&view) {
                 Lookup::Found { route, params } => {
                     let matched = self.matched(route, params.as_ref(), path.len());
+                    // Rules and actions are built together, one per route.
                     let action = &self.inner.actions[route];
                     let new_path =
                         upstream_path(action, &path, matches!(path, Cow::Owned(_)), &matched);

@@ -339,7 +339,9 @@ impl<B> CompiledSplit<B> {
     /// The backend for a request with these headers.
     pub(crate) fn choose(&self, headers: &HeaderMap) -> (&Arc<str>, &RouteService<B>) {
         let index = self.choose_index(headers);
-        let (name, service) = &self.backends[index.min(self.backends.len() - 1)];
+        // `compile` refuses an empty split and indices come from the weights
+        // or overrides of these backends; the clamp is belt and braces.
+        let (name, service) = &self.backends[index.min(self.backends.len().saturating_sub(1))];
         (name, service)
     }
 
