@@ -50,7 +50,9 @@
 //! [`NoRoute`](crate::error::RejectionKind::NoRoute). Routes that match
 //! everything but the method → `405` with `Allow` listing the methods that
 //! would match ([`MethodNotAllowed`](crate::error::RejectionKind::MethodNotAllowed)).
-//! gRPC requests get a trailers-only `grpc-status: 12` instead.
+//! gRPC requests get a trailers-only `grpc-status: 12` instead. A route
+//! with no matchers at all is a catch-all: it serves whatever no other
+//! route does (give it a negative priority to put it below everything).
 //!
 //! # Per route
 //!
@@ -61,7 +63,7 @@
 //! per route — or a [`Split`] of weighted [`Backend`]s each with its own
 //! stack. The route's service finds a [`MatchedRoute`] (name, parameters,
 //! split backend) in the request's extensions; the response carries it too,
-//! for metrics and logs.
+//! for metrics and logs. Stripping a prefix sets `X-Forwarded-Prefix`.
 //!
 //! # Cost
 //!
