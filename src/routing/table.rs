@@ -180,6 +180,16 @@ pub(crate) struct Table {
     buckets: Box<[Bucket]>,
 }
 
+/// The candidate that won a walk.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    rank: u32,
+    route: usize,
+    /// Which of the `Lists` it came from.
+    list: usize,
+    verify: bool,
+}
+
 /// Up to four candidate lists: the host bucket's exact-or-pattern and
 /// prefix lists, then the global bucket's.
 type Lists<'t> = [&'t [Candidate]; 4];
@@ -324,7 +334,7 @@ impl Table {
         let mut host_found = None;
         if let Some(bucket) = self.host_bucket(req.host) {
             (lists[0], lists[1], captures[0]) = bucket.candidates(req.path, true);
-            host_found = self.select(&lists, &captures, req, true, u32::MAX, &mut |_| {});
+            host_found = self.select(&lists, req, true, u32::MAX, &mut |_| {});
         }
         if let Some(global) = self.buckets.first().filter(|b| !b.is_empty()) {
             // Only global routes ranked above the host route found can
@@ -333,34 +343,32 @@ impl Table {
             // beaten; one at it with a pattern only by global exact paths
             // and patterns, never by their prefixes.
             let (limit, need_prefixes) = match &host_found {
-                Some((rank, Lookup::Found { route, .. })) => {
-                    let rule = self.rules.get(*route);
+                Some(hit) => {
+                    let rule = self.rules.get(hit.route);
                     let priority = rule.map_or(i32::MIN, |r| r.priority);
                     match rule.map(|r| &r.path) {
-                        _ if priority < global.max_priority => (*rank, true),
+                        _ if priority < global.max_priority => (hit.rank, true),
                         _ if priority > global.max_priority => (0, false),
                         Some(PathRule::Exact(_)) => (0, false),
-                        Some(PathRule::Pattern(_)) => (*rank, false),
-                        _ => (*rank, true),
+                        Some(PathRule::Pattern(_)) => (hit.rank, false),
+                        _ => (hit.rank, true),
                     }
                 }
-                _ => (u32::MAX, true),
+                None => (u32::MAX, true),
             };
             if limit > 0 {
                 (lists[2], lists[3], captures[1]) = global.candidates(req.path, need_prefixes);
                 let global_only = [&[][..], &[][..], lists[2], lists[3]];
-                if let Some((_, found)) =
-                    self.select(&global_only, &captures, req, true, limit, &mut |_| {})
-                {
-                    return found;
+                if let Some(hit) = self.select(&global_only, req, true, limit, &mut |_| {}) {
+                    return self.found(hit, &captures, req.path);
                 }
             }
         }
-        if let Some((_, found)) = host_found {
-            return found;
+        if let Some(hit) = host_found {
+            return self.found(hit, &captures, req.path);
         }
         let mut allow: Vec<Method> = Vec::new();
-        self.select(&lists, &captures, req, false, u32::MAX, &mut |rule| {
+        self.select(&lists, req, false, u32::MAX, &mut |rule| {
             if let Some(methods) = &rule.methods {
                 for m in methods.iter() {
                     if !allow.contains(m) {
@@ -376,6 +384,25 @@ impl Table {
         }
     }
 
+    /// The winner with its parameters: from its own pattern when it was
+    /// listed to be checked, else from its list's `matchit` lookup.
+    fn found<'t, 'p>(
+        &'t self,
+        hit: Hit,
+        captures: &Captures<'t, 'p>,
+        path: &'p str,
+    ) -> Lookup<'t, 'p> {
+        let params = match self.rules.get(hit.route).map(|r| &r.path) {
+            Some(PathRule::Pattern(p)) if hit.verify => p.own.at(path).ok().map(|m| m.params),
+            Some(PathRule::Pattern(_)) => captures.get(hit.list / 2).cloned().flatten(),
+            _ => None,
+        };
+        Lookup::Found {
+            route: hit.route,
+            params,
+        }
+    }
+
     /// Walks the rank-sorted lists in rank order, up to rank `limit`
     /// (excluded). With `check_method`, returns the first candidate that
     /// passes every matcher, with its rank; without, reports every
@@ -383,12 +410,11 @@ impl Table {
     fn select<'t, 'p>(
         &'t self,
         lists: &Lists<'t>,
-        captures: &Captures<'t, 'p>,
         req: &RequestView<'p>,
         check_method: bool,
         limit: u32,
         seen: &mut dyn FnMut(&RouteRule),
-    ) -> Option<(u32, Lookup<'t, 'p>)> {
+    ) -> Option<Hit> {
         let mut cursors = [0usize; 4];
         loop {
             let mut best: Option<(usize, &Candidate)> = None;
@@ -404,7 +430,6 @@ impl Table {
                 return None;
             }
             cursors[k] += 1;
-            let shared = captures[k / 2].as_ref();
             let route = candidate.route as usize;
             let Some(rule) = self.rules.get(route) else {
                 continue;
@@ -415,21 +440,18 @@ impl Table {
             if !rule.others_match(req) {
                 continue;
             }
-            let params = if candidate.verify {
-                let PathRule::Pattern(pattern) = &rule.path else {
-                    continue;
-                };
-                match pattern.own.at(req.path) {
-                    Ok(m) => Some(m.params),
-                    Err(_) => continue,
-                }
-            } else if matches!(rule.path, PathRule::Pattern(_)) {
-                shared.cloned()
-            } else {
-                None
-            };
+            if candidate.verify
+                && !matches!(&rule.path, PathRule::Pattern(p) if p.own.at(req.path).is_ok())
+            {
+                continue;
+            }
             if check_method {
-                return Some((candidate.rank, Lookup::Found { route, params }));
+                return Some(Hit {
+                    rank: candidate.rank,
+                    route,
+                    list: k,
+                    verify: candidate.verify,
+                });
             }
             seen(rule);
         }
