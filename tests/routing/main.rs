@@ -1,6 +1,7 @@
 //! Behaviour of `meshgate::routing` through its public API.
 
 mod real_http;
+mod reference;
 mod stacks;
 
 use std::convert::Infallible;
@@ -14,7 +15,7 @@ use tower::{ServiceExt, service_fn};
 
 /// An upstream that answers with what it saw:
 /// `who|path?query|host|params|backend`.
-fn echo(
+pub(crate) fn echo(
     who: &'static str,
 ) -> impl tower::Service<
     Request<String>,
