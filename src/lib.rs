@@ -15,9 +15,11 @@
 //! | [`circuit_breaker`] | closed / open / half-open, per key, 503 with `Retry-After` | `circuit-breaker` |
 //! | [`load_balancer`] | endpoints (static, DNS, run-time updates), round robin, smooth WRR, random, P2C least-request and peak-EWMA, consistent hashing; active health checks, outlier ejection | `load-balancer` |
 //! | [`retry`] | retries: Istio `retryOn` conditions, jittered backoff, `Retry-After`, retry budget, body replay | `retry` |
-//! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
+//! | [`routing`] | host, path (`matchit`), method, header, query routes; rewrites; weighted, sticky splits; 404/405 problems | `routing` |
+//! | [`observe`] | request id, W3C trace context (and B3) propagation; request metrics (`metrics`), access log | `observe`, `metrics` |
 //! | [`proxy`] | streaming reverse proxy on a pooled client: hop-by-hop, `X-Forwarded-*`/`Forwarded`, `Via`, WebSocket tunnels, failures as 502/504 | `proxy` |
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
+//! | [`gateway`] | the gateway assembly: HTTP/1.1 + h2c server with limits and graceful shutdown | `gateway` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |

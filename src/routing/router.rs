@@ -1,0 +1,365 @@
+//! The `Router` service and its builder.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{ALLOW, HOST, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri};
+use tower::ServiceExt;
+use tower_service::Service;
+
+use super::MatchedRoute;
+use super::error::{RouteError, RouteErrorKind};
+use super::future::RouteFuture;
+use super::host::RequestHost;
+use super::path::{normalize, prefix_matches};
+use super::route::{Route, RouteAction, RouteTarget};
+use super::table::{Lookup, RequestView, Table};
+use crate::Body;
+use crate::error::{Rejection, RejectionKind, is_grpc};
+
+/// Collects routes; [`build`](Self::build) validates them all at once.
+#[must_use]
+pub struct RouterBuilder<B> {
+    routes: Vec<Route<B>>,
+}
+
+impl<B> fmt::Debug for RouterBuilder<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+impl<B: 'static> RouterBuilder<B> {
+    /// Adds a route.
+    pub fn route(mut self, route: Route<B>) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Adds routes.
+    pub fn routes(mut self, routes: impl IntoIterator<Item = Route<B>>) -> Self {
+        self.routes.extend(routes);
+        self
+    }
+
+    /// Validates every route and compiles the table.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, with the route's name: no routes, empty or
+    /// duplicate names, invalid host, path, pattern, header, regex or
+    /// rewrite, conflicting patterns on one host, a route without a service,
+    /// a split without backends, with all-zero weights or an unknown
+    /// override backend.
+    pub fn build(self) -> Result<Router<B>, RouteError> {
+        if self.routes.is_empty() {
+            return Err(RouteError::new(None, RouteErrorKind::NoRoutes));
+        }
+        let mut by_name = HashMap::with_capacity(self.routes.len());
+        let mut rules = Vec::with_capacity(self.routes.len());
+        let mut actions = Vec::with_capacity(self.routes.len());
+        for (index, route) in self.routes.into_iter().enumerate() {
+            let name: Arc<str> = route.name().into();
+            if by_name.insert(name.clone(), index).is_some() {
+                return Err(RouteError::route(&name, RouteErrorKind::DuplicateName));
+            }
+            let (rule, action) = route.compile()?;
+            rules.push(rule);
+            actions.push(action);
+        }
+        Ok(Router {
+            inner: Arc::new(Inner {
+                table: Table::build(rules)?,
+                actions: actions.into(),
+                by_name,
+            }),
+        })
+    }
+}
+
+/// Routes each request to the service of the best matching route.
+///
+/// Built once by [`Router::builder`]; cloning is cheap and every clone
+/// shares the table, the route services and the split weights and random
+/// state (one `Arc`). `poll_ready` is always ready: each request drives a
+/// clone of its route's service to readiness (as axum does), so
+/// backpressure is per route. See the [module docs](super) for the matching
+/// order and the answers to unrouted requests.
+pub struct Router<B> {
+    inner: Arc<Inner<B>>,
+}
+
+struct Inner<B> {
+    table: Table,
+    actions: Box<[RouteAction<B>]>,
+    by_name: HashMap<Arc<str>, usize>,
+}
+
+impl<B> Clone for Router<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for Router<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field(
+                "routes",
+                &self
+                    .inner
+                    .table
+                    .rules()
+                    .iter()
+                    .map(|r| &r.name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<B: 'static> Router<B> {
+    /// A builder with no routes.
+    pub fn builder() -> RouterBuilder<B> {
+        RouterBuilder { routes: Vec::new() }
+    }
+}
+
+impl<B> Router<B> {
+    /// The route that would serve `req`, without calling it (`None` when
+    /// the answer would be 404 or 405). The backend of a split is chosen
+    /// per call, so it is not set here.
+    #[must_use]
+    pub fn route_for<T>(&self, req: &Request<T>) -> Option<MatchedRoute> {
+        let host = RequestHost::of(req);
+        let path = normalize(req.uri().path());
+        let view = RequestView {
+            host: host.as_ref().map(RequestHost::as_str),
+            path: &path,
+            method: req.method(),
+            headers: req.headers(),
+            query: req.uri().query(),
+        };
+        match self.inner.table.find(&view) {
+            Lookup::Found { route, params } => {
+                Some(self.matched(route, params.as_ref(), path.len()))
+            }
+            Lookup::MethodNotAllowed(_) | Lookup::NotFound => None,
+        }
+    }
+
+    /// Changes the weights of a route's split at run time (a canary step, a
+    /// blue-green flip); backends not named keep their weight. Every clone
+    /// of the router sees the change at once; requests in flight keep the
+    /// backend they were given.
+    ///
+    /// # Errors
+    ///
+    /// An unknown route, a route without a split, an unknown backend, or
+    /// weights that would all be zero (the old weights then stay).
+    pub fn set_weights(&self, route: &str, weights: &[(&str, u32)]) -> Result<(), RouteError> {
+        let action = self
+            .inner
+            .by_name
+            .get(route)
+            .and_then(|&i| self.inner.actions.get(i))
+            .ok_or_else(|| RouteError::route(route, RouteErrorKind::UnknownRoute))?;
+        match &action.target {
+            RouteTarget::Split(split) => split
+                .set_weights(weights)
+                .map_err(|kind| RouteError::route(route, kind)),
+            RouteTarget::Service(_) => Err(RouteError::route(route, RouteErrorKind::NotASplit)),
+        }
+    }
+
+    fn matched(
+        &self,
+        route: usize,
+        params: Option<&matchit::Params<'_, '_>>,
+        path_len: usize,
+    ) -> MatchedRoute {
+        // `route` comes from the table's lookup, an index into its rules.
+        let rule = &self.inner.table.rules()[route];
+        let (names, values) = match (rule.param_names(), params) {
+            (Some(names), Some(params)) => {
+                // One allocation for all values, NUL-separated (a URI path
+                // never holds a NUL). They are disjoint parts of the path, so
+                // its length is enough room, up to a cap for huge paths.
+                let mut values = String::with_capacity(path_len.min(256));
+                for (i, (_, value)) in params.iter().enumerate() {
+                    if i > 0 {
+                        values.push('\0');
+                    }
+                    values.push_str(value);
+                }
+                (Some(names.clone()), values)
+            }
+            _ => (None, String::new()),
+        };
+        MatchedRoute {
+            name: rule.name.clone(),
+            names,
+            values,
+            backend: None,
+        }
+    }
+}
+
+impl<B: Send + 'static> Service<Request<B>> for Router<B> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = RouteFuture<B>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let grpc = is_grpc(req.headers());
+        let (route, mut matched, new_path) = {
+            let host = RequestHost::of(&req);
+            let path = normalize(req.uri().path());
+            let view = RequestView {
+                host: host.as_ref().map(RequestHost::as_str),
+                path: &path,
+                method: req.method(),
+                headers: req.headers(),
+                query: req.uri().query(),
+            };
+            match self.inner.table.find(&view) {
+                Lookup::Found { route, params } => {
+                    let matched = self.matched(route, params.as_ref(), path.len());
+                    // Rules and actions are built together, one per route.
+                    let action = &self.inner.actions[route];
+                    let new_path =
+                        upstream_path(action, &path, matches!(path, Cow::Owned(_)), &matched);
+                    (route, matched, new_path)
+                }
+                Lookup::MethodNotAllowed(allow) => {
+                    return RouteFuture::ready(method_not_allowed(allow, grpc));
+                }
+                Lookup::NotFound => {
+                    let rejection = Rejection::new(RejectionKind::NoRoute)
+                        .with_detail("no route matches the request");
+                    return RouteFuture::ready(reject(rejection, grpc));
+                }
+            }
+        };
+        let action = &self.inner.actions[route];
+        if let Some((path, stripped)) = new_path {
+            if let Err(rejection) = set_path(req.uri_mut(), &path) {
+                return RouteFuture::ready(reject(rejection, grpc));
+            }
+            if stripped && let Some((_, prefix)) = &action.strip_prefix {
+                req.headers_mut().insert(X_FORWARDED_PREFIX, prefix.clone());
+            }
+        }
+        if let Some(host) = &action.host {
+            req.headers_mut().insert(HOST, host.clone());
+        }
+        let service = match &action.target {
+            RouteTarget::Service(service) => service.clone(),
+            RouteTarget::Split(split) => {
+                let (backend, service) = split.choose(req.headers());
+                matched.backend = Some(backend.clone());
+                service.clone()
+            }
+        };
+        req.extensions_mut().insert(matched.clone());
+        RouteFuture::called(service.oneshot(req), matched)
+    }
+}
+
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// The path the route's service sees, when it differs from the request's:
+/// rewritten, stripped (then `true`), or normalised (the router matched on
+/// the normalised path, and the service sees the same one, so they cannot
+/// disagree).
+fn upstream_path<B>(
+    action: &RouteAction<B>,
+    path: &str,
+    normalized: bool,
+    matched: &MatchedRoute,
+) -> Option<(String, bool)> {
+    if let Some(template) = &action.rewrite {
+        let mut out = String::with_capacity(path.len() + 16);
+        template.render(|i| matched.value(i), &mut out);
+        return Some((out, false));
+    }
+    if let Some((prefix, _)) = &action.strip_prefix
+        && **prefix != *"/"
+        && prefix_matches(prefix, path)
+    {
+        let rest = &path[prefix.len()..];
+        return Some((if rest.is_empty() { "/" } else { rest }.to_owned(), true));
+    }
+    normalized.then(|| (path.to_owned(), false))
+}
+
+fn set_path(uri: &mut Uri, path: &str) -> Result<(), Rejection> {
+    let bad = || {
+        Rejection::new(RejectionKind::BadRequest)
+            .with_detail("the request path cannot be rewritten into a valid URI")
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    let path_and_query = match parts.path_and_query.as_ref().and_then(PathAndQuery::query) {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).map_err(|_| bad())?);
+    *uri = Uri::from_parts(parts).map_err(|_| bad())?;
+    Ok(())
+}
+
+fn reject(rejection: Rejection, grpc: bool) -> Response<Body> {
+    if grpc {
+        rejection.into_grpc_response().map(Body::new)
+    } else {
+        rejection.into_response().map(Body::new)
+    }
+}
+
+/// RFC 9110 §9.1 order, then PATCH, then other methods by name.
+fn method_order(method: &Method) -> (u8, &str) {
+    let rank = match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::CONNECT => 5,
+        Method::OPTIONS => 6,
+        Method::TRACE => 7,
+        Method::PATCH => 8,
+        _ => 9,
+    };
+    (rank, method.as_str())
+}
+
+fn method_not_allowed(mut allow: Vec<Method>, grpc: bool) -> Response<Body> {
+    allow.sort_by(|a, b| method_order(a).cmp(&method_order(b)));
+    let list = allow
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rejection = Rejection::new(RejectionKind::MethodNotAllowed)
+        .with_detail("the route does not accept this method");
+    let mut response = reject(rejection, grpc);
+    // Method names are tokens, so the list is a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&list) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
+}
