@@ -116,7 +116,7 @@ pub(crate) struct RequestView<'a> {
     pub(crate) query: Option<&'a str>,
 }
 
-/// A candidate route for a path, ranked within its bucket.
+/// A candidate route for a path, with its table-wide rank (lower first).
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     route: u32,
