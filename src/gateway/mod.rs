@@ -34,6 +34,11 @@
 //! # }
 //! ```
 
+mod admin;
+mod build;
+mod run;
 mod server;
 
+pub use build::{BuildErrors, GatewayBody};
+pub use run::{BoundGateway, Gateway, GatewayService};
 pub use server::{Connections, Server, ServerConfig};

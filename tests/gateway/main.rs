@@ -1,3 +1,4 @@
 //! Integration tests of the gateway assembly over real sockets on loopback.
 
+mod assembly;
 mod server;

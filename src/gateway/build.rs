@@ -1,0 +1,559 @@
+//! Config → layers: the one place that turns a validated [`Config`] into
+//! the stacks the gateway serves. No request logic lives here.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower_layer::Layer;
+
+use crate::body::Body;
+use crate::circuit_breaker::CircuitBreakerLayer;
+use crate::config::{self, Config};
+use crate::load_balancer::{
+    self, ConsistentHash, DnsDiscovery, HashKey, HealthCheck, LoadBalancerLayer, OutlierDetection,
+    Strategy,
+};
+use crate::proxy::Proxy;
+use crate::retry::{Jitter, ReplayBody, RetryLayer, RetryOn};
+use crate::routing::{Backend, Route, Router, Split};
+use crate::timeout::TimeoutLayer;
+
+/// The request body the router and everything behind it sees: the
+/// connection's body under the listener's size limit.
+pub type GatewayBody = Limited<Incoming>;
+
+/// A type-erased service of the gateway's stacks.
+pub(crate) type Stack<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
+
+/// Why a config could not be turned into a gateway: each problem names the
+/// config field, as the config's own validation does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildErrors(Vec<String>);
+
+impl BuildErrors {
+    /// The problems, one per entry, each starting with the field's path.
+    #[must_use]
+    pub fn problems(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Display for BuildErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(problem)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildErrors {}
+
+/// Boxes a service, boxing its response body into the crate's [`Body`].
+fn boxed<S, B, ResBody>(service: S) -> Stack<B>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<crate::BoxError>,
+{
+    BoxCloneSyncService::new(ServiceExt::<Request<B>>::map_response(service, |r| {
+        r.map(Body::new)
+    }))
+}
+
+/// An upstream built from config: its balancer (health checks run from here)
+/// in front of its pooled proxy.
+#[derive(Clone, Debug)]
+pub(crate) struct BuiltUpstream {
+    pub(crate) name: String,
+    pub(crate) balancer: LoadBalancerLayer,
+    proxy: Proxy,
+}
+
+impl BuiltUpstream {
+    /// The upstream as a service of requests with body `B`.
+    fn service<B>(&self) -> Stack<B>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        boxed::<_, B, _>(self.balancer.layer(self.proxy.clone()))
+    }
+}
+
+/// A route's breaker, kept for the admin status.
+#[derive(Clone, Debug)]
+pub(crate) struct BuiltBreaker {
+    pub(crate) route: String,
+    pub(crate) backend: String,
+    pub(crate) layer: CircuitBreakerLayer,
+}
+
+/// A route's retry layer, kept for its statistics.
+#[derive(Clone, Debug)]
+pub(crate) struct BuiltRetry {
+    pub(crate) route: String,
+    pub(crate) layer: RetryLayer,
+}
+
+/// Everything built from one config.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub(crate) router: Router<GatewayBody>,
+    pub(crate) upstreams: Vec<BuiltUpstream>,
+    pub(crate) breakers: Vec<BuiltBreaker>,
+    pub(crate) retries: Vec<BuiltRetry>,
+}
+
+/// Builds the router and its per-route stacks.
+pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
+    let mut problems = unsupported(config);
+    let mut upstreams = Vec::new();
+    for (i, upstream) in config.upstreams.iter().enumerate() {
+        match build_upstream(upstream) {
+            Ok(built) => upstreams.push(built),
+            Err(problem) => problems.push(format!("upstreams[{i}]{problem}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(BuildErrors(problems));
+    }
+
+    let mut breakers = Vec::new();
+    let mut retries = Vec::new();
+    let mut router = Router::builder();
+    for route in &config.routes {
+        let find = |name: &str| upstreams.iter().find(|u| u.name == name);
+        let mut stacks = RouteStacks {
+            route,
+            breakers: &mut breakers,
+        };
+        let retry = route.retry.as_ref().map(retry_layer);
+        if let Some(layer) = &retry {
+            retries.push(BuiltRetry {
+                route: route.name.clone(),
+                layer: layer.clone(),
+            });
+        }
+        let target = match &route.action {
+            config::RouteAction::Upstream(name) => {
+                // Validation guarantees the upstream exists.
+                let Some(upstream) = find(name) else { continue };
+                Target::One(stacks.backend(name, upstream, retry.as_ref()))
+            }
+            config::RouteAction::Split(split) => {
+                let mut backends = Vec::new();
+                for backend in &split.backends {
+                    let Some(upstream) = find(&backend.upstream) else {
+                        continue;
+                    };
+                    let service = stacks.backend(&backend.upstream, upstream, retry.as_ref());
+                    backends.push((backend.upstream.clone(), backend.weight, service));
+                }
+                Target::Split {
+                    backends,
+                    config: split,
+                }
+            }
+            config::RouteAction::Terminate(terminate) => Target::One(terminated(terminate)),
+        };
+        for routed in routes_for(route, target) {
+            router = router.route(routed);
+        }
+    }
+    let router = router
+        .build()
+        .map_err(|error| BuildErrors(vec![format!("routes: {error}")]))?;
+    Ok(Built {
+        router,
+        upstreams,
+        breakers,
+        retries,
+    })
+}
+
+/// What a route sends its requests to. A split is kept in parts, since the
+/// router takes a `Split` per route and a config route may become several.
+enum Target<'a> {
+    One(Stack<GatewayBody>),
+    Split {
+        backends: Vec<(String, u32, Stack<GatewayBody>)>,
+        config: &'a config::Split,
+    },
+}
+
+impl Target<'_> {
+    fn split(
+        backends: &[(String, u32, Stack<GatewayBody>)],
+        config: &config::Split,
+    ) -> Split<GatewayBody> {
+        let mut built = Split::new();
+        for (name, weight, service) in backends {
+            built = built.backend(Backend::new(name.clone(), service.clone()).weight(*weight));
+        }
+        for over in &config.overrides {
+            built = match &over.on {
+                config::Sticky::Header(name) => {
+                    built.override_header(name.as_str(), over.value.clone(), over.upstream.clone())
+                }
+                config::Sticky::Cookie(name) => {
+                    built.override_cookie(name.clone(), over.value.clone(), over.upstream.clone())
+                }
+            };
+        }
+        match &config.sticky {
+            Some(config::Sticky::Header(name)) => built.sticky_header(name.as_str()),
+            Some(config::Sticky::Cookie(name)) => built.sticky_cookie(name.clone()),
+            None => built,
+        }
+    }
+}
+
+/// Builds the per-backend stacks of one route.
+struct RouteStacks<'a> {
+    route: &'a config::Route,
+    breakers: &'a mut Vec<BuiltBreaker>,
+}
+
+impl RouteStacks<'_> {
+    /// timeout → retry → circuit breaker → balancer → proxy, for one backend.
+    fn backend(
+        &mut self,
+        backend: &str,
+        upstream: &BuiltUpstream,
+        retry: Option<&RetryLayer>,
+    ) -> Stack<GatewayBody> {
+        let below_retry = match retry {
+            Some(retry) => {
+                let inner = self.guarded::<ReplayBody<GatewayBody>>(backend, upstream);
+                boxed::<_, GatewayBody, _>(retry.layer(inner))
+            }
+            None => self.guarded::<GatewayBody>(backend, upstream),
+        };
+        boxed::<_, GatewayBody, _>(TimeoutLayer::new(self.route.timeout).layer(below_retry))
+    }
+
+    /// The upstream behind this route's breaker, when it has one.
+    fn guarded<B>(&mut self, backend: &str, upstream: &BuiltUpstream) -> Stack<B>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        let service = upstream.service::<B>();
+        let Some(policy) = &self.route.circuit_breaker else {
+            return service;
+        };
+        let layer = breaker_layer(policy);
+        self.breakers.push(BuiltBreaker {
+            route: self.route.name.clone(),
+            backend: backend.to_owned(),
+            layer: layer.clone(),
+        });
+        boxed::<_, B, _>(layer.layer(service))
+    }
+}
+
+/// A route's matchers, once per path: the router holds one path per route,
+/// the config a list of alternatives. The first keeps the config name, the
+/// others are named `name#2`, `name#3`, …; all share one set of stacks.
+fn routes_for(route: &config::Route, target: Target<'_>) -> Vec<Route<GatewayBody>> {
+    let paths: Vec<Option<&config::PathMatch>> = if route.matcher.paths.is_empty() {
+        vec![None]
+    } else {
+        route.matcher.paths.iter().map(Some).collect()
+    };
+    let mut out = Vec::with_capacity(paths.len());
+    for (i, path) in paths.into_iter().enumerate() {
+        let name = if i == 0 {
+            route.name.clone()
+        } else {
+            format!("{}#{}", route.name, i + 1)
+        };
+        let mut built = Route::new(name).priority(route.priority);
+        for host in &route.matcher.hosts {
+            built = match host {
+                config::HostMatch::Exact(host) => built.host(host.clone()),
+                config::HostMatch::Wildcard(suffix) => built.host(format!("*{suffix}")),
+            };
+        }
+        built = match path {
+            Some(config::PathMatch::Exact(path) | config::PathMatch::Template(path)) => {
+                built.path(path.clone())
+            }
+            Some(config::PathMatch::Prefix(prefix)) => built.path_prefix(prefix.clone()),
+            None => built,
+        };
+        built = built.methods(route.matcher.methods.iter().cloned());
+        for header in &route.matcher.headers {
+            let name = header.name.as_str();
+            built = match &header.value {
+                config::ValueMatch::Exact(value) => built.header(name, value.clone()),
+                config::ValueMatch::Regex(regex) => built.header_regex(name, regex.as_str()),
+                config::ValueMatch::Present => built.header_present(name),
+                config::ValueMatch::Absent => built.header_absent(name),
+            };
+        }
+        for query in &route.matcher.query {
+            let name = query.name.clone();
+            built = match &query.value {
+                config::ValueMatch::Exact(value) => built.query(name, value.clone()),
+                config::ValueMatch::Regex(regex) => built.query_regex(name, regex.as_str()),
+                // Validation refuses `absent` for query parameters.
+                config::ValueMatch::Present | config::ValueMatch::Absent => {
+                    built.query_present(name)
+                }
+            };
+        }
+        if let Some(prefix) = &route.strip_prefix {
+            built = built.strip_prefix(prefix.clone());
+        }
+        if let Some(path) = &route.rewrite.path {
+            built = built.rewrite_path(path.clone());
+        }
+        if let Some(host) = &route.rewrite.host {
+            built = built.rewrite_host(host.clone());
+        }
+        built = match &target {
+            Target::One(service) => built.to(service.clone()),
+            Target::Split { backends, config } => built.split(Target::split(backends, config)),
+        };
+        out.push(built);
+    }
+    out
+}
+
+fn build_upstream(upstream: &config::Upstream) -> Result<BuiltUpstream, String> {
+    let mut balancer = LoadBalancerLayer::builder().strategy(strategy(&upstream.balancing));
+    let live: Vec<&config::Endpoint> = upstream.endpoints.iter().filter(|e| e.weight > 0).collect();
+    if live.is_empty() {
+        return Err(".endpoints: every endpoint has weight 0 (drained)".to_owned());
+    }
+    match upstream.discovery {
+        config::Discovery::Static => {
+            for (i, endpoint) in upstream.endpoints.iter().enumerate() {
+                if endpoint.weight == 0 {
+                    continue;
+                }
+                let parsed = load_balancer::Endpoint::parse(&endpoint.base_uri())
+                    .map_err(|e| format!(".endpoints[{i}]: {e}"))?
+                    .with_weight(endpoint.weight);
+                balancer = balancer.endpoint(parsed);
+            }
+        }
+        config::Discovery::Dns { interval } => {
+            let [endpoint] = live.as_slice() else {
+                return Err(".discovery: DNS discovery takes exactly one endpoint host".to_owned());
+            };
+            let scheme = match endpoint.scheme {
+                config::Scheme::Http => http::uri::Scheme::HTTP,
+                config::Scheme::Https => http::uri::Scheme::HTTPS,
+            };
+            balancer = balancer.dns(
+                DnsDiscovery::new(endpoint.host.clone(), endpoint.port)
+                    .interval(interval)
+                    .scheme(scheme)
+                    .weight(endpoint.weight),
+            );
+        }
+    }
+    if let Some(check) = &upstream.health_check {
+        balancer = balancer.health_check(
+            HealthCheck::new(check.path.clone())
+                .interval(check.interval)
+                .timeout(check.timeout)
+                .healthy_threshold(check.healthy_threshold)
+                .unhealthy_threshold(check.unhealthy_threshold)
+                .expected_statuses(check.expected_statuses.iter().map(|r| r.first..=r.last)),
+        );
+    }
+    if let Some(outlier) = &upstream.outlier_detection {
+        balancer = balancer
+            .outlier_detection(
+                OutlierDetection::new()
+                    .consecutive_5xx(outlier.consecutive_5xx)
+                    .consecutive_gateway_errors(outlier.consecutive_gateway_errors)
+                    .interval(outlier.interval)
+                    .base_ejection_time(outlier.base_ejection_time)
+                    .max_ejection_time(outlier.max_ejection_time)
+                    .max_ejection_percent(percent_u8(outlier.max_ejection_percent)),
+            )
+            .panic_threshold(percent_u8(outlier.panic_threshold));
+    }
+    let balancer = balancer.build().map_err(|e| format!(".endpoints: {e}"))?;
+    // A balancer starts its health checks when first layered; do it now so
+    // an upstream no route uses yet is still checked (readiness reads it).
+    drop(balancer.layer(()));
+    let proxy = Proxy::builder()
+        .http2_prior_knowledge(upstream.protocol == config::Protocol::H2c)
+        .connect_timeout(upstream.timeouts.connect)
+        .response_timeout(upstream.timeouts.response)
+        .pool_idle_timeout(upstream.pool.idle_timeout)
+        .pool_max_idle_per_host(upstream.pool.max_idle_per_endpoint)
+        .build()
+        .map_err(|e| format!(": {e}"))?;
+    Ok(BuiltUpstream {
+        name: upstream.name.clone(),
+        balancer,
+        proxy,
+    })
+}
+
+fn percent_u8(percent: config::Percent) -> u8 {
+    // A Percent is within 0..=100, so the cast cannot truncate.
+    percent.get().round().clamp(0.0, 100.0) as u8
+}
+
+fn strategy(balancing: &config::Balancing) -> Strategy {
+    match balancing {
+        config::Balancing::RoundRobin => Strategy::RoundRobin,
+        config::Balancing::Weighted => Strategy::WeightedRoundRobin,
+        config::Balancing::Random => Strategy::Random,
+        config::Balancing::LeastRequest => Strategy::LeastRequest,
+        config::Balancing::PeakEwma => Strategy::peak_ewma(),
+        config::Balancing::ConsistentHash(on) => {
+            Strategy::ConsistentHash(ConsistentHash::new(match on {
+                config::HashOn::Header(name) => HashKey::Header(name.clone()),
+                config::HashOn::Cookie(name) => HashKey::Cookie(name.clone()),
+                config::HashOn::ClientIp => HashKey::ClientIp,
+            }))
+        }
+    }
+}
+
+fn retry_layer(policy: &config::RetryPolicy) -> RetryLayer {
+    let mut retry_on = RetryOn::nothing();
+    for condition in &policy.retry_on {
+        retry_on = match condition {
+            config::RetryOn::ServerError => retry_on.server_error(),
+            config::RetryOn::GatewayError => retry_on.gateway_error(),
+            config::RetryOn::ConnectFailure => retry_on.connect_failure(),
+            config::RetryOn::Reset => retry_on.reset(),
+            config::RetryOn::RetriableStatusCodes => policy
+                .retriable_status_codes
+                .iter()
+                .filter_map(|code| http::StatusCode::from_u16(*code).ok())
+                .fold(retry_on, |on, code| on.status(code)),
+            config::RetryOn::RetriableHeaders => policy
+                .retriable_headers
+                .iter()
+                .fold(retry_on, |on, name| on.header(name.clone(), None)),
+        };
+    }
+    let jitter = match policy.backoff.jitter {
+        config::Jitter::Full => Jitter::Full,
+        config::Jitter::Decorrelated => Jitter::Decorrelated,
+        config::Jitter::None => Jitter::None,
+    };
+    let layer = RetryLayer::new()
+        .max_attempts(policy.attempts)
+        .backoff(policy.backoff.base, policy.backoff.cap)
+        .jitter(jitter)
+        .retry_on(retry_on)
+        .retry_non_idempotent(policy.retry_non_idempotent)
+        .retry_after_cap(policy.retry_after_cap)
+        .replay_limit(usize::try_from(policy.replay_body_limit.0).unwrap_or(usize::MAX))
+        .budget(
+            policy.budget.percent.get() / 100.0,
+            policy.budget.min_per_second,
+            policy.budget.window,
+        );
+    match policy.per_try_timeout {
+        Some(timeout) => layer.per_try_timeout(timeout),
+        None => layer,
+    }
+}
+
+fn breaker_layer(policy: &config::CircuitBreakerPolicy) -> CircuitBreakerLayer {
+    let mut layer = CircuitBreakerLayer::new()
+        .consecutive_failures(policy.consecutive_failures)
+        .open_for(policy.open_for)
+        .max_open_for(policy.max_open_for)
+        .half_open_probes(policy.half_open_probes);
+    if let Some(rate) = &policy.failure_rate {
+        layer = layer.failure_rate(rate.threshold.get() / 100.0, rate.window, rate.min_calls);
+    }
+    if let Some(slow) = policy.slow_call {
+        layer = layer.slow_call(slow);
+    }
+    layer
+}
+
+/// A route answered by the gateway itself (Kong's `request-termination`).
+fn terminated(terminate: &config::Terminate) -> Stack<GatewayBody> {
+    let status = http::StatusCode::from_u16(terminate.status)
+        .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE);
+    let detail: Arc<str> = Arc::from(terminate.message.clone().unwrap_or_default());
+    BoxCloneSyncService::new(tower::service_fn(move |_request: Request<GatewayBody>| {
+        let detail = Arc::clone(&detail);
+        async move {
+            let mut problem = crate::error::Problem::new(status);
+            if !detail.is_empty() {
+                problem = problem.with_detail(detail.to_string());
+            }
+            Ok::<_, Infallible>(problem.into_response().map(Body::new))
+        }
+    }))
+}
+
+/// Config sections this build cannot honour yet. A gateway that silently
+/// skipped an `auth` or `rate_limit` section would serve traffic the
+/// operator meant to protect, so these refuse to start instead.
+fn unsupported(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut refuse = |path: String, what: &str| {
+        problems.push(format!("{path}: {what} is not supported by this build yet"));
+    };
+    for (i, route) in config.routes.iter().enumerate() {
+        let sections = [
+            ("cache", route.cache.is_some()),
+            ("rate_limit", route.rate_limit.is_some()),
+            ("auth", route.auth.is_some()),
+            ("cors", route.cors.is_some()),
+            ("transform", route.transform.is_some()),
+            ("fault", route.fault.is_some()),
+            ("ip_restriction", route.ip_restriction.is_some()),
+        ];
+        for (name, present) in sections {
+            if present {
+                refuse(format!("routes[{i}].{name}"), name);
+            }
+        }
+    }
+    for (i, upstream) in config.upstreams.iter().enumerate() {
+        if upstream.pool.max_requests_per_endpoint.is_some() {
+            refuse(
+                format!("upstreams[{i}].pool.max_requests_per_endpoint"),
+                "a per-endpoint request limit",
+            );
+        }
+        for (j, endpoint) in upstream.endpoints.iter().enumerate() {
+            if endpoint.scheme == config::Scheme::Https {
+                refuse(
+                    format!("upstreams[{i}].endpoints[{j}]"),
+                    "TLS to upstreams (https)",
+                );
+            }
+        }
+    }
+    if config.metrics.prefix != "meshgate" {
+        refuse(
+            "metrics.prefix".to_owned(),
+            "a metric prefix other than `meshgate`",
+        );
+    }
+    problems
+}

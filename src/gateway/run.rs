@@ -1,0 +1,247 @@
+//! The gateway: built stacks bound to their listeners and served.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use super::admin::Admin;
+use super::build::{self, BuildErrors, Built};
+use super::server::{Connections, Server, ServerConfig};
+use crate::body::Body;
+use crate::config::{Config, Listener, Protocol};
+use crate::limit::RequestBodyLimitLayer;
+use crate::observe::{AccessLogLayer, MetricsLayer, RequestIdLayer, TraceContextLayer};
+use crate::routing::MatchedRoute;
+
+/// The traffic service of one listener: every request of a connection goes
+/// through it.
+pub type GatewayService = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+
+/// A gateway built from a [`Config`]: upstreams (balancers with their
+/// health checks, pooled proxies), routes with their stacks, and what the
+/// admin endpoints read.
+///
+/// Building starts the upstreams' health checks, so it must run inside a
+/// tokio runtime. They stop when the gateway (and every service cloned from
+/// it) is dropped.
+#[derive(Debug)]
+pub struct Gateway {
+    config: Arc<Config>,
+    built: Arc<Built>,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// Latency buckets of `meshgate_request_duration_seconds`, in seconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide Prometheus recorder the gateway installs on first use,
+/// or `None` when the application installed a recorder of its own (then the
+/// admin `/metrics` endpoint says so instead of serving an empty page).
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+impl Gateway {
+    /// Builds every stack the config describes.
+    ///
+    /// # Errors
+    /// The problems found, each naming its config field: sections this build
+    /// does not support yet, endpoints the balancer refuses, route conflicts
+    /// the router finds.
+    pub fn from_config(config: Config) -> Result<Self, BuildErrors> {
+        let built = build::build(&config)?;
+        let metrics = if config.metrics.enabled {
+            prometheus()
+        } else {
+            None
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            built: Arc::new(built),
+            metrics,
+        })
+    }
+
+    /// The config the gateway was built from.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The traffic stack for `listener`: request id → trace context →
+    /// access log → metrics → body limit → router → per-route stacks.
+    #[must_use]
+    pub fn service(&self, listener: &Listener) -> GatewayService {
+        let max_body = usize::try_from(listener.limits.max_request_body.0).unwrap_or(usize::MAX);
+        let access_log = self.config.access_log.enabled.then(AccessLogLayer::new);
+        let metrics = self.metrics.is_some().then(|| {
+            MetricsLayer::new()
+                .route_from(|extensions| extensions.get::<MatchedRoute>().map(MatchedRoute::name))
+        });
+        let service = ServiceBuilder::new()
+            .layer(RequestIdLayer::new())
+            .layer(TraceContextLayer::new())
+            .option_layer(access_log)
+            .option_layer(metrics)
+            .layer(RequestBodyLimitLayer::new(max_body))
+            .service(self.built.router.clone());
+        BoxCloneSyncService::new(tower::ServiceExt::map_response(service, |response| {
+            response.map(Body::new)
+        }))
+    }
+
+    /// Binds every listener and the admin listener (port 0 picks a free
+    /// port; the bound addresses are on the result).
+    ///
+    /// # Errors
+    /// The first bind error, naming the listener.
+    pub async fn bind(self) -> io::Result<BoundGateway> {
+        let mut listeners = Vec::with_capacity(self.config.listeners.len());
+        for listener in &self.config.listeners {
+            let server_config = ServerConfig::new()
+                .max_header_bytes(
+                    usize::try_from(listener.limits.max_header_bytes.0).unwrap_or(usize::MAX),
+                )
+                .max_headers(listener.limits.max_headers)
+                .header_read_timeout(listener.limits.header_read_timeout)
+                .max_connections(listener.limits.max_connections)
+                .shutdown_timeout(listener.shutdown_timeout)
+                .http2(listener.protocols.contains(&Protocol::H2c));
+            let server = Server::bind(listener.address, server_config)
+                .await
+                .map_err(|e| {
+                    named(
+                        e,
+                        &format!("listener {:?} on {}", listener.name, listener.address),
+                    )
+                })?;
+            listeners.push(BoundListener {
+                name: listener.name.clone(),
+                service: self.service(listener),
+                server,
+            });
+        }
+        let admin = if self.config.admin.enabled {
+            let server = Server::bind(self.config.admin.address, ServerConfig::new())
+                .await
+                .map_err(|e| {
+                    named(
+                        e,
+                        &format!("admin listener on {}", self.config.admin.address),
+                    )
+                })?;
+            Some(server)
+        } else {
+            None
+        };
+        Ok(BoundGateway {
+            gateway: self,
+            listeners,
+            admin,
+        })
+    }
+}
+
+fn named(error: io::Error, what: &str) -> io::Error {
+    io::Error::new(error.kind(), format!("{what}: {error}"))
+}
+
+/// A listener bound to its address, with its stack.
+#[derive(Debug)]
+struct BoundListener {
+    name: String,
+    service: GatewayService,
+    server: Server,
+}
+
+/// A [`Gateway`] with its listeners bound, ready to serve.
+#[derive(Debug)]
+pub struct BoundGateway {
+    gateway: Gateway,
+    listeners: Vec<BoundListener>,
+    admin: Option<Server>,
+}
+
+impl BoundGateway {
+    /// Each traffic listener's name and bound address, in config order.
+    #[must_use]
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.server.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// The admin listener's bound address, when it runs.
+    #[must_use]
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then drains every listener (each
+    /// up to its shutdown timeout) and returns.
+    ///
+    /// # Errors
+    /// A listener's fatal error.
+    pub async fn serve<F>(self, shutdown: F) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let (stop, stopped) = watch::channel(false);
+        let wait = |mut stopped: watch::Receiver<bool>| async move {
+            let _stopping = stopped.wait_for(|stop| *stop).await.is_ok();
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut connections: Vec<(String, Connections)> = Vec::new();
+        for listener in self.listeners {
+            connections.push((listener.name.clone(), listener.server.connections()));
+            tasks.spawn(
+                listener
+                    .server
+                    .serve(listener.service, wait(stopped.clone())),
+            );
+        }
+        if let Some(admin) = self.admin {
+            let service = Admin::new(
+                Arc::clone(&self.gateway.config),
+                Arc::clone(&self.gateway.built),
+                self.gateway.metrics.clone(),
+                connections,
+            );
+            tasks.spawn(admin.serve(service, wait(stopped.clone())));
+        }
+        shutdown.await;
+        let _ = stop.send(true);
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => result = Err(error),
+                Err(error) => result = Err(io::Error::other(error)),
+            }
+        }
+        result
+    }
+}

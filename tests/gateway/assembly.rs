@@ -1,0 +1,446 @@
+//! The gateway built from YAML, served on loopback, in front of in-process
+//! upstreams: what a user of the gateway sees over real HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode as AxumStatus, Uri};
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use meshgate::config::Config;
+use meshgate::gateway::Gateway;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// An upstream that answers `<name> <path>` and counts its calls.
+async fn named_upstream(name: &'static str) -> (SocketAddr, Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&calls);
+    let app = Router::new().fallback(move |uri: Uri| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move { format!("{name} {}", uri.path()) }
+    });
+    (serve(app).await, calls)
+}
+
+/// An upstream whose answers follow a script, one status per call, then 200.
+async fn scripted_upstream(script: Vec<u16>) -> (SocketAddr, Arc<AtomicU64>) {
+    let calls = Arc::new(AtomicU64::new(0));
+    let app = Router::new()
+        .fallback(
+            |State((calls, script)): State<(Arc<AtomicU64>, Arc<Vec<u16>>)>| async move {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let code = script
+                    .get(usize::try_from(n).unwrap())
+                    .copied()
+                    .unwrap_or(200);
+                (AxumStatus::from_u16(code).unwrap(), format!("call {n}"))
+            },
+        )
+        .with_state((Arc::clone(&calls), Arc::new(script)));
+    (serve(app).await, calls)
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+struct Running {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Running {
+    async fn start(yaml: &str) -> Running {
+        let config = Config::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        let gateway = Gateway::from_config(config).unwrap_or_else(|e| panic!("{e}"));
+        let bound = gateway.bind().await.unwrap();
+        let addr = bound.listener_addrs()[0].1;
+        let admin = bound.admin_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(bound.serve(async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            admin,
+            stop: Some(stop),
+            task,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, http::HeaderMap, String) {
+        self.send(self.addr, "GET", path, headers).await
+    }
+
+    async fn admin(&self, path: &str) -> (StatusCode, String) {
+        let (status, _, body) = self.send(self.admin, "GET", path, &[]).await;
+        (status, body)
+    }
+
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+const LISTENERS: &str = "
+listeners:
+  - address: 127.0.0.1:0
+    limits: { max_request_body: 1KiB, max_header_bytes: 16KiB }
+admin:
+  address: 127.0.0.1:0
+access_log:
+  enabled: false
+";
+
+#[tokio::test]
+async fn routes_splits_and_answers_404() {
+    let (users_1, _) = named_upstream("users-1").await;
+    let (users_2, _) = named_upstream("users-2").await;
+    let (canary, canary_calls) = named_upstream("canary").await;
+    let yaml = format!(
+        "{LISTENERS}
+upstreams:
+  - name: users
+    endpoints: [\"{users_1}\", \"{users_2}\"]
+  - name: canary
+    endpoints: [\"{canary}\"]
+routes:
+  - name: users
+    match: {{ paths: [{{ prefix: /users }}] }}
+    split:
+      backends:
+        - {{ upstream: users, weight: 100 }}
+        - {{ upstream: canary, weight: 0 }}
+      overrides:
+        - {{ header: x-canary, value: \"true\", upstream: canary }}
+  - name: v2
+    match: {{ paths: [{{ template: \"/v2/items/{{id}}\" }}], methods: [GET] }}
+    strip_prefix: /v2
+    upstream: users
+"
+    );
+    let gateway = Running::start(&yaml).await;
+
+    // Round robin over the two users instances; the canary gets nothing.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (status, headers, body) = gateway.get("/users/7", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(headers.contains_key("x-request-id"));
+        seen.push(body);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "users-1 /users/7",
+            "users-1 /users/7",
+            "users-2 /users/7",
+            "users-2 /users/7"
+        ]
+    );
+    assert_eq!(canary_calls.load(Ordering::SeqCst), 0);
+
+    let (status, _, body) = gateway.get("/users/7", &[("x-canary", "true")]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "canary /users/7"));
+
+    let (status, _, body) = gateway.get("/v2/items/42", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.ends_with(" /items/42"), "{body}");
+
+    let (status, headers, body) = gateway.get("/nowhere", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains("\"status\":404"), "{body}");
+
+    let (status, headers, _) = gateway
+        .send(gateway.addr, "DELETE", "/v2/items/42", &[])
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn retries_cure_a_flaky_upstream_and_the_breaker_opens() {
+    let (flaky, flaky_calls) = scripted_upstream(vec![503, 503]).await;
+    let (broken, broken_calls) = scripted_upstream(vec![500; 100]).await;
+    let yaml = format!(
+        "{LISTENERS}
+upstreams:
+  - name: flaky
+    endpoints: [\"{flaky}\"]
+  - name: broken
+    endpoints: [\"{broken}\"]
+routes:
+  - name: flaky
+    match: {{ paths: [{{ prefix: /flaky }}] }}
+    upstream: flaky
+    retry:
+      attempts: 3
+      backoff: {{ base: 1ms, cap: 5ms }}
+      retry_on: [5xx]
+  - name: broken
+    match: {{ paths: [{{ prefix: /broken }}] }}
+    upstream: broken
+    circuit_breaker:
+      consecutive_failures: 3
+      open_for: 30s
+"
+    );
+    let gateway = Running::start(&yaml).await;
+
+    let (status, _, body) = gateway.get("/flaky", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "call 2"));
+    assert_eq!(flaky_calls.load(Ordering::SeqCst), 3);
+
+    for _ in 0..3 {
+        let (status, _, _) = gateway.get("/broken", &[]).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let (status, headers, body) = gateway.get("/broken", &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        broken_calls.load(Ordering::SeqCst),
+        3,
+        "the open breaker calls nobody"
+    );
+
+    // The admin page and the metrics tell the same story.
+    let (status, text) = gateway.admin("/admin/status").await;
+    assert_eq!(status, StatusCode::OK);
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let breaker = &json["circuit_breakers"][0];
+    assert_eq!(breaker["route"], "broken");
+    assert_eq!(breaker["state"], "open");
+    assert_eq!(json["retries"][0]["route"], "flaky");
+    assert_eq!(json["retries"][0]["retries"], 2);
+    let flaky_endpoint = &json["upstreams"][0]["endpoints"][0];
+    assert_eq!(flaky_endpoint["requests"], 3);
+    assert_eq!(flaky_endpoint["healthy"], true);
+
+    let (status, metrics) = gateway.admin("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        r#"meshgate_requests_total{route="flaky",method="GET",status="2xx"} 1"#,
+        r#"meshgate_requests_total{route="broken",method="GET",status="5xx"} 4"#,
+        r#"meshgate_rejections_total{route="broken",kind="circuit_open"} 1"#,
+        r#"meshgate_retries_total{route="flaky"} 2"#,
+        r#"meshgate_circuit_breaker_state{route="broken",backend="broken",key=""} 1"#,
+        "meshgate_request_duration_seconds_bucket{",
+        "meshgate_upstream_requests_total{upstream=\"flaky\"",
+        "meshgate_connections_active{listener=\"http\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_turns_unready_when_every_endpoint_fails_its_checks() {
+    let (users, _) = named_upstream("users").await;
+    let dead = closed_port().await;
+    let yaml = format!(
+        "{LISTENERS}
+upstreams:
+  - name: users
+    endpoints: [\"{users}\"]
+  - name: dead
+    endpoints: [\"{dead}\"]
+    health_check: {{ path: /healthz, interval: 20ms, timeout: 10ms, unhealthy_threshold: 1 }}
+routes:
+  - name: users
+    match: {{ paths: [{{ prefix: / }}] }}
+    upstream: users
+"
+    );
+    let gateway = Running::start(&yaml).await;
+    let (status, _) = gateway.admin("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    // Poll (bounded) until the failing checks mark the endpoint down.
+    let mut last = String::new();
+    for _ in 0..500 {
+        let (status, body) = gateway.admin("/readyz").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            last = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let json: Value = serde_json::from_str(&last).expect("readyz turned unready");
+    assert_eq!(json["ready"], false);
+    assert_eq!(json["unready_upstreams"], serde_json::json!(["dead"]));
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_heads_are_refused() {
+    let (users, calls) = named_upstream("users").await;
+    let yaml = format!(
+        "{LISTENERS}
+upstreams:
+  - name: users
+    endpoints: [\"{users}\"]
+routes:
+  - name: users
+    match: {{ paths: [{{ prefix: / }}] }}
+    upstream: users
+"
+    );
+    let gateway = Running::start(&yaml).await;
+    let raw = |request: String| async move {
+        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let body = "x".repeat(2048);
+    let answer = raw(format!(
+        "POST / HTTP/1.1\r\nhost: a\r\nconnection: close\r\ncontent-length: 2048\r\n\r\n{body}"
+    ))
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    let big = "y".repeat(20 * 1024);
+    let answer = raw(format!("GET / HTTP/1.1\r\nhost: a\r\nx-big: {big}\r\n\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_completes_the_request_in_flight() {
+    let (entered_tx, mut entered) = mpsc::unbounded_channel::<()>();
+    let app = Router::new().fallback(move || {
+        let entered_tx = entered_tx.clone();
+        async move {
+            let _ = entered_tx.send(());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            "slow but complete"
+        }
+    });
+    let slow = serve(app).await;
+    let yaml = format!(
+        "{LISTENERS}
+upstreams:
+  - name: slow
+    endpoints: [\"{slow}\"]
+routes:
+  - name: slow
+    match: {{ paths: [{{ prefix: / }}] }}
+    upstream: slow
+"
+    );
+    let mut gateway = Running::start(&yaml).await;
+    let addr = gateway.addr;
+    let client = gateway.client.clone();
+    let in_flight = tokio::spawn(async move {
+        let response = client
+            .get(format!("http://{addr}/").parse().unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body)
+    });
+    entered.recv().await.unwrap();
+    let _ = gateway.stop.take().unwrap().send(());
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "slow but complete");
+    gateway.task.await.unwrap().unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn configs_the_gateway_cannot_serve_are_refused_with_the_field() {
+    let cases = [
+        (
+            "upstreams: [{ name: a, endpoints: [\"127.0.0.1:1\"] }]
+routes:
+  - { name: r, match: { paths: [{ prefix: / }] }, upstream: a, cors: { allow_origins: [\"*\"] } }",
+            "routes[0].cors: cors is not supported by this build yet",
+        ),
+        (
+            "upstreams: [{ name: a, endpoints: [\"https://127.0.0.1:1\"] }]
+routes:
+  - { name: r, match: { paths: [{ prefix: / }] }, upstream: a }",
+            "upstreams[0].endpoints[0]: TLS to upstreams (https) is not supported by this build yet",
+        ),
+        (
+            "upstreams: [{ name: a, endpoints: [\"127.0.0.1:1\"], pool: { max_requests_per_endpoint: 10 } }]
+routes:
+  - { name: r, match: { paths: [{ prefix: / }] }, upstream: a }",
+            "upstreams[0].pool.max_requests_per_endpoint: a per-endpoint request limit is not supported by this build yet",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let config = Config::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let errors = Gateway::from_config(config).unwrap_err();
+        assert!(
+            errors.problems().iter().any(|p| p == expected),
+            "{expected:?} not in {errors}"
+        );
+    }
+}
