@@ -20,7 +20,7 @@ use crate::load_balancer::{
     Strategy,
 };
 use crate::proxy::Proxy;
-use crate::retry::{Jitter, ReplayBody, RetryLayer, RetryOn};
+use crate::retry::{Jitter, RetryLayer, RetryOn};
 use crate::routing::{Backend, Route, Router, Split};
 use crate::timeout::TimeoutLayer;
 
@@ -82,17 +82,6 @@ pub(crate) struct BuiltUpstream {
     pub(crate) name: String,
     pub(crate) balancer: LoadBalancerLayer,
     proxy: Proxy,
-}
-
-impl BuiltUpstream {
-    /// The upstream as a service of requests with body `B`.
-    fn service<B>(&self) -> Stack<B>
-    where
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<crate::BoxError>,
-    {
-        boxed::<_, B, _>(self.balancer.layer(self.proxy.clone()))
-    }
 }
 
 /// A route's breaker, kept for the admin status.
@@ -230,40 +219,41 @@ struct RouteStacks<'a> {
 }
 
 impl RouteStacks<'_> {
-    /// timeout → retry → circuit breaker → balancer → proxy, for one backend.
+    /// timeout → retry → circuit breaker → balancer → proxy, for one
+    /// backend, composed with concrete types and boxed once: each box costs
+    /// an allocation per request for the service clone and one for the
+    /// future, so the optional layers are picked by `match`, not by boxing
+    /// at every level.
     fn backend(
         &mut self,
         backend: &str,
         upstream: &BuiltUpstream,
         retry: Option<&RetryLayer>,
     ) -> Stack<GatewayBody> {
-        let below_retry = match retry {
-            Some(retry) => {
-                let inner = self.guarded::<ReplayBody<GatewayBody>>(backend, upstream);
-                boxed::<_, GatewayBody, _>(retry.layer(inner))
+        let timeout = TimeoutLayer::new(self.route.timeout);
+        let balanced = upstream.balancer.layer(upstream.proxy.clone());
+        match (retry, self.breaker(backend)) {
+            (Some(retry), Some(breaker)) => {
+                boxed::<_, GatewayBody, _>(timeout.layer(retry.layer(breaker.layer(balanced))))
             }
-            None => self.guarded::<GatewayBody>(backend, upstream),
-        };
-        boxed::<_, GatewayBody, _>(TimeoutLayer::new(self.route.timeout).layer(below_retry))
+            (Some(retry), None) => boxed::<_, GatewayBody, _>(timeout.layer(retry.layer(balanced))),
+            (None, Some(breaker)) => {
+                boxed::<_, GatewayBody, _>(timeout.layer(breaker.layer(balanced)))
+            }
+            (None, None) => boxed::<_, GatewayBody, _>(timeout.layer(balanced)),
+        }
     }
 
-    /// The upstream behind this route's breaker, when it has one.
-    fn guarded<B>(&mut self, backend: &str, upstream: &BuiltUpstream) -> Stack<B>
-    where
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<crate::BoxError>,
-    {
-        let service = upstream.service::<B>();
-        let Some(policy) = &self.route.circuit_breaker else {
-            return service;
-        };
-        let layer = breaker_layer(policy);
+    /// This route's breaker for `backend`, when it has one; recorded for the
+    /// admin status. Each backend of a split gets its own breaker.
+    fn breaker(&mut self, backend: &str) -> Option<CircuitBreakerLayer> {
+        let layer = breaker_layer(self.route.circuit_breaker.as_ref()?);
         self.breakers.push(BuiltBreaker {
             route: self.route.name.clone(),
             backend: backend.to_owned(),
             layer: layer.clone(),
         });
-        boxed::<_, B, _>(layer.layer(service))
+        Some(layer)
     }
 }
 
