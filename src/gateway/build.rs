@@ -19,7 +19,7 @@ use crate::load_balancer::{
     self, ConsistentHash, DnsDiscovery, HashKey, HealthCheck, LoadBalancerLayer, OutlierDetection,
     Strategy,
 };
-use crate::proxy::Proxy;
+use crate::proxy::{IncomingForwarded, Proxy, TrustedProxies};
 use crate::retry::{Jitter, RetryLayer, RetryOn};
 use crate::routing::{Backend, Route, Router, Split};
 use crate::timeout::TimeoutLayer;
@@ -113,7 +113,7 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut problems = unsupported(config);
     let mut upstreams = Vec::new();
     for (i, upstream) in config.upstreams.iter().enumerate() {
-        match build_upstream(upstream) {
+        match build_upstream(upstream, &config.trusted_proxies) {
             Ok(built) => upstreams.push(built),
             Err(problem) => problems.push(format!("upstreams[{i}]{problem}")),
         }
@@ -326,7 +326,10 @@ fn routes_for(route: &config::Route, target: Target<'_>) -> Vec<Route<GatewayBod
     out
 }
 
-fn build_upstream(upstream: &config::Upstream) -> Result<BuiltUpstream, String> {
+fn build_upstream(
+    upstream: &config::Upstream,
+    trusted_proxies: &[config::Cidr],
+) -> Result<BuiltUpstream, String> {
     let mut balancer = LoadBalancerLayer::builder().strategy(strategy(&upstream.balancing));
     let live: Vec<&config::Endpoint> = upstream.endpoints.iter().filter(|e| e.weight > 0).collect();
     if live.is_empty() {
@@ -387,7 +390,17 @@ fn build_upstream(upstream: &config::Upstream) -> Result<BuiltUpstream, String> 
     // A balancer starts its health checks when first layered; do it now so
     // an upstream no route uses yet is still checked (readiness reads it).
     drop(balancer.layer(()));
+    // Forwarding headers from a trusted proxy are kept and appended to;
+    // from anyone else they are replaced (a client cannot forge its IP).
+    let incoming = if trusted_proxies.is_empty() {
+        IncomingForwarded::Replace
+    } else {
+        let trusted = TrustedProxies::new(trusted_proxies.iter().map(ToString::to_string))
+            .map_err(|e| format!(": trusted_proxies: {e}"))?;
+        IncomingForwarded::AppendFrom(trusted)
+    };
     let proxy = Proxy::builder()
+        .incoming_forwarded(incoming)
         .http2_prior_knowledge(upstream.protocol == config::Protocol::H2c)
         .connect_timeout(upstream.timeouts.connect)
         .response_timeout(upstream.timeouts.response)

@@ -444,3 +444,39 @@ routes:
         );
     }
 }
+
+/// `X-Forwarded-For` from a client is replaced unless the client is a
+/// trusted proxy, in which case the gateway appends to it.
+#[tokio::test]
+async fn forwarded_for_is_kept_only_from_trusted_proxies() {
+    let app = Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        headers
+            .get("x-forwarded-for")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    });
+    let upstream = serve(app).await;
+    for (trusted, expected) in [
+        ("[]", "127.0.0.1"),
+        ("[127.0.0.1/32]", "203.0.113.9, 127.0.0.1"),
+    ] {
+        let yaml = format!(
+            "{LISTENERS}
+trusted_proxies: {trusted}
+upstreams:
+  - name: up
+    endpoints: [\"{upstream}\"]
+routes:
+  - name: all
+    match: {{ paths: [{{ prefix: / }}] }}
+    upstream: up
+"
+        );
+        let gateway = Running::start(&yaml).await;
+        let (_, _, body) = gateway
+            .get("/", &[("x-forwarded-for", "203.0.113.9")])
+            .await;
+        assert_eq!(body, expected, "trusted_proxies: {trusted}");
+        gateway.stop().await;
+    }
+}
