@@ -29,7 +29,8 @@
 //! curl -s localhost:9901/readyz
 //! ```
 //!
-//! `MESHGATE_LOG` sets the log level (`info` by default, which includes the
+//! `TOKIO_WORKER_THREADS` sets the worker threads (default: one per core;
+//! `1` runs tokio's single-threaded scheduler). `MESHGATE_LOG` sets the log level (`info` by default, which includes the
 //! access log; `warn` silences it). The config's `access_log.format: json`
 //! writes JSON lines. SIGTERM or Ctrl-C drains in-flight requests and exits.
 
@@ -42,8 +43,30 @@ use meshgate::gateway::Gateway;
 
 const USAGE: &str = "usage: gateway [--config FILE | --check FILE]";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // One worker thread (TOKIO_WORKER_THREADS=1, as the load bench runs it)
+    // gets tokio's single-threaded scheduler, which skips work stealing.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok());
+    let runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("meshgate: cannot start the runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mode, file) = match args.as_slice() {
         [] => (Mode::Demo, None),
