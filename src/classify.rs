@@ -179,6 +179,25 @@ pub fn is_safe(method: &Method) -> bool {
         || *method == Method::TRACE
 }
 
+/// The position of a standard method in RFC 9110 §9.1 order, then PATCH
+/// (0 to 8), or 9 for any other method: for bounded metric labels and a
+/// stable `Allow` order.
+#[cfg(any(feature = "metrics", feature = "routing"))]
+pub(crate) fn method_rank(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::CONNECT => 5,
+        Method::OPTIONS => 6,
+        Method::TRACE => 7,
+        Method::PATCH => 8,
+        _ => 9,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

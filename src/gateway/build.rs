@@ -8,7 +8,6 @@ use std::sync::Arc;
 use http::{Request, Response};
 use http_body_util::Limited;
 use hyper::body::Incoming;
-use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 
@@ -21,7 +20,7 @@ use crate::load_balancer::{
 };
 use crate::proxy::{IncomingForwarded, Proxy, TrustedProxies};
 use crate::retry::{Jitter, RetryLayer, RetryOn};
-use crate::routing::{Backend, Route, Router, Split};
+use crate::routing::{Backend, Route, Router, Split, boxed};
 use crate::timeout::TimeoutLayer;
 
 /// The request body the router and everything behind it sees: the
@@ -57,23 +56,6 @@ impl fmt::Display for BuildErrors {
 }
 
 impl std::error::Error for BuildErrors {}
-
-/// Boxes a service, boxing its response body into the crate's [`Body`].
-fn boxed<S, B, ResBody>(service: S) -> Stack<B>
-where
-    S: tower_service::Service<Request<B>, Response = Response<ResBody>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    ResBody::Error: Into<crate::BoxError>,
-{
-    BoxCloneSyncService::new(ServiceExt::<Request<B>>::map_response(service, |r| {
-        r.map(Body::new)
-    }))
-}
 
 /// An upstream built from config: its balancer (health checks run from here)
 /// in front of its pooled proxy.
@@ -234,13 +216,13 @@ impl RouteStacks<'_> {
         let balanced = upstream.balancer.layer(upstream.proxy.clone());
         match (retry, self.breaker(backend)) {
             (Some(retry), Some(breaker)) => {
-                boxed::<_, GatewayBody, _>(timeout.layer(retry.layer(breaker.layer(balanced))))
+                boxed::<GatewayBody, _, _>(timeout.layer(retry.layer(breaker.layer(balanced))))
             }
-            (Some(retry), None) => boxed::<_, GatewayBody, _>(timeout.layer(retry.layer(balanced))),
+            (Some(retry), None) => boxed::<GatewayBody, _, _>(timeout.layer(retry.layer(balanced))),
             (None, Some(breaker)) => {
-                boxed::<_, GatewayBody, _>(timeout.layer(breaker.layer(balanced)))
+                boxed::<GatewayBody, _, _>(timeout.layer(breaker.layer(balanced)))
             }
-            (None, None) => boxed::<_, GatewayBody, _>(timeout.layer(balanced)),
+            (None, None) => boxed::<GatewayBody, _, _>(timeout.layer(balanced)),
         }
     }
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll, ready};
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -175,7 +175,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let method = method_index(request.method());
+        let method = crate::classify::method_rank(request.method());
         self.shared.fixed.in_flight().increment(1.0);
         MetricsFuture {
             inner: self.inner.call(request),
@@ -267,21 +267,6 @@ const METHODS: [&str; 10] = [
 const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error", "dropped"];
 const ERROR_CLASS: usize = 5;
 const DROPPED_CLASS: usize = 6;
-
-fn method_index(method: &Method) -> usize {
-    match *method {
-        Method::GET => 0,
-        Method::HEAD => 1,
-        Method::POST => 2,
-        Method::PUT => 3,
-        Method::DELETE => 4,
-        Method::CONNECT => 5,
-        Method::OPTIONS => 6,
-        Method::TRACE => 7,
-        Method::PATCH => 8,
-        _ => 9,
-    }
-}
 
 /// Handles resolved lazily, one slot per label combination, so the request
 /// path neither allocates keys nor looks them up in the recorder's registry.

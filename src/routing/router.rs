@@ -331,20 +331,8 @@ fn reject(rejection: Rejection, grpc: bool) -> Response<Body> {
 }
 
 /// RFC 9110 §9.1 order, then PATCH, then other methods by name.
-fn method_order(method: &Method) -> (u8, &str) {
-    let rank = match *method {
-        Method::GET => 0,
-        Method::HEAD => 1,
-        Method::POST => 2,
-        Method::PUT => 3,
-        Method::DELETE => 4,
-        Method::CONNECT => 5,
-        Method::OPTIONS => 6,
-        Method::TRACE => 7,
-        Method::PATCH => 8,
-        _ => 9,
-    };
-    (rank, method.as_str())
+fn method_order(method: &Method) -> (usize, &str) {
+    (crate::classify::method_rank(method), method.as_str())
 }
 
 fn method_not_allowed(mut allow: Vec<Method>, grpc: bool) -> Response<Body> {
