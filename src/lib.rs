@@ -46,6 +46,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;

@@ -1,0 +1,3 @@
+//! Behaviour of the `auth` layers through their public API.
+
+mod api_key;
