@@ -1,3 +1,4 @@
 //! Behaviour of the `auth` layers through their public API.
 
 mod api_key;
+mod jwt;
