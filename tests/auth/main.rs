@@ -1,4 +1,5 @@
 //! Behaviour of the `auth` layers through their public API.
 
 mod api_key;
+mod jwks;
 mod jwt;
