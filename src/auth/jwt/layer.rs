@@ -14,7 +14,9 @@ use super::jwks::Jwks;
 use super::key::{self, JwtKey};
 use super::service::Jwt;
 use crate::ResponseBody;
-use crate::auth::{ConfigError, query};
+#[cfg(feature = "config")]
+use crate::auth::ConfigError;
+use crate::auth::query;
 use crate::error::{Rejection, RejectionKind};
 
 /// The default largest token accepted: 8 KiB.
