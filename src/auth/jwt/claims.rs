@@ -105,24 +105,36 @@ impl Claims {
     /// printed, an array of those comma-joined. `None` for objects, nulls,
     /// empty arrays and values a header cannot carry.
     pub fn header_value(&self, name: &str) -> Option<HeaderValue> {
-        fn scalar(value: &Value) -> Option<String> {
+        fn push(out: &mut String, value: &Value) -> Option<()> {
+            use std::fmt::Write as _;
             match value {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
+                Value::String(s) => out.push_str(s),
+                Value::Number(n) => write!(out, "{n}").ok()?,
+                Value::Bool(b) => write!(out, "{b}").ok()?,
+                _ => return None,
             }
+            Some(())
         }
-        let text = match self.get(name)? {
-            Value::Array(items) if !items.is_empty() => {
-                let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
-                parts?.join(",")
-            }
-            other => scalar(other)?,
-        };
         // `from_str` refuses control characters, so a claim cannot split
         // or inject headers.
-        HeaderValue::from_str(&text).ok()
+        match self.get(name)? {
+            Value::String(s) => HeaderValue::from_str(s).ok(),
+            Value::Array(items) if !items.is_empty() => {
+                let mut out = String::with_capacity(16 * items.len());
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push(&mut out, item)?;
+                }
+                HeaderValue::from_str(&out).ok()
+            }
+            other => {
+                let mut out = String::new();
+                push(&mut out, other)?;
+                HeaderValue::from_str(&out).ok()
+            }
+        }
     }
 }
 

@@ -395,6 +395,35 @@ fn describe(kind: &ErrorKind) -> &'static str {
     }
 }
 
+/// The two header fields a key is chosen by. `jsonwebtoken::decode`
+/// parses the whole header again and checks `alg` against the key's.
+struct PeekedHeader<'b> {
+    alg: Algorithm,
+    kid: Option<Cow<'b, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawHeader<'b> {
+    #[serde(borrow)]
+    alg: Cow<'b, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'b, str>>,
+}
+
+/// `alg` and `kid` of a token, decoded into `buffer` (headers are small;
+/// a longer one is refused). `None` for a malformed header or an
+/// algorithm that does not exist here (`none` among them).
+fn peek_header<'b>(token: &str, buffer: &'b mut [u8; 512]) -> Option<PeekedHeader<'b>> {
+    use base64::Engine as _;
+    let segment = token.split('.').next()?;
+    let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode_slice(segment, buffer)
+        .ok()?;
+    let raw: RawHeader<'b> = serde_json::from_slice(&buffer[..len]).ok()?;
+    let alg = raw.alg.parse::<Algorithm>().ok()?;
+    Some(PeekedHeader { alg, kid: raw.kid })
+}
+
 impl Config {
     /// The token of a request: `Ok(None)` when there is none.
     pub(crate) fn token<'r, B>(
@@ -437,25 +466,24 @@ impl Config {
     /// Verifies a token against the issuers' keys; with `may_wait`, reports
     /// a missing key of a JWKS issuer instead of refusing.
     pub(crate) fn verify(&self, token: &str, may_wait: bool) -> Verdict {
-        let header = match jsonwebtoken::decode_header(token) {
-            Ok(header) => header,
-            Err(_) => {
-                return Verdict::Refused(Refusal::Invalid(
-                    "the token is malformed or its algorithm is not supported",
-                ));
-            }
+        let mut buffer = [0u8; 512];
+        let Some(header) = peek_header(token, &mut buffer) else {
+            return Verdict::Refused(Refusal::Invalid(
+                "the token is malformed or its algorithm is not supported",
+            ));
         };
         let kid = header.kid.as_deref();
+        let alg = header.alg;
         let mut first_error: Option<&'static str> = None;
         let mut jwks_miss = false;
         for verifier in self.verifiers.iter() {
-            let mut candidate = key::select(&verifier.issuer.keys, kid, header.alg);
+            let mut candidate = key::select(&verifier.issuer.keys, kid, alg);
             let snapshot;
             if candidate.is_err()
                 && let Some(jwks) = &verifier.issuer.jwks
             {
                 snapshot = jwks.snapshot();
-                candidate = key::select(&snapshot, kid, header.alg);
+                candidate = key::select(&snapshot, kid, alg);
                 if matches!(candidate, Err(false)) {
                     jwks_miss = true;
                 }
