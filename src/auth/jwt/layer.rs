@@ -391,7 +391,7 @@ fn describe(kind: &ErrorKind) -> &'static str {
             _ => "the token lacks a required claim",
         },
         ErrorKind::InvalidClaimFormat(_) => "a claim of the token has the wrong type",
-        _ => "the token is malformed",
+        _ => "the token is malformed or its algorithm is not supported",
     }
 }
 
@@ -466,6 +466,16 @@ impl Config {
     /// Verifies a token against the issuers' keys; with `may_wait`, reports
     /// a missing key of a JWKS issuer instead of refusing.
     pub(crate) fn verify(&self, token: &str, may_wait: bool) -> Verdict {
+        // One issuer with one static key without a kid: that key verifies
+        // every token, and `decode` checks the token's alg against it, so
+        // the header need not be read twice.
+        if let [verifier] = &*self.verifiers
+            && verifier.issuer.jwks.is_none()
+            && let [key] = verifier.issuer.keys.as_slice()
+            && key.kid.is_none()
+        {
+            return self.decode(verifier, key, token);
+        }
         let mut buffer = [0u8; 512];
         let Some(header) = peek_header(token, &mut buffer) else {
             return Verdict::Refused(Refusal::Invalid(
@@ -518,6 +528,18 @@ impl Config {
             return Verdict::KeyMissing;
         }
         Verdict::Refused(Refusal::Invalid("no key is known for the token's kid"))
+    }
+
+    fn decode(&self, verifier: &Verifier, key: &JwtKey, token: &str) -> Verdict {
+        let Some(validation) =
+            algorithm_index(key.algorithm).and_then(|i| verifier.validations.get(i))
+        else {
+            return Verdict::Refused(Refusal::Invalid("the token's algorithm is not supported"));
+        };
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+            Ok(data) => self.authorize(Claims::new(data.claims)),
+            Err(error) => Verdict::Refused(Refusal::Invalid(describe(error.kind()))),
+        }
     }
 
     fn authorize(&self, claims: Claims) -> Verdict {
