@@ -1,4 +1,5 @@
-//! Authentication: API keys of consumers ([`api_key`]) and JWTs ([`jwt`]).
+//! Authentication and authorization: API keys of consumers ([`api_key`]),
+//! JWTs ([`jwt`]) and access policies ([`authz`]).
 //!
 //! Each scheme is a tower layer that refuses a request it cannot
 //! authenticate with `401` (`WWW-Authenticate` and a problem+json body that
@@ -13,7 +14,10 @@
 //!   keys bound to their algorithm (static secrets, PEM, JWK, or a JWKS URL
 //!   refreshed in the background).
 //!
-//! Both remove incoming copies of the identity headers they set upstream
+//! * [`authz::AuthzLayer`] then decides over that principal and the
+//!   request with Istio-style ALLOW/DENY rules (`403`).
+//!
+//! Both authentication layers remove incoming copies of the identity headers they set upstream
 //! (`X-Consumer-*`, `X-User-ID`, …) so a client cannot spoof them.
 //!
 //! ```
@@ -28,6 +32,7 @@
 use std::fmt;
 
 pub mod api_key;
+pub mod authz;
 mod consumer;
 mod future;
 pub mod jwt;

@@ -1,5 +1,6 @@
 //! Behaviour of the `auth` layers through their public API.
 
 mod api_key;
+mod authz;
 mod jwks;
 mod jwt;
