@@ -2,5 +2,7 @@
 
 mod api_key;
 mod authz;
+#[cfg(feature = "config")]
+mod config;
 mod jwks;
 mod jwt;
