@@ -260,6 +260,23 @@ pub fn consumer_from_config(consumer: &crate::config::Consumer) -> Consumer {
     value
 }
 
+impl ApiKeyLayer {
+    /// Whether the request carries a key where this layer looks.
+    pub(crate) fn presents_key<B>(&self, request: &Request<B>) -> bool {
+        !matches!(self.config.authenticate_presence(request), Found::Missing)
+    }
+
+    /// Whether requests without a key run as an anonymous consumer.
+    pub(crate) fn has_anonymous(&self) -> bool {
+        self.config.anonymous.is_some()
+    }
+
+    /// The `WWW-Authenticate` challenge of this scheme.
+    pub(crate) fn challenge(&self) -> HeaderValue {
+        self.config.challenge.clone()
+    }
+}
+
 impl<S> Layer<S> for ApiKeyLayer {
     type Service = ApiKey<S>;
 
@@ -305,6 +322,25 @@ enum Found {
 }
 
 impl Config {
+    /// `Missing` or `Unknown` (present), without hashing.
+    fn authenticate_presence<B>(&self, request: &Request<B>) -> Found {
+        let in_header = self
+            .header
+            .as_ref()
+            .and_then(|name| request.headers().get(name))
+            .is_some_and(|v| !v.is_empty());
+        let in_query = self
+            .query
+            .as_deref()
+            .and_then(|name| query::find(request.uri().query()?, name))
+            .is_some_and(|v| !v.is_empty());
+        if in_header || in_query {
+            Found::Unknown
+        } else {
+            Found::Missing
+        }
+    }
+
     fn authenticate<B>(&self, request: &Request<B>) -> Found {
         let from_header = self
             .header

@@ -14,6 +14,7 @@
 //!   keys bound to their algorithm (static secrets, PEM, JWK, or a JWKS URL
 //!   refreshed in the background).
 //!
+//! * [`any::JwtOrApiKeyLayer`] accepts either on one route.
 //! * [`authz::AuthzLayer`] then decides over that principal and the
 //!   request with Istio-style ALLOW/DENY rules (`403`).
 //!
@@ -31,6 +32,7 @@
 
 use std::fmt;
 
+pub mod any;
 pub mod api_key;
 pub mod authz;
 mod consumer;

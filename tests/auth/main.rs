@@ -1,5 +1,6 @@
 //! Behaviour of the `auth` layers through their public API.
 
+mod any;
 mod api_key;
 mod authz;
 #[cfg(feature = "config")]

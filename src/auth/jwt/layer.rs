@@ -368,6 +368,21 @@ impl JwtLayer {
     }
 }
 
+impl JwtLayer {
+    /// Whether the request carries a token where this layer looks (an
+    /// oversized one counts).
+    pub(crate) fn presents_token<B>(&self, request: &Request<B>) -> bool {
+        !matches!(self.config.token(request), Ok(None))
+    }
+
+    /// The bare `WWW-Authenticate` challenge of this scheme.
+    pub(crate) fn challenge(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!("Bearer realm=\"{}\"", self.config.realm))
+            // The realm is filtered to visible ASCII and spaces.
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+}
+
 impl<S> Layer<S> for JwtLayer {
     type Service = Jwt<S>;
 
