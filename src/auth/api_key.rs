@@ -77,7 +77,7 @@ const CONSUMER_HEADERS: [HeaderName; 4] = [
 /// Longest key accepted, in bytes; longer ones are refused unhashed.
 const MAX_KEY_LEN: usize = 1024;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Config {
     store: ConsumerStore,
     header: Option<HeaderName>,
@@ -118,18 +118,7 @@ impl ApiKeyLayer {
     }
 
     fn configured(mut self, f: impl FnOnce(&mut Config)) -> Self {
-        // The layer is being built, so the Arc is not shared yet unless the
-        // caller cloned the layer; then the clone keeps its own config.
-        let mut config = Arc::try_unwrap(self.config).unwrap_or_else(|shared| Config {
-            store: shared.store.clone(),
-            header: shared.header.clone(),
-            query: shared.query.clone(),
-            strip_credentials: shared.strip_credentials,
-            consumer_headers: shared.consumer_headers,
-            allowed: shared.allowed.clone(),
-            anonymous: shared.anonymous.clone(),
-            challenge: shared.challenge.clone(),
-        });
+        let mut config = (*self.config).clone();
         f(&mut config);
         self.config = Arc::new(config);
         self
