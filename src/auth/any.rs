@@ -7,6 +7,9 @@
 //! challenges (`WWW-Authenticate: Bearer realm="meshgate"` and
 //! `Key realm="meshgate"`). A credential that is present but wrong is
 //! refused by its own layer: there is no fall-through to the other scheme.
+//! The identity headers of both schemes (`X-User-ID`, `X-Consumer-*`, …)
+//! are removed from every request first, so one scheme's caller cannot
+//! spoof the other's.
 //!
 //! ```
 //! use meshgate::auth::any::JwtOrApiKeyLayer;
@@ -145,7 +148,15 @@ where
         Service::<Request<ReqBody>>::poll_ready(&mut self.api_key, cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // Each scheme removes only its own identity headers: remove the
+        // other's too, so a request that passes one cannot spoof the other.
+        self.layers
+            .jwt
+            .strip_identity_headers(request.headers_mut());
+        self.layers
+            .api_key
+            .strip_identity_headers(request.headers_mut());
         let state = if self.layers.jwt.presents_token(&request) {
             State::Jwt {
                 future: self.jwt.call(request),

@@ -264,6 +264,13 @@ impl ApiKeyLayer {
     pub(crate) fn challenge(&self) -> HeaderValue {
         self.config.challenge.clone()
     }
+
+    /// Removes the identity headers this layer sets upstream.
+    pub(crate) fn strip_identity_headers(&self, headers: &mut http::HeaderMap) {
+        for name in &CONSUMER_HEADERS {
+            headers.remove(name);
+        }
+    }
 }
 
 impl<S> Layer<S> for ApiKeyLayer {

@@ -12,6 +12,11 @@ use tower::{Layer, ServiceExt, service_fn};
 use crate::jwt::{SECRET, now, sign};
 
 async fn who(req: Request<()>) -> Result<Response<String>, Infallible> {
+    assert!(
+        req.headers().get("x-consumer-username").is_none()
+            || req.extensions().get::<Consumer>().is_some()
+    );
+    assert!(req.headers().get("x-user-id").is_none() || req.extensions().get::<Claims>().is_some());
     let ext = req.extensions();
     let who = match (ext.get::<Claims>(), ext.get::<Consumer>()) {
         (Some(c), _) => format!("jwt:{}", c.subject().unwrap_or("")),

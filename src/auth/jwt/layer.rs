@@ -375,6 +375,13 @@ impl JwtLayer {
         !matches!(self.config.token(request), Ok(None))
     }
 
+    /// Removes the identity headers this layer sets upstream.
+    pub(crate) fn strip_identity_headers(&self, headers: &mut http::HeaderMap) {
+        for (_, name) in &self.config.claim_headers {
+            headers.remove(name);
+        }
+    }
+
     /// The bare `WWW-Authenticate` challenge of this scheme.
     pub(crate) fn challenge(&self) -> HeaderValue {
         HeaderValue::from_str(&format!("Bearer realm=\"{}\"", self.config.realm))
