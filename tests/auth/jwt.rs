@@ -15,6 +15,8 @@ pub(crate) const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem")
 pub(crate) const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");
 const EC_PRIVATE: &[u8] = include_bytes!("fixtures/ec_private.pem");
 const EC_PUBLIC: &[u8] = include_bytes!("fixtures/ec_public.pem");
+const EC384_PRIVATE: &[u8] = include_bytes!("fixtures/ec384_private.pem");
+const EC384_PUBLIC: &[u8] = include_bytes!("fixtures/ec384_public.pem");
 const ED_PRIVATE: &[u8] = include_bytes!("fixtures/ed_private.pem");
 const ED_PUBLIC: &[u8] = include_bytes!("fixtures/ed_public.pem");
 const ISS: &str = "https://idp.test/";
@@ -337,11 +339,45 @@ async fn every_algorithm_family_verifies_with_its_key_only() {
             JwtKey::from_pem(Algorithm::ES256, EC_PUBLIC).unwrap(),
         ),
         (
+            Algorithm::ES384,
+            EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap(),
+            JwtKey::from_pem(Algorithm::ES384, EC384_PUBLIC).unwrap(),
+        ),
+        (
+            Algorithm::RS384,
+            EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+            JwtKey::from_pem(Algorithm::RS384, RSA_PUBLIC).unwrap(),
+        ),
+        (
+            Algorithm::PS512,
+            EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+            JwtKey::from_pem(Algorithm::PS512, RSA_PUBLIC).unwrap(),
+        ),
+        (
             Algorithm::EdDSA,
             EncodingKey::from_ed_pem(ED_PRIVATE).unwrap(),
             JwtKey::from_pem(Algorithm::EdDSA, ED_PUBLIC).unwrap(),
         ),
     ];
+    // A P-256 signature claiming ES384 does not verify with the P-384 key.
+    let layer = JwtLayer::new(
+        Issuer::new()
+            .issuer(ISS)
+            .audience("orders")
+            .key(JwtKey::from_pem(Algorithm::ES384, EC384_PUBLIC).unwrap()),
+    );
+    let p256 = sign(
+        Algorithm::ES256,
+        None,
+        &good_claims(),
+        &EncodingKey::from_ec_pem(EC_PRIVATE).unwrap(),
+    );
+    assert_invalid(
+        &layer,
+        &p256,
+        "the token's algorithm is not accepted for its key",
+    )
+    .await;
     for (alg, signing, verifying) in cases {
         let layer = JwtLayer::new(Issuer::new().issuer(ISS).audience("orders").key(verifying));
         let token = sign(alg, None, &good_claims(), &signing);
