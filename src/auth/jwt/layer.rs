@@ -417,13 +417,6 @@ fn describe(kind: &ErrorKind) -> &'static str {
     }
 }
 
-/// The two header fields a key is chosen by. `jsonwebtoken::decode`
-/// parses the whole header again and checks `alg` against the key's.
-struct PeekedHeader<'b> {
-    alg: Algorithm,
-    kid: Option<Cow<'b, str>>,
-}
-
 #[derive(serde::Deserialize)]
 struct RawHeader<'b> {
     #[serde(borrow)]
@@ -432,18 +425,28 @@ struct RawHeader<'b> {
     kid: Option<Cow<'b, str>>,
 }
 
-/// `alg` and `kid` of a token, decoded into `buffer` (headers are small;
-/// a longer one is refused). `None` for a malformed header or an
-/// algorithm that does not exist here (`none` among them).
-fn peek_header<'b>(token: &str, buffer: &'b mut [u8; 512]) -> Option<PeekedHeader<'b>> {
+/// The two header fields a key is chosen by: `alg` and `kid`.
+/// `jsonwebtoken::decode` parses the whole header again and checks `alg`
+/// against the key's. `None` for a malformed header or an algorithm that
+/// does not exist here (`none` among them).
+fn peek_header(token: &str) -> Option<(Algorithm, Option<String>)> {
     use base64::Engine as _;
+    let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let segment = token.split('.').next()?;
-    let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode_slice(segment, buffer)
-        .ok()?;
-    let raw: RawHeader<'b> = serde_json::from_slice(&buffer[..len]).ok()?;
+    // Headers are small: decoded on the stack, on the heap when larger
+    // (bounded by the token size limit).
+    let mut stack = [0u8; 512];
+    let heap;
+    let bytes: &[u8] = match engine.decode_slice(segment, &mut stack) {
+        Ok(len) => &stack[..len],
+        Err(_) => {
+            heap = engine.decode(segment).ok()?;
+            &heap
+        }
+    };
+    let raw: RawHeader<'_> = serde_json::from_slice(bytes).ok()?;
     let alg = raw.alg.parse::<Algorithm>().ok()?;
-    Some(PeekedHeader { alg, kid: raw.kid })
+    Some((alg, raw.kid.map(Cow::into_owned)))
 }
 
 impl Config {
@@ -498,14 +501,12 @@ impl Config {
         {
             return self.decode(verifier, key, token);
         }
-        let mut buffer = [0u8; 512];
-        let Some(header) = peek_header(token, &mut buffer) else {
+        let Some((alg, kid)) = peek_header(token) else {
             return Verdict::Refused(Refusal::Invalid(
                 "the token is malformed or its algorithm is not supported",
             ));
         };
-        let kid = header.kid.as_deref();
-        let alg = header.alg;
+        let kid = kid.as_deref();
         let mut first_error: Option<&'static str> = None;
         let mut jwks_miss = false;
         for verifier in self.verifiers.iter() {
@@ -515,9 +516,15 @@ impl Config {
                 && let Some(jwks) = &verifier.issuer.jwks
             {
                 snapshot = jwks.snapshot();
-                candidate = key::select(&snapshot, kid, alg);
-                if matches!(candidate, Err(false)) {
-                    jwks_miss = true;
+                match key::select(&snapshot, kid, alg) {
+                    // A static key already named this kid for another alg:
+                    // keep that answer, and do not fetch for it.
+                    Err(false) if matches!(candidate, Err(true)) => {}
+                    Err(false) => {
+                        jwks_miss = true;
+                        candidate = Err(false);
+                    }
+                    found => candidate = found,
                 }
             }
             match candidate {
