@@ -423,6 +423,12 @@ async fn kids_select_keys() {
         &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
     );
     assert_eq!(call(&layer, bearer(&b)).await.status, StatusCode::OK);
+    // A large header (an x5c chain) is read too.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("a".into());
+    header.x5c = Some(vec!["MIIB".repeat(300)]);
+    let big = encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+    assert_eq!(call(&layer, bearer(&big)).await.status, StatusCode::OK);
     let unknown = sign(
         Algorithm::HS256,
         Some("zz"),
