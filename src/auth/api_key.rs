@@ -385,16 +385,15 @@ impl Config {
             headers.remove(name);
         }
         if self.consumer_headers {
-            if let Ok(value) = HeaderValue::from_str(consumer.id()) {
-                headers.insert(X_CONSUMER_ID, value);
+            let values = consumer.headers();
+            if let Some(value) = &values.id {
+                headers.insert(X_CONSUMER_ID, value.clone());
             }
-            if let Ok(value) = HeaderValue::from_str(consumer.name()) {
-                headers.insert(X_CONSUMER_USERNAME, value);
+            if let Some(value) = &values.name {
+                headers.insert(X_CONSUMER_USERNAME, value.clone());
             }
-            if !consumer.groups().is_empty()
-                && let Ok(value) = HeaderValue::from_str(&consumer.groups().join(","))
-            {
-                headers.insert(X_CONSUMER_GROUPS, value);
+            if let Some(value) = &values.groups {
+                headers.insert(X_CONSUMER_GROUPS, value.clone());
             }
             if consumer.is_anonymous() {
                 headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));

@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use http::HeaderValue;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -32,7 +34,7 @@ pub const MAX_KEYS: usize = 1_000_000;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Consumer(Arc<ConsumerData>);
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 struct ConsumerData {
     id: String,
     name: String,
@@ -40,6 +42,30 @@ struct ConsumerData {
     groups: Vec<String>,
     metadata: BTreeMap<String, String>,
     anonymous: bool,
+    /// `X-Consumer-ID`, `-Username`, `-Groups` values, made on first use.
+    headers: OnceLock<ConsumerHeaders>,
+}
+
+impl PartialEq for ConsumerData {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.name == other.name
+            && self.tier == other.tier
+            && self.groups == other.groups
+            && self.metadata == other.metadata
+            && self.anonymous == other.anonymous
+    }
+}
+
+impl Eq for ConsumerData {}
+
+/// The upstream header values of a consumer (`None` where the text cannot
+/// be a header value).
+#[derive(Clone, Debug)]
+pub(crate) struct ConsumerHeaders {
+    pub(crate) id: Option<HeaderValue>,
+    pub(crate) name: Option<HeaderValue>,
+    pub(crate) groups: Option<HeaderValue>,
 }
 
 impl Consumer {
@@ -54,11 +80,25 @@ impl Consumer {
             groups: Vec::new(),
             metadata: BTreeMap::new(),
             anonymous: false,
+            headers: OnceLock::new(),
         }))
     }
 
     fn data_mut(&mut self) -> &mut ConsumerData {
-        Arc::make_mut(&mut self.0)
+        let data = Arc::make_mut(&mut self.0);
+        data.headers = OnceLock::new();
+        data
+    }
+
+    /// The upstream header values, made once per consumer.
+    pub(crate) fn headers(&self) -> &ConsumerHeaders {
+        self.0.headers.get_or_init(|| ConsumerHeaders {
+            id: HeaderValue::from_str(&self.0.id).ok(),
+            name: HeaderValue::from_str(&self.0.name).ok(),
+            groups: (!self.0.groups.is_empty())
+                .then(|| HeaderValue::from_str(&self.0.groups.join(",")).ok())
+                .flatten(),
+        })
     }
 
     /// Sets the id (sent upstream as `X-Consumer-ID`). Default: the name.
