@@ -1,0 +1,106 @@
+//! Reading and removing one query parameter (API keys, tokens).
+
+use std::borrow::Cow;
+
+use http::Uri;
+use http::uri::PathAndQuery;
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value: `+` is a
+/// space, `%XX` a byte; a malformed escape is kept as it is.
+pub(crate) fn decode(raw: &[u8]) -> Cow<'_, [u8]> {
+    if !raw.iter().any(|b| matches!(b, b'%' | b'+')) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push((h << 4) | l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+/// The decoded value of the first parameter called `name` in `query`.
+pub(crate) fn find<'q>(query: &'q str, name: &str) -> Option<Cow<'q, [u8]>> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key.as_bytes()).as_ref() == name.as_bytes()).then(|| decode(value.as_bytes()))
+    })
+}
+
+/// `uri` without any parameter called `name`, or `None` when it has none.
+pub(crate) fn without(uri: &Uri, name: &str) -> Option<Uri> {
+    let query = uri.query()?;
+    let mut removed = false;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            let hit = decode(key.as_bytes()).as_ref() == name.as_bytes();
+            removed |= hit;
+            !hit
+        })
+        .collect();
+    if !removed {
+        return None;
+    }
+    let mut path_and_query = uri.path().to_owned();
+    if !kept.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&kept.join("&"));
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_and_decodes() {
+        assert_eq!(
+            find("a=1&apikey=k%2By+z", "apikey").unwrap().as_ref(),
+            b"k+y z"
+        );
+        assert_eq!(find("apikey", "apikey").unwrap().as_ref(), b"");
+        assert!(find("a=1", "apikey").is_none());
+        assert_eq!(decode(b"100%").as_ref(), b"100%");
+        assert_eq!(decode(b"%4").as_ref(), b"%4");
+        assert_eq!(decode(b"%41%zz").as_ref(), b"A%zz");
+    }
+
+    #[test]
+    fn removes() {
+        let uri: Uri = "http://h/p?a=1&apikey=x&b=2".parse().unwrap();
+        assert_eq!(without(&uri, "apikey").unwrap(), "http://h/p?a=1&b=2");
+        let uri: Uri = "/p?apikey=x".parse().unwrap();
+        assert_eq!(without(&uri, "apikey").unwrap(), "/p");
+        let uri: Uri = "/p?a=1".parse().unwrap();
+        assert!(without(&uri, "apikey").is_none());
+    }
+}
