@@ -15,6 +15,7 @@
 //! | [`circuit_breaker`] | closed / open / half-open, per key, 503 with `Retry-After` | `circuit-breaker` |
 //! | [`load_balancer`] | endpoints (static, DNS, run-time updates), round robin, smooth WRR, random, P2C least-request and peak-EWMA, consistent hashing; active health checks, outlier ejection | `load-balancer` |
 //! | [`retry`] | retries: Istio `retryOn` conditions, jittered backoff, `Retry-After`, retry budget, body replay | `retry` |
+//! | [`rate_limit`] | keyed multi-quota GCRA limits (all or none), tiers, route overrides, trusted-proxy client IP, load shedding, 429 with `Retry-After` and IETF `RateLimit` headers, bounded keys | `rate-limit` |
 //! | [`observe`] | request id, W3C trace context (and B3) propagation | `observe` |
 //! | [`proxy`] | streaming reverse proxy on a pooled client: hop-by-hop, `X-Forwarded-*`/`Forwarded`, `Via`, WebSocket tunnels, failures as 502/504 | `proxy` |
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
@@ -64,6 +65,8 @@ pub mod observe;
 pub mod peer;
 #[cfg(feature = "proxy")]
 pub mod proxy;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(feature = "routing")]

@@ -1,0 +1,220 @@
+//! The local backend: a sharded, bounded map of GCRA states.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::key::Key;
+use super::quota::{Gcra, Verdict, check};
+
+/// How many entries eviction looks at to pick its victim: an approximate
+/// choice in constant time, as Redis does.
+const EVICTION_SAMPLE: usize = 16;
+
+/// Most shards; fewer when the key bound is smaller.
+const MAX_SHARDS: usize = 32;
+
+/// A counter: the key and which quota set (policy) it counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct StoreKey {
+    pub(crate) policy: u32,
+    pub(crate) key: Key,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Theoretical arrival time per quota, ns since the store's epoch.
+    tats: Box<[u64]>,
+    in_flight: u32,
+}
+
+impl Entry {
+    /// A stale entry holds nothing a new one would not: every quota is
+    /// fully replenished and no request is in flight. Dropping it loses
+    /// nothing.
+    fn is_stale(&self, now: u64) -> bool {
+        self.in_flight == 0 && self.tats.iter().all(|&tat| tat <= now)
+    }
+
+    /// When the entry becomes stale (ignoring requests in flight).
+    fn stale_at(&self) -> u64 {
+        self.tats.iter().copied().max().unwrap_or(0)
+    }
+}
+
+#[derive(Debug)]
+struct Shard {
+    map: HashMap<StoreKey, Entry>,
+    next_sweep: u64,
+}
+
+/// The outcome of [`LocalStore::acquire`].
+#[derive(Debug)]
+pub(crate) enum Admission {
+    Allowed(Verdict),
+    Refused(Verdict),
+    Overloaded,
+}
+
+/// Every key's GCRA state, in shards each behind its own short lock.
+#[derive(Debug)]
+pub(crate) struct LocalStore {
+    epoch: Instant,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+    shard_cap: usize,
+    sweep_every: u64,
+}
+
+impl LocalStore {
+    /// `max_keys` is at least 1 (the builder clamps it); the store never
+    /// holds more.
+    pub(crate) fn new(max_keys: usize, sweep_every: Duration) -> Self {
+        let shards = max_keys.clamp(1, MAX_SHARDS);
+        Self {
+            epoch: Instant::now(),
+            hasher: RandomState::new(),
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::new(),
+                        next_sweep: 0,
+                    })
+                })
+                .collect(),
+            shard_cap: (max_keys / shards).max(1),
+            sweep_every: u64::try_from(sweep_every.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        // A shard stays consistent whatever panicked while it was held.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks a request against `quotas` for `key` and, when allowed,
+    /// charges them and counts it in flight if `max_in_flight` is set.
+    pub(crate) fn acquire(
+        &self,
+        key: &StoreKey,
+        quotas: &[Gcra],
+        max_in_flight: Option<u32>,
+    ) -> Admission {
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if !shard.map.contains_key(key) {
+            self.make_room(&mut shard, now);
+            shard.map.insert(
+                key.clone(),
+                Entry {
+                    tats: vec![0; quotas.len()].into_boxed_slice(),
+                    in_flight: 0,
+                },
+            );
+        }
+        let Some(entry) = shard.map.get_mut(key) else {
+            // Inserted just above under the same lock.
+            return Admission::Allowed(Verdict::Allowed(None));
+        };
+        if entry.tats.len() != quotas.len() {
+            // The quota set changed shape: start afresh.
+            entry.tats = vec![0; quotas.len()].into_boxed_slice();
+        }
+        if let Some(max) = max_in_flight
+            && entry.in_flight >= max
+        {
+            return Admission::Overloaded;
+        }
+        match check(quotas, &mut entry.tats, now) {
+            verdict @ Verdict::Allowed(_) => {
+                if max_in_flight.is_some() {
+                    entry.in_flight += 1;
+                }
+                Admission::Allowed(verdict)
+            }
+            verdict @ Verdict::Refused { .. } => Admission::Refused(verdict),
+        }
+    }
+
+    /// Ends a request counted in flight.
+    pub(crate) fn release(&self, key: &StoreKey) {
+        let mut shard = self.shard(key);
+        if let Some(entry) = shard.map.get_mut(key) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Before inserting a key: sweeps the shard when due or full, then, if
+    /// it is still full, evicts one entry.
+    fn make_room(&self, shard: &mut Shard, now: u64) {
+        if now >= shard.next_sweep || shard.map.len() >= self.shard_cap {
+            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.next_sweep = now.saturating_add(self.sweep_every);
+        }
+        if shard.map.len() >= self.shard_cap {
+            // Forget the sampled entry closest to stale, preferring one with
+            // nothing in flight: the key loses the least history.
+            let victim = shard
+                .map
+                .iter()
+                .take(EVICTION_SAMPLE)
+                .min_by_key(|(_, e)| (e.in_flight > 0, e.stale_at()))
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                shard.map.remove(&victim);
+            }
+        }
+    }
+
+    /// Drops every stale entry now.
+    pub(crate) fn sweep(&self) {
+        let now = self.now();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.next_sweep = now.saturating_add(self.sweep_every);
+        }
+    }
+
+    /// How many keys are held.
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
+    }
+
+    /// The most keys held.
+    pub(crate) fn capacity(&self) -> usize {
+        self.shard_cap * self.shards.len()
+    }
+}
+
+/// A request counted in flight for its key; released when dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    store: Arc<LocalStore>,
+    key: StoreKey,
+}
+
+impl InFlight {
+    pub(crate) fn new(store: Arc<LocalStore>, key: StoreKey) -> Self {
+        Self { store, key }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.store.release(&self.key);
+    }
+}
