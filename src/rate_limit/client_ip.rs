@@ -306,7 +306,10 @@ mod tests {
             forwarded_for("for=\"[2001:db8::1]:4711\";proto=https"),
             Some(ip("2001:db8::1"))
         );
-        assert_eq!(forwarded_for(" proto=http;For=192.0.2.60"), Some(ip("192.0.2.60")));
+        assert_eq!(
+            forwarded_for(" proto=http;For=192.0.2.60"),
+            Some(ip("192.0.2.60"))
+        );
         assert_eq!(forwarded_for("for=unknown"), None);
     }
 
@@ -317,7 +320,15 @@ mod tests {
         assert!(net.contains(ip("::ffff:10.1.2.3")));
         assert!(!net.contains(ip("11.0.0.1")));
         assert!("10.0.0.0/33".parse::<IpNetwork>().is_err());
-        assert!("::/0".parse::<IpNetwork>().unwrap().contains(ip("2001:db8::1")));
-        assert_eq!("10.1.2.3/8".parse::<IpNetwork>().unwrap().to_string(), "10.0.0.0/8");
+        assert!(
+            "::/0"
+                .parse::<IpNetwork>()
+                .unwrap()
+                .contains(ip("2001:db8::1"))
+        );
+        assert_eq!(
+            "10.1.2.3/8".parse::<IpNetwork>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
     }
 }

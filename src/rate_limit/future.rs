@@ -113,11 +113,11 @@ where
                 retry_after(response.headers_mut(), *wait);
                 Poll::Ready(Ok(response))
             }
-            StateProj::Overloaded { grpc } => Poll::Ready(Ok(Rejection::new(
-                RejectionKind::Overloaded,
-            )
-            .with_detail("too many requests in flight for this client; retry later")
-            .into_layer_response_for(*grpc))),
+            StateProj::Overloaded { grpc } => {
+                Poll::Ready(Ok(Rejection::new(RejectionKind::Overloaded)
+                    .with_detail("too many requests in flight for this client; retry later")
+                    .into_layer_response_for(*grpc)))
+            }
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::quota::{Gcra, QuotaState};
 
@@ -80,7 +80,10 @@ mod tests {
 
     #[test]
     fn remaining() {
-        assert_eq!(remaining_of(&HeaderValue::from_static("\"minute\";r=998;t=37")), Some(998));
+        assert_eq!(
+            remaining_of(&HeaderValue::from_static("\"minute\";r=998;t=37")),
+            Some(998)
+        );
         assert_eq!(remaining_of(&HeaderValue::from_static("\"m\";t=3")), None);
         assert_eq!(ceil_secs(1), 1);
         assert_eq!(ceil_secs(2_000_000_000), 2);

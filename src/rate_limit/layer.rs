@@ -158,9 +158,10 @@ impl RateLimitLayer {
         self.configured(|s| s.legacy_headers = on)
     }
 
-    /// The most keys held (at least 1). Past it, stale keys are swept and,
-    /// if none is stale, the key nearest to fully replenished among a
-    /// sample of 16 is forgotten (it may get its burst again early). Memory
+    /// The most keys held (at least 1). Past it, a new key makes room by
+    /// forgetting the key nearest to fully replenished among a sample of 16
+    /// (a stale one when the sample has one; else that key may get its
+    /// burst again early). Memory
     /// is about 150 bytes plus 8 per quota per key.
     ///
     /// Default: [`DEFAULT_MAX_KEYS`] (100 000).
@@ -170,8 +171,8 @@ impl RateLimitLayer {
 
     /// How often each shard of the key map is swept of stale keys (keys
     /// whose quotas are all replenished and with nothing in flight, which
-    /// hold no information). Sweeps happen on the first new key after the
-    /// interval and whenever a shard is full.
+    /// hold no information). A shard is swept by the first new key after
+    /// the interval; [`sweep`](Self::sweep) sweeps every shard at once.
     ///
     /// Default: [`DEFAULT_SWEEP_INTERVAL`] (10 s).
     pub fn sweep_interval(self, every: Duration) -> Self {
@@ -211,7 +212,8 @@ impl RateLimitLayer {
 
 impl Settings {
     fn build(&self) -> Limiter {
-        let compile = |quotas: &[Quota]| -> Arc<[Gcra]> { quotas.iter().map(Quota::compile).collect() };
+        let compile =
+            |quotas: &[Quota]| -> Arc<[Gcra]> { quotas.iter().map(Quota::compile).collect() };
         let mut policies = vec![compile(&self.quotas)];
         let mut tiers = HashMap::new();
         for (name, quotas) in &self.tiers {

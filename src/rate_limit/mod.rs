@@ -57,10 +57,10 @@
 //! shards each behind its own lock, held for a map look-up and never across
 //! an await. Stale keys (fully replenished, nothing in flight; forgetting
 //! them loses nothing) are swept every
-//! [`sweep_interval`](RateLimitLayer::sweep_interval) and whenever a shard
-//! is full; if a full shard has no stale key, the key nearest to
-//! replenished among a sample of 16 is forgotten, so a flood of new keys
-//! can cost a limited key at most one early burst and never grows memory.
+//! [`sweep_interval`](RateLimitLayer::sweep_interval); a new key in a full
+//! shard forgets the key nearest to replenished among a sample of 16
+//! (stale ones first), so a flood of new keys never grows memory and can
+//! cost a limited key at most one early burst.
 //!
 //! # Example
 //!

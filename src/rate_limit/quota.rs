@@ -247,7 +247,8 @@ pub(crate) fn check(quotas: &[Gcra], tats: &mut [u64], now: u64) -> Verdict {
             reset: ahead,
         };
         if closest.is_none_or(|c| {
-            state.remaining < c.remaining || (state.remaining == c.remaining && state.reset > c.reset)
+            state.remaining < c.remaining
+                || (state.remaining == c.remaining && state.reset > c.reset)
         }) {
             closest = Some(state);
         }
@@ -276,12 +277,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(check(&q, &mut tats, S / 10), Verdict::Allowed(_)));
-        assert!(matches!(check(&q, &mut tats, S / 10), Verdict::Refused { .. }));
+        assert!(matches!(
+            check(&q, &mut tats, S / 10),
+            Verdict::Refused { .. }
+        ));
     }
 
     #[test]
     fn all_or_none() {
-        let q = [Quota::per_second(100).compile(), Quota::per_minute(2).compile()];
+        let q = [
+            Quota::per_second(100).compile(),
+            Quota::per_minute(2).compile(),
+        ];
         let mut tats = [0, 0];
         assert!(matches!(check(&q, &mut tats, 0), Verdict::Allowed(_)));
         assert!(matches!(check(&q, &mut tats, 0), Verdict::Allowed(_)));
@@ -298,7 +305,10 @@ mod tests {
 
     #[test]
     fn names_and_policy() {
-        assert_eq!(Quota::per_minute(1000).compile().policy_header, "\"minute\";q=1000;w=60");
+        assert_eq!(
+            Quota::per_minute(1000).compile().policy_header,
+            "\"minute\";q=1000;w=60"
+        );
         assert_eq!(Quota::new(5, Duration::from_millis(1500)).name(), "1500ms");
         assert_eq!(
             Quota::per_day(1).named("a\"b").compile().policy_header,

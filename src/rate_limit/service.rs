@@ -106,13 +106,11 @@ where
                     .map(|_| InFlight::new(Arc::clone(&limiter.store), key));
                 ResponseFuture::allowed(self.inner.call(request), headers, permit)
             }
-            Admission::Refused(Verdict::Refused { retry_after, state }) => {
-                ResponseFuture::refused(
-                    info(state),
-                    retry_after,
-                    crate::error::is_grpc(request.headers()),
-                )
-            }
+            Admission::Refused(Verdict::Refused { retry_after, state }) => ResponseFuture::refused(
+                info(state),
+                retry_after,
+                crate::error::is_grpc(request.headers()),
+            ),
             Admission::Refused(Verdict::Allowed(_)) => {
                 // `acquire` only refuses with a refused verdict.
                 ResponseFuture::passthrough(self.inner.call(request))

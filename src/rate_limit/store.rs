@@ -154,10 +154,12 @@ impl LocalStore {
         }
     }
 
-    /// Before inserting a key: sweeps the shard when due or full, then, if
-    /// it is still full, evicts one entry.
+    /// Before inserting a key: sweeps the shard when due, then, if it is
+    /// full, evicts one entry. A full shard is not swept on every insert
+    /// (a flood would make each insert walk the shard): the eviction sample
+    /// prefers stale entries anyway.
     fn make_room(&self, shard: &mut Shard, now: u64) {
-        if now >= shard.next_sweep || shard.map.len() >= self.shard_cap {
+        if now >= shard.next_sweep {
             shard.map.retain(|_, e| !e.is_stale(now));
             shard.next_sweep = now.saturating_add(self.sweep_every);
         }
