@@ -1,7 +1,7 @@
 //! The `RateLimit`, `RateLimit-Policy`, legacy `X-RateLimit-*` and
 //! `Retry-After` headers.
 
-use std::fmt::Write;
+use bytes::BytesMut;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -45,11 +45,13 @@ impl HeaderInfo {
             return;
         }
         let reset = ceil_secs(self.state.reset);
-        let mut value = String::with_capacity(quota.prefix.len() + 24);
-        value.push_str(&quota.prefix);
-        let _ = write!(value, "{};t={}", self.state.remaining, reset);
+        let mut value = BytesMut::with_capacity(quota.prefix.len() + 44);
+        value.extend_from_slice(quota.prefix.as_bytes());
+        push_u64(&mut value, self.state.remaining);
+        value.extend_from_slice(b";t=");
+        push_u64(&mut value, reset);
         // Built from a cleaned, printable-ASCII name and digits.
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(value.freeze()) {
             headers.insert(RATELIMIT, value);
         }
         headers.insert(RATELIMIT_POLICY, quota.policy_header.clone());
@@ -59,6 +61,21 @@ impl HeaderInfo {
             headers.insert(X_RESET, HeaderValue::from(reset));
         }
     }
+}
+
+/// Decimal digits, without the formatting machinery.
+fn push_u64(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The `r` parameter of a `RateLimit` value.

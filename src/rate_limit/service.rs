@@ -11,7 +11,7 @@ use super::headers::HeaderInfo;
 use super::key::{Consumer, IpSource, RouteName};
 use super::layer::Limiter;
 use super::quota::Verdict;
-use super::store::{Admission, InFlight, StoreKey};
+use super::store::{Admission, InFlight};
 use crate::body::ResponseBody;
 
 /// The service of [`RateLimitLayer`](super::RateLimitLayer).
@@ -81,10 +81,7 @@ where
         if quotas.is_empty() && limiter.max_in_flight.is_none() {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
-        let key = StoreKey {
-            policy,
-            key: limiter.key_by.key(&request, &ip),
-        };
+        let key = limiter.store.key(policy, limiter.key_by.key(&request, &ip));
         if let Some(Some(addr)) = ip.resolved.get()
             && request.extensions().get::<ClientIp>().is_none()
         {

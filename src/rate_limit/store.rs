@@ -1,7 +1,7 @@
 //! The local backend: a sharded, bounded map of GCRA states.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -17,12 +17,53 @@ const EVICTION_SAMPLE: usize = 16;
 /// Most shards; fewer when the key bound is smaller.
 const MAX_SHARDS: usize = 32;
 
-/// A counter: the key and which quota set (policy) it counts against.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A counter: the key and which quota set (policy) it counts against,
+/// with its hash computed once (it picks the shard and the map slot).
+#[derive(Debug, Clone)]
 pub(crate) struct StoreKey {
-    pub(crate) policy: u32,
-    pub(crate) key: Key,
+    hash: u64,
+    policy: u32,
+    key: Key,
 }
+
+impl PartialEq for StoreKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.policy == other.policy && self.key == other.key
+    }
+}
+
+impl Eq for StoreKey {}
+
+impl Hash for StoreKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes on the hash a [`StoreKey`] carries: it was computed with the
+/// store's randomly keyed SipHash, so the map stays resistant to chosen
+/// keys without hashing twice.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called (by `StoreKey`); fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = HashMap<StoreKey, Entry, BuildHasherDefault<Prehashed>>;
 
 #[derive(Debug)]
 struct Entry {
@@ -47,7 +88,7 @@ impl Entry {
 
 #[derive(Debug)]
 struct Shard {
-    map: HashMap<StoreKey, Entry>,
+    map: Map,
     next_sweep: u64,
 }
 
@@ -80,7 +121,7 @@ impl LocalStore {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: Map::default(),
                         next_sweep: 0,
                     })
                 })
@@ -94,8 +135,18 @@ impl LocalStore {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// The key of `key` counted against quota set `policy`.
+    pub(crate) fn key(&self, policy: u32, key: Key) -> StoreKey {
+        StoreKey {
+            hash: self.hasher.hash_one((policy, &key)),
+            policy,
+            key,
+        }
+    }
+
     fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
-        let index = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        // The high bits pick the shard; the map uses the low ones.
+        let index = ((key.hash >> 40) as usize) % self.shards.len();
         // A shard stays consistent whatever panicked while it was held.
         self.shards[index]
             .lock()
