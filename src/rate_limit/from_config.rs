@@ -6,13 +6,19 @@ use std::fmt;
 use super::{ClientIpResolver, KeyBy, Quota, RateLimitLayer};
 use crate::config::{Cidr, RateLimitBackend, RateLimitPolicy};
 
-/// The policy asks for a backend this build does not have (`redis`).
+/// The policy asks for the `redis` backend: build it with
+/// `RateLimitLayer::redis_from_policy` (feature `redis`), which needs a
+/// connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsupportedBackend(RateLimitBackend);
 
 impl fmt::Display for UnsupportedBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rate-limit backend {:?} is not available", self.0)
+        write!(
+            f,
+            "rate-limit backend {:?} needs a connection: use RateLimitLayer::redis_from_policy",
+            self.0
+        )
     }
 }
 
@@ -34,6 +40,8 @@ impl RateLimitLayer {
     /// let layer = RateLimitLayer::from_policy(&policy, &Default::default(), &[]).unwrap();
     /// # let _ = layer;
     /// ```
+    ///
+    /// A policy with `backend: redis` is refused with [`UnsupportedBackend`].
     pub fn from_policy(
         policy: &RateLimitPolicy,
         tiers: &BTreeMap<String, Vec<crate::config::Quota>>,
@@ -42,6 +50,33 @@ impl RateLimitLayer {
         if policy.backend != RateLimitBackend::Local {
             return Err(UnsupportedBackend(policy.backend));
         }
+        Ok(Self::from_policy_any_backend(
+            policy,
+            tiers,
+            trusted_proxies,
+        ))
+    }
+
+    /// The Redis-backed layer a policy with `backend: redis` describes, on
+    /// `backend` (the connection to the config's top-level `redis`), with
+    /// the policy's `on_redis_error`. A policy with `backend: local` gets
+    /// Redis too: the caller chose it.
+    #[cfg(feature = "redis")]
+    pub fn redis_from_policy(
+        policy: &RateLimitPolicy,
+        tiers: &BTreeMap<String, Vec<crate::config::Quota>>,
+        trusted_proxies: &[Cidr],
+        backend: super::RedisBackend,
+    ) -> super::RedisRateLimitLayer {
+        Self::from_policy_any_backend(policy, tiers, trusted_proxies)
+            .redis(backend.on_error(policy.on_redis_error.into()))
+    }
+
+    fn from_policy_any_backend(
+        policy: &RateLimitPolicy,
+        tiers: &BTreeMap<String, Vec<crate::config::Quota>>,
+        trusted_proxies: &[Cidr],
+    ) -> Self {
         let mut layer = RateLimitLayer::new(policy.quotas.iter().map(Quota::from))
             .key_by(KeyBy::from(&policy.key))
             .client_ip(ClientIpResolver::new().trust_all(trusted_proxies.iter().copied()))
@@ -57,6 +92,6 @@ impl RateLimitLayer {
         if let Some(max) = policy.max_in_flight {
             layer = layer.max_in_flight(max);
         }
-        Ok(layer)
+        layer
     }
 }

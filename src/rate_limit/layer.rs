@@ -51,6 +51,10 @@ pub(crate) struct Limiter {
     pub(crate) resolver: ClientIpResolver,
     /// Quota sets: 0 is the default, then tiers, then routes.
     pub(crate) policies: Vec<Arc<[Gcra]>>,
+    /// Each quota set's name (`default`, `tier:pro`, `route:login`), for
+    /// keys shared with other instances.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) policy_names: Vec<Arc<str>>,
     pub(crate) tiers: HashMap<Arc<str>, u32>,
     pub(crate) routes: HashMap<Arc<str>, u32>,
     pub(crate) exempt_consumers: HashSet<Arc<str>>,
@@ -205,7 +209,7 @@ impl RateLimitLayer {
         self
     }
 
-    fn limiter(&self) -> Arc<Limiter> {
+    pub(crate) fn limiter(&self) -> Arc<Limiter> {
         Arc::clone(self.shared.get_or_init(|| Arc::new(self.settings.build())))
     }
 }
@@ -214,21 +218,26 @@ impl Settings {
     fn build(&self) -> Limiter {
         let compile =
             |quotas: &[Quota]| -> Arc<[Gcra]> { quotas.iter().map(Quota::compile).collect() };
+        // Policy ids are indices into `policies`, made together here.
         let mut policies = vec![compile(&self.quotas)];
+        let mut policy_names: Vec<Arc<str>> = vec![Arc::from("default")];
         let mut tiers = HashMap::new();
         for (name, quotas) in &self.tiers {
             tiers.insert(Arc::clone(name), policies.len() as u32);
             policies.push(compile(quotas));
+            policy_names.push(Arc::from(format!("tier:{name}")));
         }
         let mut routes = HashMap::new();
         for (name, quotas) in &self.routes {
             routes.insert(Arc::clone(name), policies.len() as u32);
             policies.push(compile(quotas));
+            policy_names.push(Arc::from(format!("route:{name}")));
         }
         Limiter {
             key_by: self.key_by.clone(),
             resolver: self.resolver.clone(),
             policies,
+            policy_names,
             tiers,
             routes,
             exempt_consumers: self.exempt_consumers.clone(),

@@ -110,6 +110,13 @@ pub use layer::{DEFAULT_MAX_KEYS, DEFAULT_SWEEP_INTERVAL, RateLimitLayer};
 pub use quota::Quota;
 pub use service::RateLimit;
 
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use redis::{
+    OnRedisError, RedisBackend, RedisRateLimit, RedisRateLimitLayer, RedisResponseFuture,
+};
+
 #[cfg(feature = "config")]
 mod from_config;
 #[cfg(feature = "config")]

@@ -190,6 +190,12 @@ impl Gcra {
     pub(crate) fn limit(&self) -> u64 {
         self.limit
     }
+
+    /// The emission interval and capacity in nanoseconds.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn nanos(&self) -> (u64, u64) {
+        (self.interval, self.capacity)
+    }
 }
 
 /// What a check found for the quota the headers describe.

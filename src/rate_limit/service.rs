@@ -8,7 +8,7 @@ use tower_service::Service;
 use super::client_ip::ClientIp;
 use super::future::ResponseFuture;
 use super::headers::HeaderInfo;
-use super::key::{Consumer, IpSource, RouteName};
+use super::key::{Consumer, IpSource, Key, RouteName};
 use super::layer::Limiter;
 use super::quota::Verdict;
 use super::store::{Admission, InFlight};
@@ -32,6 +32,56 @@ impl<S> RateLimit<S> {
     }
 }
 
+impl Limiter {
+    /// What limits a request: `None` when it is not limited (exempt, or no
+    /// quota and no in-flight bound), else its quota set and key. Inserts
+    /// the [`ClientIp`] it resolved into the request.
+    pub(crate) fn plan<B>(&self, request: &mut Request<B>) -> Option<(u32, Key)> {
+        let ip = IpSource {
+            resolver: &self.resolver,
+            resolved: Cell::new(None),
+        };
+        let consumer = request.extensions().get::<Consumer>();
+        if let Some(consumer) = consumer
+            && self.exempt_consumers.contains(&consumer.name)
+        {
+            return None;
+        }
+        if !self.exempt_networks.is_empty()
+            && let Some(addr) = ip.ip(request)
+            && self.exempt_networks.iter().any(|n| n.contains(addr))
+        {
+            return None;
+        }
+        // A route override beats a tier, which beats the default quotas.
+        let route_policy = if self.routes.is_empty() {
+            None
+        } else {
+            request
+                .extensions()
+                .get::<RouteName>()
+                .and_then(|r| self.routes.get(&r.0))
+                .copied()
+        };
+        let tier_policy = || {
+            consumer
+                .and_then(|c| c.tier.as_ref())
+                .and_then(|t| self.tiers.get(t).copied())
+        };
+        let policy = route_policy.or_else(tier_policy).unwrap_or(0);
+        if self.policies[policy as usize].is_empty() && self.max_in_flight.is_none() {
+            return None;
+        }
+        let key = self.key_by.key(request, &ip);
+        if let Some(Some(addr)) = ip.resolved.get()
+            && request.extensions().get::<ClientIp>().is_none()
+        {
+            request.extensions_mut().insert(ClientIp(addr));
+        }
+        Some((policy, key))
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -46,47 +96,11 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let limiter = &*self.limiter;
-        let ip = IpSource {
-            resolver: &limiter.resolver,
-            resolved: Cell::new(None),
-        };
-        let consumer = request.extensions().get::<Consumer>();
-        if let Some(consumer) = consumer
-            && limiter.exempt_consumers.contains(&consumer.name)
-        {
+        let Some((policy, key)) = limiter.plan(&mut request) else {
             return ResponseFuture::passthrough(self.inner.call(request));
-        }
-        if !limiter.exempt_networks.is_empty()
-            && let Some(addr) = ip.ip(&request)
-            && limiter.exempt_networks.iter().any(|n| n.contains(addr))
-        {
-            return ResponseFuture::passthrough(self.inner.call(request));
-        }
-        // A route override beats a tier, which beats the default quotas.
-        let route_policy = if limiter.routes.is_empty() {
-            None
-        } else {
-            request
-                .extensions()
-                .get::<RouteName>()
-                .and_then(|r| limiter.routes.get(&r.0))
         };
-        let tier_policy = || {
-            consumer
-                .and_then(|c| c.tier.as_ref())
-                .and_then(|t| limiter.tiers.get(t).copied())
-        };
-        let policy = route_policy.copied().or_else(tier_policy).unwrap_or(0);
         let quotas = &limiter.policies[policy as usize];
-        if quotas.is_empty() && limiter.max_in_flight.is_none() {
-            return ResponseFuture::passthrough(self.inner.call(request));
-        }
-        let key = limiter.store.key(policy, limiter.key_by.key(&request, &ip));
-        if let Some(Some(addr)) = ip.resolved.get()
-            && request.extensions().get::<ClientIp>().is_none()
-        {
-            request.extensions_mut().insert(ClientIp(addr));
-        }
+        let key = limiter.store.key(policy, key);
         let info = |state| HeaderInfo {
             quotas: Arc::clone(quotas),
             state,

@@ -17,6 +17,8 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod client_ip;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod shedding;
 
 /// An inner service that counts its calls and echoes the `ClientIp` it saw.
