@@ -6,9 +6,10 @@ use tower_layer::Layer;
 
 use super::client_ip::{ClientIpResolver, IpNetwork};
 use super::key::KeyBy;
+use super::quota::Verdict;
 use super::quota::{Gcra, Quota};
 use super::service::RateLimit;
-use super::store::LocalStore;
+use super::store::{Admission, LocalStore};
 
 /// The default bound on keys held by the local backend.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -42,6 +43,26 @@ struct Settings {
     legacy_headers: bool,
     max_keys: usize,
     sweep_interval: Duration,
+}
+
+/// The outcome of [`RateLimitLayer::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Not limited: exempt, or no quota applies.
+    Unlimited,
+    /// Allowed and charged to every quota.
+    Allowed {
+        /// Requests left of the quota closest to exhaustion.
+        remaining: u64,
+        /// Time until that quota's whole burst is available again.
+        reset: Duration,
+    },
+    /// Refused; nothing was charged.
+    Refused {
+        /// Time until every quota allows the request.
+        retry_after: Duration,
+    },
 }
 
 /// What every service of a layer shares.
@@ -194,6 +215,44 @@ impl RateLimitLayer {
     #[must_use]
     pub fn key_capacity(&self) -> usize {
         self.limiter().store.capacity()
+    }
+
+    /// Checks and charges one request without calling a service: for
+    /// limits on something other than a request/response exchange, such
+    /// as messages on a WebSocket or a gRPC stream. Uses the layer's keys,
+    /// tiers, routes, exemptions and counters; ignores
+    /// [`max_in_flight`](Self::max_in_flight). Inserts the resolved
+    /// [`ClientIp`](super::ClientIp) into the request.
+    ///
+    /// ```
+    /// use meshgate::rate_limit::{Decision, KeyBy, Quota, RateLimitLayer};
+    ///
+    /// let layer = RateLimitLayer::new([Quota::per_second(1)]).key_by(KeyBy::Global);
+    /// let mut request = http::Request::new(());
+    /// assert!(matches!(layer.check(&mut request), Decision::Allowed { remaining: 0, .. }));
+    /// assert!(matches!(layer.check(&mut request), Decision::Refused { .. }));
+    /// ```
+    pub fn check<B>(&self, request: &mut http::Request<B>) -> Decision {
+        let limiter = self.limiter();
+        let Some((policy, key)) = limiter.plan(request) else {
+            return Decision::Unlimited;
+        };
+        let quotas = &limiter.policies[policy as usize];
+        if quotas.is_empty() {
+            return Decision::Unlimited;
+        }
+        let key = limiter.store.key(policy, key);
+        match limiter.store.acquire(&key, quotas, None) {
+            Admission::Allowed(Verdict::Allowed(Some(state))) => Decision::Allowed {
+                remaining: state.remaining,
+                reset: Duration::from_nanos(state.reset),
+            },
+            Admission::Refused(Verdict::Refused { retry_after, .. }) => Decision::Refused {
+                retry_after: Duration::from_nanos(retry_after),
+            },
+            // Non-empty quotas always give a state; no in-flight bound here.
+            _ => Decision::Unlimited,
+        }
     }
 
     /// Drops every stale key now (e.g. from a periodic task).

@@ -62,6 +62,32 @@
 //! (stale ones first), so a flood of new keys never grows memory and can
 //! cost a limited key at most one early burst.
 //!
+//! # Redis backend
+//!
+//! With the `redis` feature, [`RateLimitLayer::redis`] keeps the counters
+//! in Redis, so several gateway instances enforce one combined limit:
+//! each limited request is one `EVALSHA` of a Lua GCRA script (loaded on
+//! `NOSCRIPT`) that checks and charges every quota of the key atomically,
+//! on Redis' clock, and returns what the headers need. Keys are namespaced
+//! (`meshgate:rl:<quota set>:<key>`) and expire once replenished. The
+//! connection is one multiplexed connection, reconnected in the background,
+//! with a 100 ms timeout per check. When Redis does not answer,
+//! [`OnRedisError`] says what happens: let requests through (the default;
+//! counted in [`RedisBackend::errors`] and logged once per outage), answer
+//! `503`, or use the local limiter. The in-flight bound stays per instance.
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use meshgate::rate_limit::{OnRedisError, Quota, RateLimitLayer, RedisBackend};
+//!
+//! let backend = RedisBackend::new("redis://127.0.0.1:6379/")?.on_error(OnRedisError::Local);
+//! let layer = RateLimitLayer::new([Quota::per_minute(1_000)]).redis(backend);
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -106,7 +132,7 @@ pub use client_ip::{ClientIp, ClientIpResolver, ForwardedHeader, InvalidNetwork,
 pub use future::ResponseFuture;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use key::{Consumer, JwtSubject, KeyBy, RouteName};
-pub use layer::{DEFAULT_MAX_KEYS, DEFAULT_SWEEP_INTERVAL, RateLimitLayer};
+pub use layer::{DEFAULT_MAX_KEYS, DEFAULT_SWEEP_INTERVAL, Decision, RateLimitLayer};
 pub use quota::Quota;
 pub use service::RateLimit;
 

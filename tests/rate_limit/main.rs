@@ -11,7 +11,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use meshgate::error::{Rejection, RejectionKind};
 use meshgate::peer::PeerAddr;
-use meshgate::rate_limit::{ClientIp, Consumer, KeyBy, Quota, RateLimitLayer, RouteName};
+use meshgate::rate_limit::{ClientIp, Consumer, Decision, KeyBy, Quota, RateLimitLayer, RouteName};
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -357,6 +357,22 @@ async fn clones_and_services_of_one_layer_share_counters() {
     assert_eq!(send(&b, from("192.0.2.1")).await.status(), 200);
     assert_eq!(send(&a.clone(), from("192.0.2.1")).await.status(), 429);
     assert_eq!(layer.key_count(), 1);
+    // `check` counts against the same counters.
+    assert_eq!(
+        layer.check(&mut from("192.0.2.1")),
+        Decision::Refused {
+            retry_after: Duration::from_secs(30)
+        }
+    );
+    assert_eq!(
+        layer.check(&mut from("192.0.2.9")),
+        Decision::Allowed {
+            remaining: 1,
+            reset: Duration::from_secs(30)
+        }
+    );
+    assert_eq!(send(&b, from("192.0.2.9")).await.status(), 200);
+    assert_eq!(send(&b, from("192.0.2.9")).await.status(), 429);
 }
 
 #[tokio::test(start_paused = true)]
