@@ -186,8 +186,9 @@ impl RateLimitLayer {
     /// The most keys held (at least 1). Past it, a new key makes room by
     /// forgetting the key nearest to fully replenished among a sample of 16
     /// (a stale one when the sample has one; else that key may get its
-    /// burst again early). Memory
-    /// is about 150 bytes plus 8 per quota per key.
+    /// burst again early). A key costs about 110 to 180 bytes with up to
+    /// three quotas (hash-table slack included), plus its text for header,
+    /// consumer or composite keys: 100 000 IP keys stay under 18 MB.
     ///
     /// Default: [`DEFAULT_MAX_KEYS`] (100 000).
     pub fn max_keys(self, max: usize) -> Self {
@@ -233,7 +234,7 @@ impl RateLimitLayer {
     /// assert!(matches!(layer.check(&mut request), Decision::Refused { .. }));
     /// ```
     pub fn check<B>(&self, request: &mut http::Request<B>) -> Decision {
-        let limiter = self.limiter();
+        let limiter = self.shared.get_or_init(|| Arc::new(self.settings.build()));
         let Some((policy, key)) = limiter.plan(request) else {
             return Decision::Unlimited;
         };

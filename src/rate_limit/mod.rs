@@ -53,7 +53,7 @@
 //!
 //! The counters live in the layer: every service it builds and every clone
 //! shares them. At most [`max_keys`](RateLimitLayer::max_keys) keys
-//! (default 100 000, about 150 bytes + 8 per quota each) are held, in 32
+//! (default 100 000, about 110 to 180 bytes each with up to three quotas) are held, in 32
 //! shards each behind its own lock, held for a map look-up and never across
 //! an await. Stale keys (fully replenished, nothing in flight; forgetting
 //! them loses nothing) are swept every

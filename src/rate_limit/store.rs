@@ -336,8 +336,14 @@ mod tests {
         let text = |s: &str| store.key(0, Key::Text(Arc::from(s))).hash;
         assert_ne!(text("ab"), text("ab\0"));
         assert_ne!(text("a"), text("b"));
-        assert_ne!(store.key(0, Key::Global).hash, store.key(1, Key::Global).hash);
+        assert_ne!(
+            store.key(0, Key::Global).hash,
+            store.key(1, Key::Global).hash
+        );
         let other = LocalStore::new(1000, Duration::from_secs(10));
-        assert_ne!(other.key(0, Key::Global).hash, store.key(0, Key::Global).hash);
+        assert_ne!(
+            other.key(0, Key::Global).hash,
+            store.key(0, Key::Global).hash
+        );
     }
 }

@@ -22,6 +22,7 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
     }));
     let bound = layer.key_capacity();
     assert!(bound <= MAX_KEYS);
+    let rss_before = resident_bytes();
     let started = std::time::Instant::now();
     let mut peak = 0;
     for i in 0..KEYS {
@@ -45,10 +46,18 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
     peak = peak.max(layer.key_count());
     assert!(peak <= bound, "{peak} keys held, bound {bound}");
     assert!(peak > bound / 2, "the map never filled: {peak} of {bound}");
+    // Resident memory: one million unbounded keys would take ~150 MB; the
+    // bounded map ~2 MB. (Linux only; other tests in the same process can
+    // add a little, hence the margin.)
+    let grown = resident_bytes().saturating_sub(rss_before);
     eprintln!(
-        "{KEYS} keys in {:?}: peak {peak} keys (bound {bound})",
-        started.elapsed()
+        "{KEYS} keys in {:?}: peak {peak} keys (bound {bound}), resident memory grew {} KiB",
+        started.elapsed(),
+        grown / 1024
     );
+    if cfg!(target_os = "linux") {
+        assert!(grown < 32 << 20, "resident memory grew {grown} bytes");
+    }
 
     // Once every quota is replenished, a sweep empties the map.
     advance(Duration::from_secs(61)).await;
@@ -73,4 +82,12 @@ async fn the_bound_holds_at_one_key() {
         service.clone().oneshot(request).await.unwrap();
         assert_eq!(layer.key_count(), 1);
     }
+}
+
+/// Resident set size from `/proc/self/statm` (0 where there is none).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
