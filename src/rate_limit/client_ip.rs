@@ -215,6 +215,15 @@ impl ClientIpResolver {
         if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
             return Some(*ip);
         }
+        self.resolve_from_peer(headers, extensions)
+    }
+
+    /// [`resolve`](Self::resolve) without looking for a [`ClientIp`].
+    pub(crate) fn resolve_from_peer(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Option<IpAddr> {
         let peer = canonical(extensions.get::<PeerAddr>()?.0.ip());
         if self.trusted.is_empty() || !self.is_trusted(peer) {
             return Some(peer);

@@ -176,20 +176,44 @@ impl KeyBy {
 
 /// Resolves the client IP once per request, however many key parts need it.
 pub(crate) struct IpSource<'a> {
-    pub(crate) resolver: &'a ClientIpResolver,
-    pub(crate) resolved: std::cell::Cell<Option<Option<IpAddr>>>,
+    resolver: &'a ClientIpResolver,
+    resolved: std::cell::Cell<Option<Option<IpAddr>>>,
+    /// Whether the request already carried a [`ClientIp`](super::ClientIp).
+    given: std::cell::Cell<bool>,
 }
 
-impl IpSource<'_> {
+impl<'a> IpSource<'a> {
+    pub(crate) fn new(resolver: &'a ClientIpResolver) -> Self {
+        Self {
+            resolver,
+            resolved: std::cell::Cell::new(None),
+            given: std::cell::Cell::new(false),
+        }
+    }
+
     pub(crate) fn ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
         if let Some(ip) = self.resolved.get() {
             return ip;
         }
-        let ip = self
-            .resolver
-            .resolve(request.headers(), request.extensions());
+        let ip = match request.extensions().get::<super::ClientIp>() {
+            Some(given) => {
+                self.given.set(true);
+                Some(given.0)
+            }
+            None => self
+                .resolver
+                .resolve_from_peer(request.headers(), request.extensions()),
+        };
         self.resolved.set(Some(ip));
         ip
+    }
+
+    /// The client IP this request resolved that it did not carry yet.
+    pub(crate) fn newly_resolved(&self) -> Option<IpAddr> {
+        if self.given.get() {
+            return None;
+        }
+        self.resolved.get().flatten()
     }
 
     fn key<B>(&self, request: &Request<B>) -> Key {

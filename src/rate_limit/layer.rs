@@ -79,6 +79,8 @@ pub(crate) struct Limiter {
     pub(crate) tiers: HashMap<Arc<str>, u32>,
     pub(crate) routes: HashMap<Arc<str>, u32>,
     pub(crate) exempt_consumers: HashSet<Arc<str>>,
+    /// Whether tiers or exemptions need the [`Consumer`](super::Consumer).
+    pub(crate) reads_consumer: bool,
     pub(crate) exempt_networks: Vec<IpNetwork>,
     pub(crate) max_in_flight: Option<u32>,
     pub(crate) legacy_headers: bool,
@@ -301,6 +303,7 @@ impl Settings {
             tiers,
             routes,
             exempt_consumers: self.exempt_consumers.clone(),
+            reads_consumer: !self.tiers.is_empty() || !self.exempt_consumers.is_empty(),
             exempt_networks: self.exempt_networks.clone(),
             max_in_flight: self.max_in_flight,
             legacy_headers: self.legacy_headers,

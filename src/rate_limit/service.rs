@@ -1,4 +1,3 @@
-use std::cell::Cell;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -37,11 +36,12 @@ impl Limiter {
     /// quota and no in-flight bound), else its quota set and key. Inserts
     /// the [`ClientIp`] it resolved into the request.
     pub(crate) fn plan<B>(&self, request: &mut Request<B>) -> Option<(u32, Key)> {
-        let ip = IpSource {
-            resolver: &self.resolver,
-            resolved: Cell::new(None),
+        let ip = IpSource::new(&self.resolver);
+        let consumer = if self.reads_consumer {
+            request.extensions().get::<Consumer>()
+        } else {
+            None
         };
-        let consumer = request.extensions().get::<Consumer>();
         if let Some(consumer) = consumer
             && self.exempt_consumers.contains(&consumer.name)
         {
@@ -73,9 +73,7 @@ impl Limiter {
             return None;
         }
         let key = self.key_by.key(request, &ip);
-        if let Some(Some(addr)) = ip.resolved.get()
-            && request.extensions().get::<ClientIp>().is_none()
-        {
+        if let Some(addr) = ip.newly_resolved() {
             request.extensions_mut().insert(ClientIp(addr));
         }
         Some((policy, key))
