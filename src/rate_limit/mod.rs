@@ -31,6 +31,9 @@
 //!   a key with that many requests in flight (until their response head) gets
 //!   `503` and an [`Overloaded`](crate::error::RejectionKind::Overloaded)
 //!   problem at once, without waiting.
+//! * **Without a service**: [`RateLimitLayer::check`] checks and charges one
+//!   request against the same counters and returns a [`Decision`], e.g. to
+//!   limit messages on a WebSocket.
 //!
 //! # Client IP
 //!
