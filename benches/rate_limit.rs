@@ -1,0 +1,175 @@
+//! An allowed request through `RateLimitLayer` against a bare `service_fn`,
+//! in the same run: one key, and 10 000 keys in turn; `governor`'s raw
+//! keyed check as the reference for the check alone. With the `redis`
+//! feature and `redis-server` on PATH, also requests through the Redis
+//! backend, one at a time and 32 at once (on one multiplexed connection).
+//!
+//! `cargo bench --bench rate_limit --features redis`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+
+use criterion::{Criterion, criterion_group};
+use http::{Request, Response};
+use meshgate::peer::PeerAddr;
+use meshgate::rate_limit::{Quota, RateLimitLayer};
+use tower::{Layer, Service, service_fn};
+
+async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("ok"))
+}
+
+fn request(i: u32) -> Request<()> {
+    let mut request = Request::new(());
+    let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+    request
+        .extensions_mut()
+        .insert(PeerAddr(SocketAddr::new(ip, 40000)));
+    request
+}
+
+/// Quotas no benchmark run can exhaust, so every request is allowed.
+fn layer() -> RateLimitLayer {
+    RateLimitLayer::new([
+        Quota::per_second(1_000_000_000).burst(1_000_000_000),
+        Quota::per_minute(u64::MAX / 2),
+    ])
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut bare = service_fn(ok);
+    c.bench_function("rate_limit/service_fn", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = bare.call(request(1));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+    let mut one_key = layer().layer(service_fn(ok));
+    c.bench_function("rate_limit/allowed_one_key", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = one_key.call(request(1));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+    let governor = governor::RateLimiter::keyed(
+        governor::Quota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::MAX),
+    );
+    c.bench_function("rate_limit/governor_check_key_one_key", |b| {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        b.iter(|| black_box(governor.check_key(black_box(&ip)).is_ok()))
+    });
+    let mut j = 0u32;
+    c.bench_function("rate_limit/governor_check_key_10k_keys", |b| {
+        b.iter(|| {
+            j = (j + 1) % 10_000;
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + j));
+            black_box(governor.check_key(&ip).is_ok())
+        })
+    });
+    // The check alone, as governor's: the layer's `check` on prepared
+    // requests (their client IP resolved once, as an outer layer would).
+    let checks = layer();
+    let mut one = request(1);
+    c.bench_function("rate_limit/check_one_key", |b| {
+        b.iter(|| black_box(checks.check(&mut one)))
+    });
+    let mut prepared: Vec<Request<()>> = (0..10_000).map(request).collect();
+    let mut k = 0usize;
+    c.bench_function("rate_limit/check_10k_keys", |b| {
+        b.iter(|| {
+            k = (k + 1) % prepared.len();
+            black_box(checks.check(&mut prepared[k]))
+        })
+    });
+    let mut many_keys = layer().layer(service_fn(ok));
+    let mut i = 0u32;
+    c.bench_function("rate_limit/allowed_10k_keys", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % 10_000;
+            let fut = many_keys.call(request(i));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+}
+
+#[cfg(feature = "redis")]
+fn bench_redis(c: &mut Criterion) {
+    use meshgate::rate_limit::RedisBackend;
+    use tower::ServiceExt;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("rate_limit/redis: redis-server is not on PATH; Redis benches not run");
+        return;
+    };
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let service = rt.block_on(async {
+        let backend = RedisBackend::new(&format!("redis://127.0.0.1:{port}/")).unwrap();
+        layer().redis(backend).layer(service_fn(ok))
+    });
+    c.bench_function("rate_limit/redis_allowed", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = service.clone().oneshot(request(1));
+            async move {
+                let response = fut.await.unwrap();
+                assert_eq!(response.status(), 200);
+                black_box(response)
+            }
+        })
+    });
+    c.bench_function("rate_limit/redis_allowed_x32", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..32 {
+                set.spawn(service.clone().oneshot(request(i)));
+            }
+            async move {
+                while let Some(done) = set.join_next().await {
+                    assert_eq!(done.unwrap().unwrap().status(), 200);
+                }
+            }
+        })
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(not(feature = "redis"))]
+fn bench_redis(_: &mut Criterion) {}
+
+criterion_group!(benches, bench, bench_redis);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,349 @@
+//! The local backend: a sharded, bounded map of GCRA states.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::key::Key;
+use super::quota::{Gcra, Verdict, check};
+
+/// How many entries eviction looks at to pick its victim: an approximate
+/// choice in constant time, as Redis does.
+const EVICTION_SAMPLE: usize = 16;
+
+/// Most shards; fewer when the key bound is smaller.
+const MAX_SHARDS: usize = 32;
+
+/// A counter: the key and which quota set (policy) it counts against,
+/// with its hash computed once (it picks the shard and the map slot).
+#[derive(Debug, Clone)]
+pub(crate) struct StoreKey {
+    hash: u64,
+    policy: u32,
+    key: Key,
+}
+
+impl PartialEq for StoreKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.policy == other.policy && self.key == other.key
+    }
+}
+
+impl Eq for StoreKey {}
+
+impl Hash for StoreKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes on the hash a [`StoreKey`] carries: it was computed with the
+/// store's randomly keyed SipHash, so the map stays resistant to chosen
+/// keys without hashing twice.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called (by `StoreKey`); fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = HashMap<StoreKey, Entry, BuildHasherDefault<Prehashed>>;
+
+#[derive(Debug)]
+struct Entry {
+    /// Theoretical arrival time per quota, ns since the store's epoch.
+    tats: Box<[u64]>,
+    in_flight: u32,
+}
+
+impl Entry {
+    /// A stale entry holds nothing a new one would not: every quota is
+    /// fully replenished and no request is in flight. Dropping it loses
+    /// nothing.
+    fn is_stale(&self, now: u64) -> bool {
+        self.in_flight == 0 && self.tats.iter().all(|&tat| tat <= now)
+    }
+
+    /// When the entry becomes stale (ignoring requests in flight).
+    fn stale_at(&self) -> u64 {
+        self.tats.iter().copied().max().unwrap_or(0)
+    }
+}
+
+#[derive(Debug)]
+struct Shard {
+    map: Map,
+    next_sweep: u64,
+}
+
+/// The outcome of [`LocalStore::acquire`].
+#[derive(Debug)]
+pub(crate) enum Admission {
+    Allowed(Verdict),
+    Refused(Verdict),
+    Overloaded,
+}
+
+/// Every key's GCRA state, in shards each behind its own short lock.
+#[derive(Debug)]
+pub(crate) struct LocalStore {
+    epoch: Instant,
+    seed: [u64; 2],
+    shards: Box<[Mutex<Shard>]>,
+    shard_cap: usize,
+    sweep_every: u64,
+}
+
+impl LocalStore {
+    /// `max_keys` is at least 1 (the builder clamps it); the store never
+    /// holds more.
+    pub(crate) fn new(max_keys: usize, sweep_every: Duration) -> Self {
+        let shards = max_keys.clamp(1, MAX_SHARDS);
+        Self {
+            epoch: Instant::now(),
+            // Random per store, so keys chosen to collide cannot be
+            // computed from outside.
+            seed: [
+                RandomState::new().hash_one(0x5eed_u64) | 1,
+                RandomState::new().hash_one(0xfeed_u64),
+            ],
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: Map::default(),
+                        next_sweep: 0,
+                    })
+                })
+                .collect(),
+            shard_cap: (max_keys / shards).max(1),
+            sweep_every: u64::try_from(sweep_every.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The key of `key` counted against quota set `policy`.
+    pub(crate) fn key(&self, policy: u32, key: Key) -> StoreKey {
+        StoreKey {
+            hash: self.hash(policy, &key),
+            policy,
+            key,
+        }
+    }
+
+    /// A keyed folded-multiply hash (as foldhash and aHash use): a few
+    /// nanoseconds for an IP, and with a secret random seed, chosen keys
+    /// cannot be made to collide.
+    fn hash(&self, policy: u32, key: &Key) -> u64 {
+        let [a, b] = self.seed;
+        let mut h = fold(a ^ u64::from(policy), b);
+        match key {
+            Key::Global => h = fold(h ^ 1, a),
+            Key::UnknownClient => h = fold(h ^ 2, a),
+            Key::Ip(IpAddr::V4(v4)) => h = fold(h ^ u64::from(u32::from(*v4)) ^ (3 << 32), a),
+            Key::Ip(IpAddr::V6(v6)) => {
+                let bits = u128::from(*v6);
+                h = fold(h ^ (bits as u64), a);
+                h = fold(h ^ ((bits >> 64) as u64) ^ 4, b);
+            }
+            Key::Text(text) => {
+                let bytes = text.as_bytes();
+                h = fold(h ^ 5 ^ ((bytes.len() as u64) << 8), a);
+                for chunk in bytes.chunks(8) {
+                    let mut word = [0u8; 8];
+                    word[..chunk.len()].copy_from_slice(chunk);
+                    h = fold(h ^ u64::from_le_bytes(word), b);
+                }
+            }
+        }
+        fold(h, a)
+    }
+
+    fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
+        // The high bits pick the shard; the map uses the low ones.
+        let index = ((key.hash >> 40) as usize) % self.shards.len();
+        // A shard stays consistent whatever panicked while it was held.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks a request against `quotas` for `key` and, when allowed,
+    /// charges them and counts it in flight if `max_in_flight` is set.
+    pub(crate) fn acquire(
+        &self,
+        key: &StoreKey,
+        quotas: &[Gcra],
+        max_in_flight: Option<u32>,
+    ) -> Admission {
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if !shard.map.contains_key(key) {
+            self.make_room(&mut shard, now);
+            shard.map.insert(
+                key.clone(),
+                Entry {
+                    tats: vec![0; quotas.len()].into_boxed_slice(),
+                    in_flight: 0,
+                },
+            );
+        }
+        let Some(entry) = shard.map.get_mut(key) else {
+            // Inserted just above under the same lock.
+            return Admission::Allowed(Verdict::Allowed(None));
+        };
+        if entry.tats.len() != quotas.len() {
+            // The quota set changed shape: start afresh.
+            entry.tats = vec![0; quotas.len()].into_boxed_slice();
+        }
+        if let Some(max) = max_in_flight
+            && entry.in_flight >= max
+        {
+            return Admission::Overloaded;
+        }
+        match check(quotas, &mut entry.tats, now) {
+            verdict @ Verdict::Allowed(_) => {
+                if max_in_flight.is_some() {
+                    entry.in_flight += 1;
+                }
+                Admission::Allowed(verdict)
+            }
+            verdict @ Verdict::Refused { .. } => Admission::Refused(verdict),
+        }
+    }
+
+    /// Ends a request counted in flight.
+    pub(crate) fn release(&self, key: &StoreKey) {
+        let mut shard = self.shard(key);
+        if let Some(entry) = shard.map.get_mut(key) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Before inserting a key: sweeps the shard when due, then, if it is
+    /// full, evicts one entry. A full shard is not swept on every insert
+    /// (a flood would make each insert walk the shard): the eviction sample
+    /// prefers stale entries anyway.
+    fn make_room(&self, shard: &mut Shard, now: u64) {
+        if now >= shard.next_sweep {
+            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.next_sweep = now.saturating_add(self.sweep_every);
+        }
+        if shard.map.len() >= self.shard_cap {
+            // Forget the sampled entry closest to stale, preferring one with
+            // nothing in flight: the key loses the least history.
+            let victim = shard
+                .map
+                .iter()
+                .take(EVICTION_SAMPLE)
+                .min_by_key(|(_, e)| (e.in_flight > 0, e.stale_at()))
+                .map(|(k, _)| k.clone());
+            if let Some(victim) = victim {
+                shard.map.remove(&victim);
+            }
+        }
+    }
+
+    /// Drops every stale entry now.
+    pub(crate) fn sweep(&self) {
+        let now = self.now();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.next_sweep = now.saturating_add(self.sweep_every);
+        }
+    }
+
+    /// How many keys are held.
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
+    }
+
+    /// The most keys held.
+    pub(crate) fn capacity(&self) -> usize {
+        self.shard_cap * self.shards.len()
+    }
+}
+
+/// The folded multiply: the high and low halves of the 128-bit product.
+fn fold(x: u64, y: u64) -> u64 {
+    let product = u128::from(x) * u128::from(y);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// A request counted in flight for its key; released when dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    store: Arc<LocalStore>,
+    key: StoreKey,
+}
+
+impl InFlight {
+    pub(crate) fn new(store: Arc<LocalStore>, key: StoreKey) -> Self {
+        Self { store, key }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.store.release(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn hashes_spread_and_tell_keys_apart() {
+        let store = LocalStore::new(1000, Duration::from_secs(10));
+        let mut seen = HashSet::new();
+        let mut shards = vec![0usize; store.shards.len()];
+        for i in 0..10_000u32 {
+            let key = store.key(0, Key::Ip(IpAddr::from(std::net::Ipv4Addr::from(i))));
+            seen.insert(key.hash);
+            let n = shards.len();
+            shards[((key.hash >> 40) as usize) % n] += 1;
+        }
+        assert_eq!(seen.len(), 10_000, "colliding hashes");
+        // Every shard gets a fair share of sequential addresses.
+        assert!(shards.iter().all(|&n| n > 200), "{shards:?}");
+        let text = |s: &str| store.key(0, Key::Text(Arc::from(s))).hash;
+        assert_ne!(text("ab"), text("ab\0"));
+        assert_ne!(text("a"), text("b"));
+        assert_ne!(
+            store.key(0, Key::Global).hash,
+            store.key(1, Key::Global).hash
+        );
+        let other = LocalStore::new(1000, Duration::from_secs(10));
+        assert_ne!(
+            other.key(0, Key::Global).hash,
+            store.key(0, Key::Global).hash
+        );
+    }
+}
