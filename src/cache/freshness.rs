@@ -119,8 +119,9 @@ pub(crate) fn storable(
     default_ttl: Option<Duration>,
 ) -> Option<Freshness> {
     let directives = Directives::parse(response);
-    let explicit =
-        directives.max_age.is_some() || directives.s_maxage.is_some() || response.contains_key(EXPIRES);
+    let explicit = directives.max_age.is_some()
+        || directives.s_maxage.is_some()
+        || response.contains_key(EXPIRES);
     let mut judged = response.clone();
     if let Some(ttl) = default_ttl
         && !explicit
@@ -251,7 +252,10 @@ mod tests {
         h
     }
 
-    fn judge(req: &[(&'static str, &'static str)], res: &[(&'static str, &'static str)]) -> Option<Freshness> {
+    fn judge(
+        req: &[(&'static str, &'static str)],
+        res: &[(&'static str, &'static str)],
+    ) -> Option<Freshness> {
         storable(
             &Method::GET,
             &http::Uri::from_static("http://a/x"),
@@ -278,18 +282,45 @@ mod tests {
 
     #[test]
     fn shared_cache_rules() {
-        assert_eq!(judge(&[], &[("cache-control", "max-age=10")]).unwrap().lifetime, Duration::from_secs(10));
         assert_eq!(
-            judge(&[], &[("cache-control", "max-age=10, s-maxage=20")]).unwrap().lifetime,
+            judge(&[], &[("cache-control", "max-age=10")])
+                .unwrap()
+                .lifetime,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            judge(&[], &[("cache-control", "max-age=10, s-maxage=20")])
+                .unwrap()
+                .lifetime,
             Duration::from_secs(20)
         );
         assert!(judge(&[], &[("cache-control", "max-age=10, private")]).is_none());
         assert!(judge(&[], &[("cache-control", "no-store")]).is_none());
-        assert!(judge(&[("cache-control", "no-store")], &[("cache-control", "max-age=10")]).is_none());
-        assert!(judge(&[("authorization", "Bearer x")], &[("cache-control", "max-age=10")]).is_none());
-        assert!(judge(&[("authorization", "Bearer x")], &[("cache-control", "max-age=10, public")]).is_some());
+        assert!(
+            judge(
+                &[("cache-control", "no-store")],
+                &[("cache-control", "max-age=10")]
+            )
+            .is_none()
+        );
+        assert!(
+            judge(
+                &[("authorization", "Bearer x")],
+                &[("cache-control", "max-age=10")]
+            )
+            .is_none()
+        );
+        assert!(
+            judge(
+                &[("authorization", "Bearer x")],
+                &[("cache-control", "max-age=10, public")]
+            )
+            .is_some()
+        );
         assert_eq!(
-            judge(&[], &[("cache-control", "max-age=10"), ("age", "4")]).unwrap().initial_age,
+            judge(&[], &[("cache-control", "max-age=10"), ("age", "4")])
+                .unwrap()
+                .initial_age,
             Duration::from_secs(4)
         );
     }
@@ -309,7 +340,10 @@ mod tests {
             .map(|f| f.lifetime)
         };
         assert_eq!(ttl(&[]), Some(Duration::from_secs(60)));
-        assert_eq!(ttl(&[("cache-control", "max-age=5")]), Some(Duration::from_secs(5)));
+        assert_eq!(
+            ttl(&[("cache-control", "max-age=5")]),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(ttl(&[("cache-control", "no-store")]), None);
         assert_eq!(ttl(&[("cache-control", "no-cache")]), Some(Duration::ZERO));
     }

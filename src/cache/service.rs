@@ -112,7 +112,11 @@ fn serves_on_error(entry: &Entry, grace: Duration, now: Instant) -> bool {
     if entry.directives.forbids_stale() {
         return false;
     }
-    let window = entry.directives.stale_if_error.unwrap_or(0).max(grace.as_secs());
+    let window = entry
+        .directives
+        .stale_if_error
+        .unwrap_or(0)
+        .max(grace.as_secs());
     let stale_by = entry.age(now).saturating_sub(entry.lifetime);
     stale_by.as_secs() < window || stale_by.is_zero()
 }
@@ -235,6 +239,9 @@ where
 {
     let grace = store.config.stale_grace;
     let client_conditional = is_conditional(req.headers());
+    // The client's own headers: what the stored response is judged with
+    // and what its conditional answer is decided on.
+    let req_headers = req.headers().clone();
     let validating = match &stale {
         Some(entry) if !client_conditional && entry.has_validator() => {
             add_validators(entry, req.headers_mut());
@@ -243,7 +250,6 @@ where
         _ => false,
     };
     let uri = req.uri().clone();
-    let req_headers = req.headers().clone();
     let sent_at = Instant::now();
     let result = inner.call(req).await;
     let now = Instant::now();
@@ -265,16 +271,36 @@ where
             && (validating || same_etag(entry.headers.get(ETAG), response.headers().get(ETAG)))
         {
             let (parts, _) = response.into_parts();
-            if let Some(updated) = merge(&store, entry, &uri, &req_headers, &parts.headers, now - sent_at, now) {
+            if let Some(updated) = merge(
+                &store,
+                entry,
+                &uri,
+                &req_headers,
+                &parts.headers,
+                now - sent_at,
+                now,
+            ) {
                 let updated = Arc::new(updated);
                 store.insert(key, Arc::clone(&updated)).await;
                 drop(guard);
-                return Ok(serve_headers(&updated, &req_headers, now, "REVALIDATED", false));
+                return Ok(serve_headers(
+                    &updated,
+                    &req_headers,
+                    now,
+                    "REVALIDATED",
+                    false,
+                ));
             }
             // The merged response may no longer be stored: forget it and
             // answer from what was stored, once.
             store.remove(&key).await;
-            return Ok(serve_headers(entry, &req_headers, now, "REVALIDATED", false));
+            return Ok(serve_headers(
+                entry,
+                &req_headers,
+                now,
+                "REVALIDATED",
+                false,
+            ));
         }
     }
     let req_cc = Directives::parse(&req_headers);
@@ -288,9 +314,19 @@ where
     let stored = if req_cc.no_store || too_large {
         None
     } else {
-        prepare(&store, &uri, &req_headers, status, &parts.headers, now - sent_at, now)
+        prepare(
+            &store,
+            &uri,
+            &req_headers,
+            status,
+            &parts.headers,
+            now - sent_at,
+            now,
+        )
     };
-    parts.headers.insert(X_CACHE, HeaderValue::from_static("MISS"));
+    parts
+        .headers
+        .insert(X_CACHE, HeaderValue::from_static("MISS"));
     let body = match stored {
         Some(entry) => Body::new(CaptureBody::new(
             body,
@@ -407,7 +443,9 @@ fn merge(
         headers.append(name, value);
     }
     let mut updated = prepare(store, uri, req_headers, entry.status, &headers, delay, now)?;
-    updated.headers.insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+    updated
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
     updated.body = entry.body.clone();
     updated.size = super::store::entry_size(&updated.headers, &updated.body);
     Some(updated)
@@ -452,30 +490,42 @@ where
     }
     let target = req.uri().clone();
     let key = primary_key(&target, req.headers());
-    let host = req.headers().get(http::header::HOST).cloned();
     let response = inner.call(req).await?;
     if response.status().is_success() || response.status().is_redirection() {
         store.remove(&key).await;
-        let origin = key
-            .find("://")
-            .and_then(|s| key[s + 3..].find('/').map(|p| &key[..s + 3 + p]));
+        // `scheme://authority` of the target, when known.
+        let origin = key.find("://").map(|s| {
+            key[s + 3..]
+                .find('/')
+                .map_or(key.as_str(), |p| &key[..s + 3 + p])
+        });
         for name in [LOCATION, CONTENT_LOCATION] {
             let Some(location) = response.headers().get(name).and_then(|v| v.to_str().ok()) else {
                 continue;
             };
-            let Ok(uri) = location.parse::<Uri>() else { continue };
-            let mut headers = HeaderMap::new();
-            if let Some(host) = &host {
-                headers.insert(http::header::HOST, host.clone());
-            }
-            let other = primary_key(&uri, &headers);
-            let same_origin = match origin {
-                Some(origin) => other.starts_with(origin),
-                None => uri.authority().is_none(),
+            let Ok(uri) = location.parse::<Uri>() else {
+                continue;
             };
-            if same_origin {
-                store.remove(&other).await;
-            }
+            let other = match (uri.authority(), origin) {
+                // A relative reference (absolute path) resolves against the target.
+                (None, Some(origin)) if location.starts_with('/') => format!("{origin}{location}"),
+                (None, None) if location.starts_with('/') => location.to_owned(),
+                (Some(_), Some(origin)) => {
+                    let other = primary_key(&uri, &HeaderMap::new());
+                    // Only the same origin may be invalidated (§4.4).
+                    if !other.starts_with(origin)
+                        || other
+                            .as_bytes()
+                            .get(origin.len())
+                            .is_some_and(|&b| b != b'/' && b != b'?')
+                    {
+                        continue;
+                    }
+                    other
+                }
+                _ => continue,
+            };
+            store.remove(&other).await;
         }
     }
     Ok(response.map(Body::new))
@@ -489,7 +539,13 @@ fn mark(mut response: Response<Body>, status: &'static str) -> Response<Body> {
 }
 
 fn serve<B>(entry: &Entry, req: &Request<B>, now: Instant, status: &'static str) -> Response<Body> {
-    serve_headers(entry, req.headers(), now, status, req.method() == Method::HEAD)
+    serve_headers(
+        entry,
+        req.headers(),
+        now,
+        status,
+        req.method() == Method::HEAD,
+    )
 }
 
 /// The stored response (or `304` when the client's own conditional request
@@ -539,9 +595,15 @@ fn serve_headers(
 }
 
 fn is_conditional(headers: &HeaderMap) -> bool {
-    [IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]
-        .iter()
-        .any(|h| headers.contains_key(h))
+    [
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_MATCH,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
 }
 
 fn add_validators(entry: &Entry, headers: &mut HeaderMap) {

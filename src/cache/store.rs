@@ -142,14 +142,19 @@ pub(crate) struct FlightGuard {
 
 impl std::fmt::Debug for FlightGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlightGuard").field("key", &self.key).finish()
+        f.debug_struct("FlightGuard")
+            .field("key", &self.key)
+            .finish()
     }
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         let mut flights = self.store.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if flights.get(&self.key).is_some_and(|rx| rx.same_channel(&self.rx)) {
+        if flights
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.rx))
+        {
             flights.remove(&self.key);
         }
     }
@@ -292,7 +297,10 @@ mod tests {
     fn keys_and_normalisation() {
         let mut h = HeaderMap::new();
         h.insert(HOST, HeaderValue::from_static("Example.COM"));
-        assert_eq!(primary_key(&Uri::from_static("/a?b=1"), &h), "http://example.com/a?b=1");
+        assert_eq!(
+            primary_key(&Uri::from_static("/a?b=1"), &h),
+            "http://example.com/a?b=1"
+        );
         assert_eq!(
             primary_key(&Uri::from_static("https://x.test/a"), &h),
             "https://x.test/a"
