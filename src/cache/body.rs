@@ -12,7 +12,7 @@ use http::header::CONTENT_LENGTH;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::store::{Entry, FlightGuard, Store, entry_size};
+use super::store::{Entry, FlightGuard, Store};
 use crate::BoxError;
 
 /// What is needed to store the response once its body is complete.
@@ -42,7 +42,7 @@ impl Pending {
         entry
             .headers
             .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-        entry.size = entry_size(&entry.headers, &entry.body);
+        entry.weigh();
         let entry = Arc::new(entry);
         let mut insert = Box::pin(async move {
             store.insert(key, entry).await;

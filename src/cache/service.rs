@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    AGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, ETAG, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION, RANGE,
+    AGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION, RANGE, SET_COOKIE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -36,9 +36,45 @@ impl<S> Cache<S> {
     }
 }
 
-/// The future of [`Cache`]: boxed, as the cache awaits its store and may
-/// wait for a coalesced request.
-pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+
+/// The future of [`Cache`]: ready at once for a hit, else boxed (the cache
+/// awaits its store and may wait for a coalesced request).
+pub struct ResponseFuture<E> {
+    kind: Kind<E>,
+}
+
+enum Kind<E> {
+    Ready(Option<Response<Body>>),
+    Boxed(Boxed<E>),
+}
+
+impl<E> std::fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Ready(_) => "ready",
+            Kind::Boxed(_) => "boxed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().kind {
+            Kind::Ready(response) => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polling a finished future is a caller bug, as for any future.
+                None => panic!("`ResponseFuture` polled after completion"),
+            },
+            Kind::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
 
 impl<S, B, ResB> Service<Request<B>> for Cache<S>
 where
@@ -58,10 +94,70 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The ready service answers this request; the clone waits for the next.
+        let method = req.method();
+        let cacheable =
+            (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(RANGE);
+        let store = Arc::clone(&self.store);
+        let kind = if cacheable {
+            let req_cc = Directives::parse(req.headers());
+            let key = primary_key(req.uri(), req.headers());
+            // A hit is answered without touching (or cloning) the inner
+            // service, which stays ready for the next call.
+            if let Some(response) = serve_now(&store, &key, &req, &req_cc) {
+                return ResponseFuture {
+                    kind: Kind::Ready(Some(response)),
+                };
+            }
+            Kind::Boxed(Box::pin(handle(store, self.take_ready(), req, key, req_cc)))
+        } else if req.method() == Method::GET || req.method() == Method::HEAD {
+            let inner = self.take_ready();
+            Kind::Boxed(Box::pin(async move {
+                // Ranges are not served from nor stored in the cache.
+                let mut inner = inner;
+                let response = inner.call(req).await?;
+                Ok(mark(response.map(Body::new), "BYPASS"))
+            }))
+        } else {
+            let inner = self.take_ready();
+            Kind::Boxed(Box::pin(
+                async move { pass_through(&store, inner, req).await },
+            ))
+        };
+        ResponseFuture { kind }
+    }
+}
+
+impl<S: Clone> Cache<S> {
+    /// The ready service, for this request; a clone waits for the next.
+    fn take_ready(&mut self) -> S {
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(handle(Arc::clone(&self.store), inner, req))
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// Answers from a usable entry when the store answers without waiting
+/// (it nearly always does: moka's reads do not block).
+fn serve_now<B>(
+    store: &Store,
+    key: &str,
+    req: &Request<B>,
+    req_cc: &Directives,
+) -> Option<Response<Body>> {
+    let lookup = std::pin::pin!(store.get(key));
+    let Poll::Ready(variants) = lookup.poll(&mut Context::from_waker(std::task::Waker::noop()))
+    else {
+        return None;
+    };
+    let entry = variants?;
+    let entry = entry.select(req.headers())?;
+    if req.headers().contains_key(AUTHORIZATION) && !serves_authorized(entry) {
+        return None;
+    }
+    let now = Instant::now();
+    match judge(entry, req_cc, store.config.stale_grace, now) {
+        Use::Fresh => Some(serve(entry, req, now, "HIT")),
+        Use::Stale => Some(serve(entry, req, now, "STALE")),
+        Use::StaleRefresh | Use::Validate => None,
     }
 }
 
@@ -130,8 +226,10 @@ fn serves_authorized(entry: &Entry) -> bool {
 
 async fn handle<S, B, ResB>(
     store: Arc<Store>,
-    mut inner: S,
+    inner: S,
     req: Request<B>,
+    key: String,
+    req_cc: Directives,
 ) -> Result<Response<Body>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -141,17 +239,8 @@ where
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
-    let method = req.method().clone();
-    if method != Method::GET && method != Method::HEAD {
-        return pass_through(&store, inner, req).await;
-    }
-    if req.headers().contains_key(RANGE) {
-        // Ranges are not served from nor stored in the cache.
-        let response = inner.call(req).await?;
-        return Ok(mark(response.map(Body::new), "BYPASS"));
-    }
-    let req_cc = Directives::parse(req.headers());
-    let key = primary_key(req.uri(), req.headers());
+    let mut inner = inner;
+    let head = req.method() == Method::HEAD;
     let authorized = req.headers().contains_key(AUTHORIZATION);
     let grace = store.config.stale_grace;
     let mut followed = false;
@@ -187,7 +276,7 @@ where
                 "MISS",
             ));
         }
-        if method == Method::HEAD {
+        if head {
             // A HEAD miss is answered by the origin and not stored.
             let response = inner.call(req).await?;
             return Ok(mark(response.map(Body::new), "MISS"));
@@ -363,6 +452,12 @@ fn prepare(
     now: Instant,
 ) -> Option<Entry> {
     let mut names = vary_names(headers)?;
+    // A cookie is one client's state: never handed to another client unless
+    // the origin marks the response `public` (what nginx does by default,
+    // stricter than RFC 9111, which allows it).
+    if headers.contains_key(SET_COOKIE) && !Directives::parse(headers).public {
+        return None;
+    }
     let Freshness {
         lifetime,
         initial_age,
@@ -419,6 +514,7 @@ fn merge(
     let mut headers = entry.headers.clone();
     let mut update = update.clone();
     strip_for_storage(&mut update);
+    let update_has_date = update.contains_key(DATE);
     let mut last: Option<HeaderName> = None;
     for (name, value) in update {
         // `HeaderMap::into_iter` yields a name only for the first value.
@@ -442,12 +538,19 @@ fn merge(
         };
         headers.append(name, value);
     }
+    if !update_has_date {
+        // The old `Date` would make the refreshed entry look old.
+        headers.insert(
+            DATE,
+            HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())).ok()?,
+        );
+    }
     let mut updated = prepare(store, uri, req_headers, entry.status, &headers, delay, now)?;
     updated
         .headers
         .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
     updated.body = entry.body.clone();
-    updated.size = super::store::entry_size(&updated.headers, &updated.body);
+    updated.weigh();
     Some(updated)
 }
 
@@ -587,8 +690,7 @@ fn serve_headers(
     let mut response = Response::new(body);
     *response.status_mut() = entry.status;
     let headers = response.headers_mut();
-    headers.reserve(entry.headers.len() + 2);
-    headers.extend(entry.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    *headers = entry.headers.clone();
     headers.insert(AGE, age);
     headers.insert(X_CACHE, HeaderValue::from_static(status));
     response

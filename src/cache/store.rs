@@ -47,6 +47,17 @@ impl Entry {
             .all(|(name, value)| normalise(name, request).as_deref() == value.as_deref())
     }
 
+    /// Sets `size`, what the entry weighs in the store: body, headers,
+    /// selecting values and a fixed overhead.
+    pub(crate) fn weigh(&mut self) {
+        let vary: usize = self
+            .vary
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.as_ref().map_or(0, String::len))
+            .sum();
+        self.size = entry_size(&self.headers, &self.body) + vary;
+    }
+
     /// Whether it carries a validator for conditional requests.
     pub(crate) fn has_validator(&self) -> bool {
         self.headers.contains_key(http::header::ETAG)
@@ -113,7 +124,7 @@ pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
             let mut key = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
             key.push_str(scheme);
             key.push_str("://");
-            key.push_str(&authority.to_ascii_lowercase());
+            key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
             key.push_str(path);
             key
         }
@@ -257,8 +268,8 @@ impl Store {
     }
 }
 
-/// The size an entry is weighed at: body, headers and a fixed overhead.
-pub(crate) fn entry_size(headers: &HeaderMap, body: &Bytes) -> usize {
+/// The size of a response: body, headers and a fixed overhead.
+fn entry_size(headers: &HeaderMap, body: &Bytes) -> usize {
     let headers: usize = headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 32)

@@ -671,3 +671,69 @@ async fn the_route_policy_configures_the_layer() {
     advance(1).await;
     assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
 }
+
+#[tokio::test(start_paused = true)]
+async fn last_modified_revalidation_and_set_cookie() {
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |req, _| {
+        let lm = "Mon, 02 Nov 2026 10:00:00 GMT";
+        if req
+            .headers()
+            .get("if-modified-since")
+            .is_some_and(|v| v == lm)
+        {
+            let mut r = response(&[("cache-control", "max-age=5")], Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            return r;
+        }
+        response(
+            &[("cache-control", "max-age=5"), ("last-modified", lm)],
+            "body",
+        )
+    });
+    get(&svc, URI, &[]).await;
+    advance(6).await;
+    let revalidated = get(&svc, URI, &[]).await;
+    assert_eq!(
+        (revalidated.x_cache(), &revalidated.body[..]),
+        ("REVALIDATED", &b"body"[..])
+    );
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |_, n| {
+        response(
+            &[
+                ("cache-control", "max-age=60"),
+                ("set-cookie", &format!("session={n}")),
+            ],
+            "x",
+        )
+    });
+    get(&svc, URI, &[]).await;
+    let second = get(&svc, URI, &[]).await;
+    assert_eq!(second.headers["set-cookie"], "session=2");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_methods_pass_through_untouched() {
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |req, _| {
+        response(
+            &[
+                ("cache-control", "max-age=60"),
+                ("x-method", req.method().as_str()),
+            ],
+            "x",
+        )
+    });
+    for method in [
+        Method::OPTIONS,
+        Method::from_bytes(b"PURGE").unwrap(),
+        Method::PUT,
+    ] {
+        let answer = send(&svc, method.clone(), URI, &[]).await;
+        assert_eq!(answer.headers["x-method"], method.as_str());
+        assert!(!answer.headers.contains_key("x-cache"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
