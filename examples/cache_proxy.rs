@@ -33,7 +33,9 @@ use tower::Layer;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let listen: SocketAddr = args.next().as_deref().unwrap_or("127.0.0.1:8001").parse()?;
-    let upstream = args.next().unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
+    let upstream = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
     let proxy = Proxy::to(upstream.as_str())?;
     let service = CacheLayer::new().layer(proxy);
     let server = Server::bind(listen, ServerConfig::new()).await?;

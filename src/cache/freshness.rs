@@ -19,6 +19,11 @@ use http_cache_semantics::{CacheOptions, CachePolicy};
 /// cacheable ones of RFC 9110 §15.1 that this cache understands).
 const TTL_STATUSES: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
 
+/// The statuses `http-cache-semantics` understands (and stores).
+const UNDERSTOOD_STATUSES: &[u16] = &[
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
+
 /// The `Cache-Control` directives a cache reads, from a request or a
 /// response. Unknown directives are ignored; a malformed number makes the
 /// directive count as present with value 0 (the strict reading).
@@ -36,6 +41,7 @@ pub(crate) struct Directives {
     pub(crate) proxy_revalidate: bool,
     pub(crate) public: bool,
     pub(crate) private: bool,
+    pub(crate) must_understand: bool,
     pub(crate) stale_while_revalidate: Option<u64>,
     pub(crate) stale_if_error: Option<u64>,
 }
@@ -69,6 +75,7 @@ impl Directives {
                     "proxy-revalidate" => d.proxy_revalidate = true,
                     "public" => d.public = true,
                     "private" => d.private = true,
+                    "must-understand" => d.must_understand = true,
                     "stale-while-revalidate" => d.stale_while_revalidate = Some(seconds()),
                     "stale-if-error" => d.stale_if_error = Some(seconds()),
                     _ => {}
@@ -122,7 +129,18 @@ pub(crate) fn storable(
     let explicit = directives.max_age.is_some()
         || directives.s_maxage.is_some()
         || response.contains_key(EXPIRES);
+    // `http-cache-semantics` matches directive names case-sensitively:
+    // give it lowercased names (RFC 9111 §5.2: they are case-insensitive).
     let mut judged = response.clone();
+    let lowered: Vec<HeaderValue> = response
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| HeaderValue::from_str(&lower_directive_names(v.to_str().ok()?)).ok())
+        .collect();
+    judged.remove(CACHE_CONTROL);
+    for value in lowered {
+        judged.append(CACHE_CONTROL, value);
+    }
     if let Some(ttl) = default_ttl
         && !explicit
         && TTL_STATUSES.contains(&status.as_u16())
@@ -132,6 +150,21 @@ pub(crate) fn storable(
             HeaderValue::from_str(&format!("max-age={}", ttl.as_secs())).ok()?,
         );
     }
+    // The crate stores only the statuses it lists as understood; RFC 9111
+    // §3 allows any final status other than 206/304 with explicit
+    // freshness (unless `must-understand`). Those are judged as a 200 would
+    // be: explicit freshness is then what makes them storable.
+    let judged_status = if !UNDERSTOOD_STATUSES.contains(&status.as_u16())
+        && explicit
+        && !directives.must_understand
+        && status.as_u16() >= 200
+        && status != StatusCode::PARTIAL_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+    {
+        StatusCode::OK
+    } else {
+        status
+    };
     let now = SystemTime::now();
     let policy = CachePolicy::new_options(
         &Judged {
@@ -140,7 +173,7 @@ pub(crate) fn storable(
             headers: request,
         },
         &JudgedResponse {
-            status,
+            status: judged_status,
             headers: &judged,
         },
         now,
@@ -153,7 +186,13 @@ pub(crate) fn storable(
         return None;
     }
     let age_value = policy.age(now);
-    let lifetime = policy.time_to_live(now) + age_value;
+    // An `Age` that is not one non-negative integer (§5.1) makes the
+    // response stale: the crate would read it as 0, i.e. fresh.
+    let lifetime = if valid_age(response) {
+        policy.time_to_live(now) + age_value
+    } else {
+        Duration::ZERO
+    };
     // RFC 9111 §4.2.3: apparent age from `Date`, corrected by the delay.
     let apparent = response
         .get(DATE)
@@ -168,6 +207,31 @@ pub(crate) fn storable(
         initial_age,
         directives,
     })
+}
+
+/// `Cache-Control` with its directive names lowercased (arguments kept).
+fn lower_directive_names(value: &str) -> String {
+    value
+        .split(',')
+        .map(|part| match part.split_once('=') {
+            Some((name, arg)) => format!("{}={arg}", name.trim().to_ascii_lowercase()),
+            None => part.trim().to_ascii_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `Age` is absent or one field line of digits.
+fn valid_age(response: &HeaderMap) -> bool {
+    let mut values = response.get_all(AGE).iter();
+    match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(age), None) => {
+            let age = age.as_bytes();
+            !age.is_empty() && age.iter().all(u8::is_ascii_digit)
+        }
+        (Some(_), Some(_)) => false,
+    }
 }
 
 struct Judged<'a> {
@@ -323,6 +387,48 @@ mod tests {
                 .initial_age,
             Duration::from_secs(4)
         );
+    }
+
+    #[test]
+    fn other_final_statuses_need_explicit_freshness() {
+        let judge_status = |status: u16, cc: &'static str| {
+            storable(
+                &Method::GET,
+                &http::Uri::from_static("http://a/x"),
+                StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                &headers(&[("cache-control", cc)]),
+                Duration::ZERO,
+                Some(Duration::from_secs(60)),
+            )
+            .map(|f| f.lifetime)
+        };
+        assert_eq!(judge_status(500, "max-age=5"), Some(Duration::from_secs(5)));
+        assert_eq!(judge_status(500, "public"), None);
+        assert_eq!(judge_status(599, "max-age=5, must-understand"), None);
+        assert_eq!(judge_status(206, "max-age=5"), None);
+        assert_eq!(judge_status(304, "max-age=5"), None);
+    }
+
+    #[test]
+    fn odd_ages_and_directive_case() {
+        for age in ["abc", "-1", "1.5", "0, 0"] {
+            let f = judge(&[], &[("cache-control", "max-age=3600"), ("age", age)]).unwrap();
+            assert_eq!(f.lifetime, Duration::ZERO, "{age}");
+        }
+        let f = judge(
+            &[],
+            &[
+                ("cache-control", "max-age=3600"),
+                ("age", "0"),
+                ("age", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(f.lifetime, Duration::ZERO);
+        let f = judge(&[], &[("cache-control", "Max-Age=3600, No-CaChE")]).unwrap();
+        assert_eq!(f.lifetime, Duration::ZERO);
+        assert!(judge(&[], &[("cache-control", "NO-STORE, max-age=5")]).is_none());
     }
 
     #[test]

@@ -522,7 +522,13 @@ fn merge(
             Some(name) => {
                 if matches!(
                     name.as_str(),
-                    "content-length" | "content-encoding" | "content-range" | "x-cache"
+                    // What describes the stored body stays as stored.
+                    "content-length"
+                        | "content-encoding"
+                        | "content-range"
+                        | "content-md5"
+                        | "etag"
+                        | "x-cache"
                 ) {
                     last = None;
                     continue;
