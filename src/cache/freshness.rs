@@ -132,14 +132,20 @@ pub(crate) fn storable(
     // `http-cache-semantics` matches directive names case-sensitively:
     // give it lowercased names (RFC 9111 §5.2: they are case-insensitive).
     let mut judged = response.clone();
-    let lowered: Vec<HeaderValue> = response
+    if response
         .get_all(CACHE_CONTROL)
         .iter()
-        .filter_map(|v| HeaderValue::from_str(&lower_directive_names(v.to_str().ok()?)).ok())
-        .collect();
-    judged.remove(CACHE_CONTROL);
-    for value in lowered {
-        judged.append(CACHE_CONTROL, value);
+        .any(|v| v.as_bytes().iter().any(u8::is_ascii_uppercase))
+    {
+        let lowered: Vec<HeaderValue> = response
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| HeaderValue::from_str(&lower_directive_names(v.to_str().ok()?)).ok())
+            .collect();
+        judged.remove(CACHE_CONTROL);
+        for value in lowered {
+            judged.append(CACHE_CONTROL, value);
+        }
     }
     if let Some(ttl) = default_ttl
         && !explicit

@@ -16,7 +16,12 @@
 //! `no-store` (request or response), `private`, `Authorization` (§3.5: only
 //! with `public`, `s-maxage` or `must-revalidate`), `s-maxage` over
 //! `max-age` over `Expires` − `Date`, heuristic freshness from
-//! `Last-Modified`. [`default_ttl`](CacheLayer::default_ttl) (the route's
+//! `Last-Modified`. Where that crate is wrong or narrower than RFC 9111 the
+//! layer wraps it: directive names are matched case-insensitively, an
+//! invalid `Age` (not one non-negative integer) makes a response stale, and
+//! any final status other than 206/304 is storable with explicit freshness
+//! (unless `must-understand`). Responses with `Set-Cookie` are stored only
+//! when `public`, as nginx does (stricter than the RFC). [`default_ttl`](CacheLayer::default_ttl) (the route's
 //! `cache.ttl`) gives freshness to responses without explicit expiration.
 //! Ages follow §4.2.3 (`Age`, `Date`, response delay) and advance with
 //! tokio time. Bodies larger than [`max_body`](CacheLayer::max_body) are
@@ -58,6 +63,14 @@
 //! [`Body`](crate::Body): a stored body is shared (`Bytes`), a missed one is
 //! streamed through while a copy is kept. A [`CacheHandle`] purges by key or
 //! prefix.
+//!
+//! # Conformance
+//!
+//! `scripts/cache-conformance` runs the HTTP caching test suite
+//! (cache-tests.fyi, npm `http-cache-tests`) against this layer in front of
+//! the proxy (`examples/cache_proxy.rs`) and against nginx's `proxy_cache`
+//! in the same run. Range requests (and so the suite's partial-content
+//! tests) are not cached, nor is `Surrogate-Control` read.
 //!
 //! # Example
 //!
