@@ -15,6 +15,9 @@ use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, PRAGMA};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
+/// The largest age or lifetime counted (2^31 s, RFC 9111 §1.2.2).
+const MAX_DELTA: Duration = Duration::from_secs(1 << 31);
+
 /// Statuses the per-route TTL may make cacheable (the heuristically
 /// cacheable ones of RFC 9110 §15.1 that this cache understands).
 const TTL_STATUSES: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
@@ -191,11 +194,12 @@ pub(crate) fn storable(
     if !policy.is_storable() {
         return None;
     }
-    let age_value = policy.age(now);
+    // RFC 9111 §1.2.2: delta-seconds past 2^31 are taken as 2^31.
+    let age_value = policy.age(now).min(MAX_DELTA);
     // An `Age` that is not one non-negative integer (§5.1) makes the
     // response stale: the crate would read it as 0, i.e. fresh.
     let lifetime = if valid_age(response) {
-        policy.time_to_live(now) + age_value
+        policy.time_to_live(now).saturating_add(age_value)
     } else {
         Duration::ZERO
     };
@@ -206,10 +210,10 @@ pub(crate) fn storable(
         .and_then(|d| httpdate::parse_http_date(d).ok())
         .and_then(|date| now.duration_since(date).ok())
         .unwrap_or_default();
-    let corrected = age_value + response_delay;
-    let initial_age = Duration::from_secs(apparent.max(corrected).as_secs());
+    let corrected = age_value.saturating_add(response_delay);
+    let initial_age = Duration::from_secs(apparent.max(corrected).as_secs()).min(MAX_DELTA);
     Some(Freshness {
-        lifetime,
+        lifetime: lifetime.min(MAX_DELTA),
         initial_age,
         directives,
     })
@@ -435,6 +439,21 @@ mod tests {
         let f = judge(&[], &[("cache-control", "Max-Age=3600, No-CaChE")]).unwrap();
         assert_eq!(f.lifetime, Duration::ZERO);
         assert!(judge(&[], &[("cache-control", "NO-STORE, max-age=5")]).is_none());
+        let huge = storable(
+            &Method::GET,
+            &http::Uri::from_static("http://a/x"),
+            StatusCode::OK,
+            &HeaderMap::new(),
+            &headers(&[
+                ("cache-control", "max-age=18446744073709551615"),
+                ("age", "18446744073709551615"),
+            ]),
+            Duration::from_secs(1),
+            None,
+        )
+        .unwrap();
+        assert_eq!(huge.initial_age, MAX_DELTA);
+        assert_eq!(huge.lifetime, MAX_DELTA);
     }
 
     #[test]

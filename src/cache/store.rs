@@ -37,7 +37,8 @@ pub(crate) struct Entry {
 impl Entry {
     /// The entry's current age (RFC 9111 §4.2.3) at `now`.
     pub(crate) fn age(&self, now: Instant) -> Duration {
-        self.initial_age + now.saturating_duration_since(self.stored_at)
+        self.initial_age
+            .saturating_add(now.saturating_duration_since(self.stored_at))
     }
 
     /// Whether the stored response's selecting headers match `request`.
