@@ -473,6 +473,10 @@ fn prepare(
     )?;
     let mut stored = headers.clone();
     strip_for_storage(&mut stored);
+    // Slots for the headers every served copy sets, so that setting them on
+    // a clone replaces in place instead of growing the map.
+    stored.insert(AGE, HeaderValue::from_static("0"));
+    stored.insert(X_CACHE, HeaderValue::from_static("HIT"));
     if lifetime.is_zero() && !(stored.contains_key(ETAG) || stored.contains_key(LAST_MODIFIED)) {
         return None;
     }
@@ -512,6 +516,8 @@ fn merge(
     now: Instant,
 ) -> Option<Entry> {
     let mut headers = entry.headers.clone();
+    headers.remove(AGE);
+    headers.remove(X_CACHE);
     let mut update = update.clone();
     strip_for_storage(&mut update);
     let update_has_date = update.contains_key(DATE);
