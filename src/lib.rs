@@ -22,6 +22,7 @@
 //! | [`proxy`] | streaming reverse proxy on a pooled client: hop-by-hop, `X-Forwarded-*`/`Forwarded`, `Via`, WebSocket tunnels, failures as 502/504 | `proxy` |
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
 //! | [`gateway`] | the gateway assembly: HTTP/1.1 + h2c server with limits and graceful shutdown | `gateway` |
+//! | [`cache`] | RFC 9111 shared response cache on moka: freshness, `Vary`, revalidation, coalescing, stale-while-revalidate / stale-if-error, invalidation and purge | `cache` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
@@ -53,6 +54,8 @@
 #[cfg(feature = "auth")]
 pub mod auth;
 pub mod body;
+#[cfg(feature = "cache")]
+pub mod cache;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 pub mod classify;

@@ -1,0 +1,481 @@
+//! Freshness and storability (RFC 9111 as a shared cache, RFC 5861).
+//!
+//! `http-cache-semantics` decides whether a response may be stored and its
+//! freshness lifetime. Ages are judged here against tokio time (the
+//! insertion `Instant` of the entry), so paused-time tests and the layer
+//! agree, and the parts the crate leaves out are added: the apparent age
+//! and response delay of RFC 9111 §4.2.3, `stale-while-revalidate` and
+//! `stale-if-error`, and the request directives read with the stored
+//! response's own freshness rather than the crate's matching (which compares
+//! `Vary` values unnormalised).
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, PRAGMA};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_cache_semantics::{CacheOptions, CachePolicy};
+
+/// The largest age or lifetime counted (2^31 s, RFC 9111 §1.2.2).
+const MAX_DELTA: Duration = Duration::from_secs(1 << 31);
+
+/// Statuses the per-route TTL may make cacheable (the heuristically
+/// cacheable ones of RFC 9110 §15.1 that this cache understands).
+const TTL_STATUSES: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// The statuses `http-cache-semantics` understands (and stores).
+const UNDERSTOOD_STATUSES: &[u16] = &[
+    200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+];
+
+/// The `Cache-Control` directives a cache reads, from a request or a
+/// response. Unknown directives are ignored; a malformed number makes the
+/// directive count as present with value 0 (the strict reading).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Directives {
+    pub(crate) max_age: Option<u64>,
+    pub(crate) s_maxage: Option<u64>,
+    /// `max-stale` with no value is `Some(u64::MAX)`.
+    pub(crate) max_stale: Option<u64>,
+    pub(crate) min_fresh: Option<u64>,
+    pub(crate) no_cache: bool,
+    pub(crate) no_store: bool,
+    pub(crate) only_if_cached: bool,
+    pub(crate) must_revalidate: bool,
+    pub(crate) proxy_revalidate: bool,
+    pub(crate) public: bool,
+    pub(crate) private: bool,
+    pub(crate) must_understand: bool,
+    pub(crate) stale_while_revalidate: Option<u64>,
+    pub(crate) stale_if_error: Option<u64>,
+}
+
+impl Directives {
+    /// Reads every `Cache-Control` field of `headers`; a request without
+    /// `Cache-Control` but with `Pragma: no-cache` is `no-cache` (§5.4).
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        let mut d = Directives::default();
+        let mut any = false;
+        for value in headers.get_all(CACHE_CONTROL) {
+            any = true;
+            let Ok(value) = value.to_str() else { continue };
+            for part in value.split(',') {
+                let (name, arg) = match part.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                    None => (part.trim(), None),
+                };
+                let seconds = || arg.map_or(0, |a| a.parse::<u64>().unwrap_or(0));
+                match name.to_ascii_lowercase().as_str() {
+                    "max-age" => d.max_age = Some(seconds()),
+                    "s-maxage" => d.s_maxage = Some(seconds()),
+                    "max-stale" => {
+                        d.max_stale = Some(arg.map_or(u64::MAX, |a| a.parse().unwrap_or(0)));
+                    }
+                    "min-fresh" => d.min_fresh = Some(seconds()),
+                    "no-cache" => d.no_cache = true,
+                    "no-store" => d.no_store = true,
+                    "only-if-cached" => d.only_if_cached = true,
+                    "must-revalidate" => d.must_revalidate = true,
+                    "proxy-revalidate" => d.proxy_revalidate = true,
+                    "public" => d.public = true,
+                    "private" => d.private = true,
+                    "must-understand" => d.must_understand = true,
+                    "stale-while-revalidate" => d.stale_while_revalidate = Some(seconds()),
+                    "stale-if-error" => d.stale_if_error = Some(seconds()),
+                    _ => {}
+                }
+            }
+        }
+        if !any
+            && headers
+                .get_all(PRAGMA)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache")))
+        {
+            d.no_cache = true;
+        }
+        d
+    }
+
+    /// Whether a stale response may not be served without revalidation
+    /// (`must-revalidate`, `proxy-revalidate` or `no-cache` on the response).
+    pub(crate) fn forbids_stale(&self) -> bool {
+        self.must_revalidate || self.proxy_revalidate || self.no_cache
+    }
+}
+
+/// What the cache learned about a response it may store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Freshness {
+    /// The freshness lifetime (RFC 9111 §4.2.1).
+    pub(crate) lifetime: Duration,
+    /// The corrected initial age (§4.2.3) when it was received.
+    pub(crate) initial_age: Duration,
+    /// The response's directives.
+    pub(crate) directives: Directives,
+}
+
+/// Whether `(method, status, request, response)` may be stored by a shared
+/// cache and, if so, for how long it is fresh. `default_ttl` applies to
+/// responses with no explicit expiration (`max-age`, `s-maxage`,
+/// `Expires`) and a status in the heuristically cacheable set; it replaces
+/// heuristic freshness.
+pub(crate) fn storable(
+    method: &Method,
+    uri: &http::Uri,
+    status: StatusCode,
+    request: &HeaderMap,
+    response: &HeaderMap,
+    response_delay: Duration,
+    default_ttl: Option<Duration>,
+) -> Option<Freshness> {
+    let directives = Directives::parse(response);
+    let explicit = directives.max_age.is_some()
+        || directives.s_maxage.is_some()
+        || response.contains_key(EXPIRES);
+    // `http-cache-semantics` matches directive names case-sensitively:
+    // give it lowercased names (RFC 9111 §5.2: they are case-insensitive).
+    let mut judged = response.clone();
+    if response
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .any(|v| v.as_bytes().iter().any(u8::is_ascii_uppercase))
+    {
+        let lowered: Vec<HeaderValue> = response
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| HeaderValue::from_str(&lower_directive_names(v.to_str().ok()?)).ok())
+            .collect();
+        judged.remove(CACHE_CONTROL);
+        for value in lowered {
+            judged.append(CACHE_CONTROL, value);
+        }
+    }
+    if let Some(ttl) = default_ttl
+        && !explicit
+        && TTL_STATUSES.contains(&status.as_u16())
+    {
+        judged.append(
+            CACHE_CONTROL,
+            HeaderValue::from_str(&format!("max-age={}", ttl.as_secs())).ok()?,
+        );
+    }
+    // The crate stores only the statuses it lists as understood; RFC 9111
+    // §3 allows any final status other than 206/304 with explicit
+    // freshness (unless `must-understand`). Those are judged as a 200 would
+    // be: explicit freshness is then what makes them storable.
+    let judged_status = if !UNDERSTOOD_STATUSES.contains(&status.as_u16())
+        && explicit
+        && !directives.must_understand
+        && status.as_u16() >= 200
+        && status != StatusCode::PARTIAL_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+    {
+        StatusCode::OK
+    } else {
+        status
+    };
+    let now = SystemTime::now();
+    let policy = CachePolicy::new_options(
+        &Judged {
+            method,
+            uri,
+            headers: request,
+        },
+        &JudgedResponse {
+            status: judged_status,
+            headers: &judged,
+        },
+        now,
+        CacheOptions {
+            shared: true,
+            ..CacheOptions::default()
+        },
+    );
+    if !policy.is_storable() {
+        return None;
+    }
+    // RFC 9111 §1.2.2: delta-seconds past 2^31 are taken as 2^31.
+    let age_value = policy.age(now).min(MAX_DELTA);
+    // An `Age` that is not one non-negative integer (§5.1) makes the
+    // response stale: the crate would read it as 0, i.e. fresh.
+    let lifetime = if valid_age(response) {
+        policy.time_to_live(now).saturating_add(age_value)
+    } else {
+        Duration::ZERO
+    };
+    // RFC 9111 §4.2.3: apparent age from `Date`, corrected by the delay.
+    let apparent = response
+        .get(DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .and_then(|date| now.duration_since(date).ok())
+        .unwrap_or_default();
+    let corrected = age_value.saturating_add(response_delay);
+    let initial_age = Duration::from_secs(apparent.max(corrected).as_secs()).min(MAX_DELTA);
+    Some(Freshness {
+        lifetime: lifetime.min(MAX_DELTA),
+        initial_age,
+        directives,
+    })
+}
+
+/// `Cache-Control` with its directive names lowercased (arguments kept).
+fn lower_directive_names(value: &str) -> String {
+    value
+        .split(',')
+        .map(|part| match part.split_once('=') {
+            Some((name, arg)) => format!("{}={arg}", name.trim().to_ascii_lowercase()),
+            None => part.trim().to_ascii_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `Age` is absent or one field line of digits.
+fn valid_age(response: &HeaderMap) -> bool {
+    let mut values = response.get_all(AGE).iter();
+    match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(age), None) => {
+            let age = age.as_bytes();
+            !age.is_empty() && age.iter().all(u8::is_ascii_digit)
+        }
+        (Some(_), Some(_)) => false,
+    }
+}
+
+struct Judged<'a> {
+    method: &'a Method,
+    uri: &'a http::Uri,
+    headers: &'a HeaderMap,
+}
+
+impl http_cache_semantics::RequestLike for Judged<'_> {
+    fn uri(&self) -> http::Uri {
+        self.uri.clone()
+    }
+    fn is_same_uri(&self, other: &http::Uri) -> bool {
+        self.uri == other
+    }
+    fn method(&self) -> &Method {
+        self.method
+    }
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+}
+
+struct JudgedResponse<'a> {
+    status: StatusCode,
+    headers: &'a HeaderMap,
+}
+
+impl http_cache_semantics::ResponseLike for JudgedResponse<'_> {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+}
+
+/// The `Age` value of a response that has been in the cache `age`.
+pub(crate) fn age_value(age: Duration) -> HeaderValue {
+    HeaderValue::from(age.as_secs())
+}
+
+/// The headers a cache never stores or forwards from a stored response
+/// (hop-by-hop, RFC 9110 §7.6.1) and the ones it recomputes.
+pub(crate) fn strip_for_storage(headers: &mut HeaderMap) {
+    let listed: Vec<http::HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "x-cache",
+    ] {
+        headers.remove(name);
+    }
+    headers.remove(AGE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn judge(
+        req: &[(&'static str, &'static str)],
+        res: &[(&'static str, &'static str)],
+    ) -> Option<Freshness> {
+        storable(
+            &Method::GET,
+            &http::Uri::from_static("http://a/x"),
+            StatusCode::OK,
+            &headers(req),
+            &headers(res),
+            Duration::ZERO,
+            None,
+        )
+    }
+
+    #[test]
+    fn directives_are_parsed_case_insensitively_with_quotes() {
+        let d = Directives::parse(&headers(&[
+            ("cache-control", "Max-Age=\"10\", no-cache"),
+            ("cache-control", "max-stale, stale-if-error=5"),
+        ]));
+        assert_eq!(d.max_age, Some(10));
+        assert!(d.no_cache);
+        assert_eq!(d.max_stale, Some(u64::MAX));
+        assert_eq!(d.stale_if_error, Some(5));
+        assert!(Directives::parse(&headers(&[("pragma", "no-cache")])).no_cache);
+    }
+
+    #[test]
+    fn shared_cache_rules() {
+        assert_eq!(
+            judge(&[], &[("cache-control", "max-age=10")])
+                .unwrap()
+                .lifetime,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            judge(&[], &[("cache-control", "max-age=10, s-maxage=20")])
+                .unwrap()
+                .lifetime,
+            Duration::from_secs(20)
+        );
+        assert!(judge(&[], &[("cache-control", "max-age=10, private")]).is_none());
+        assert!(judge(&[], &[("cache-control", "no-store")]).is_none());
+        assert!(
+            judge(
+                &[("cache-control", "no-store")],
+                &[("cache-control", "max-age=10")]
+            )
+            .is_none()
+        );
+        assert!(
+            judge(
+                &[("authorization", "Bearer x")],
+                &[("cache-control", "max-age=10")]
+            )
+            .is_none()
+        );
+        assert!(
+            judge(
+                &[("authorization", "Bearer x")],
+                &[("cache-control", "max-age=10, public")]
+            )
+            .is_some()
+        );
+        assert_eq!(
+            judge(&[], &[("cache-control", "max-age=10"), ("age", "4")])
+                .unwrap()
+                .initial_age,
+            Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn other_final_statuses_need_explicit_freshness() {
+        let judge_status = |status: u16, cc: &'static str| {
+            storable(
+                &Method::GET,
+                &http::Uri::from_static("http://a/x"),
+                StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                &headers(&[("cache-control", cc)]),
+                Duration::ZERO,
+                Some(Duration::from_secs(60)),
+            )
+            .map(|f| f.lifetime)
+        };
+        assert_eq!(judge_status(500, "max-age=5"), Some(Duration::from_secs(5)));
+        assert_eq!(judge_status(500, "public"), None);
+        assert_eq!(judge_status(599, "max-age=5, must-understand"), None);
+        assert_eq!(judge_status(206, "max-age=5"), None);
+        assert_eq!(judge_status(304, "max-age=5"), None);
+    }
+
+    #[test]
+    fn odd_ages_and_directive_case() {
+        for age in ["abc", "-1", "1.5", "0, 0"] {
+            let f = judge(&[], &[("cache-control", "max-age=3600"), ("age", age)]).unwrap();
+            assert_eq!(f.lifetime, Duration::ZERO, "{age}");
+        }
+        let f = judge(
+            &[],
+            &[
+                ("cache-control", "max-age=3600"),
+                ("age", "0"),
+                ("age", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(f.lifetime, Duration::ZERO);
+        let f = judge(&[], &[("cache-control", "Max-Age=3600, No-CaChE")]).unwrap();
+        assert_eq!(f.lifetime, Duration::ZERO);
+        assert!(judge(&[], &[("cache-control", "NO-STORE, max-age=5")]).is_none());
+        let huge = storable(
+            &Method::GET,
+            &http::Uri::from_static("http://a/x"),
+            StatusCode::OK,
+            &HeaderMap::new(),
+            &headers(&[
+                ("cache-control", "max-age=18446744073709551615"),
+                ("age", "18446744073709551615"),
+            ]),
+            Duration::from_secs(1),
+            None,
+        )
+        .unwrap();
+        assert_eq!(huge.initial_age, MAX_DELTA);
+        assert_eq!(huge.lifetime, MAX_DELTA);
+    }
+
+    #[test]
+    fn the_route_ttl_applies_only_without_explicit_expiration() {
+        let ttl = |res: &[(&'static str, &'static str)]| {
+            storable(
+                &Method::GET,
+                &http::Uri::from_static("http://a/x"),
+                StatusCode::OK,
+                &HeaderMap::new(),
+                &headers(res),
+                Duration::ZERO,
+                Some(Duration::from_secs(60)),
+            )
+            .map(|f| f.lifetime)
+        };
+        assert_eq!(ttl(&[]), Some(Duration::from_secs(60)));
+        assert_eq!(
+            ttl(&[("cache-control", "max-age=5")]),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(ttl(&[("cache-control", "no-store")]), None);
+        assert_eq!(ttl(&[("cache-control", "no-cache")]), Some(Duration::ZERO));
+    }
+}

@@ -1,0 +1,768 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    AGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION, RANGE, SET_COOKIE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::body::{CaptureBody, Pending};
+use super::freshness::{Directives, Freshness, age_value, storable, strip_for_storage};
+use super::store::{Entry, Flight, FlightGuard, Store, normalise, primary_key, vary_names};
+use crate::error::Problem;
+use crate::{Body, BoxError};
+
+/// The `X-Cache` response header.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The service built by [`CacheLayer`](super::CacheLayer).
+#[derive(Clone, Debug)]
+pub struct Cache<S> {
+    inner: S,
+    store: Arc<Store>,
+}
+
+impl<S> Cache<S> {
+    pub(crate) fn new(inner: S, store: Arc<Store>) -> Self {
+        Self { inner, store }
+    }
+}
+
+type Boxed<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
+
+/// The future of [`Cache`]: ready at once for a hit, else boxed (the cache
+/// awaits its store and may wait for a coalesced request).
+pub struct ResponseFuture<E> {
+    kind: Kind<E>,
+}
+
+enum Kind<E> {
+    Ready(Option<Response<Body>>),
+    Boxed(Boxed<E>),
+}
+
+impl<E> std::fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Ready(_) => "ready",
+            Kind::Boxed(_) => "boxed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().kind {
+            Kind::Ready(response) => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polling a finished future is a caller bug, as for any future.
+                None => panic!("`ResponseFuture` polled after completion"),
+            },
+            Kind::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Cache<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let method = req.method();
+        let cacheable =
+            (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(RANGE);
+        let store = Arc::clone(&self.store);
+        let kind = if cacheable {
+            let req_cc = Directives::parse(req.headers());
+            let key = primary_key(req.uri(), req.headers());
+            // A hit is answered without touching (or cloning) the inner
+            // service, which stays ready for the next call.
+            if let Some(response) = serve_now(&store, &key, &req, &req_cc) {
+                return ResponseFuture {
+                    kind: Kind::Ready(Some(response)),
+                };
+            }
+            Kind::Boxed(Box::pin(handle(store, self.take_ready(), req, key, req_cc)))
+        } else if req.method() == Method::GET || req.method() == Method::HEAD {
+            let inner = self.take_ready();
+            Kind::Boxed(Box::pin(async move {
+                // Ranges are not served from nor stored in the cache.
+                let mut inner = inner;
+                let response = inner.call(req).await?;
+                Ok(mark(response.map(Body::new), "BYPASS"))
+            }))
+        } else {
+            let inner = self.take_ready();
+            Kind::Boxed(Box::pin(
+                async move { pass_through(&store, inner, req).await },
+            ))
+        };
+        ResponseFuture { kind }
+    }
+}
+
+impl<S: Clone> Cache<S> {
+    /// The ready service, for this request; a clone waits for the next.
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// Answers from a usable entry when the store answers without waiting
+/// (it nearly always does: moka's reads do not block).
+fn serve_now<B>(
+    store: &Store,
+    key: &str,
+    req: &Request<B>,
+    req_cc: &Directives,
+) -> Option<Response<Body>> {
+    let lookup = std::pin::pin!(store.get(key));
+    let Poll::Ready(variants) = lookup.poll(&mut Context::from_waker(std::task::Waker::noop()))
+    else {
+        return None;
+    };
+    let entry = variants?;
+    let entry = entry.select(req.headers())?;
+    if req.headers().contains_key(AUTHORIZATION) && !serves_authorized(entry) {
+        return None;
+    }
+    let now = Instant::now();
+    match judge(entry, req_cc, store.config.stale_grace, now) {
+        Use::Fresh => Some(serve(entry, req, now, "HIT")),
+        Use::Stale => Some(serve(entry, req, now, "STALE")),
+        Use::StaleRefresh | Use::Validate => None,
+    }
+}
+
+/// How a stored entry may be used for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Fresh,
+    Stale,
+    StaleRefresh,
+    Validate,
+}
+
+fn judge(entry: &Entry, req: &Directives, grace: Duration, now: Instant) -> Use {
+    let age = entry.age(now);
+    let lifetime = entry.lifetime;
+    if req.no_cache
+        || req.max_age.is_some_and(|max| age.as_secs() > max)
+        || req
+            .min_fresh
+            .is_some_and(|min| lifetime.saturating_sub(age).as_secs() < min)
+    {
+        return Use::Validate;
+    }
+    if age < lifetime {
+        return Use::Fresh;
+    }
+    if entry.directives.forbids_stale() {
+        return Use::Validate;
+    }
+    let stale_by = (age - lifetime).as_secs();
+    if req.max_stale.is_some_and(|max| stale_by <= max) {
+        return Use::Stale;
+    }
+    let swr = entry
+        .directives
+        .stale_while_revalidate
+        .unwrap_or(0)
+        .max(grace.as_secs());
+    if stale_by < swr {
+        return Use::StaleRefresh;
+    }
+    Use::Validate
+}
+
+/// Whether `entry` may stand in for an origin failure (`stale-if-error`,
+/// RFC 5861, or the configured grace).
+fn serves_on_error(entry: &Entry, grace: Duration, now: Instant) -> bool {
+    if entry.directives.forbids_stale() {
+        return false;
+    }
+    let window = entry
+        .directives
+        .stale_if_error
+        .unwrap_or(0)
+        .max(grace.as_secs());
+    let stale_by = entry.age(now).saturating_sub(entry.lifetime);
+    stale_by.as_secs() < window || stale_by.is_zero()
+}
+
+/// Whether a request with `Authorization` may be answered from `entry`
+/// (RFC 9111 §3.5).
+fn serves_authorized(entry: &Entry) -> bool {
+    let d = &entry.directives;
+    d.public || d.s_maxage.is_some() || d.must_revalidate
+}
+
+async fn handle<S, B, ResB>(
+    store: Arc<Store>,
+    inner: S,
+    req: Request<B>,
+    key: String,
+    req_cc: Directives,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let mut inner = inner;
+    let head = req.method() == Method::HEAD;
+    let authorized = req.headers().contains_key(AUTHORIZATION);
+    let grace = store.config.stale_grace;
+    let mut followed = false;
+    loop {
+        let now = Instant::now();
+        let entry = store
+            .get(&key)
+            .await
+            .and_then(|v| v.select(req.headers()).cloned())
+            .filter(|e| !authorized || serves_authorized(e));
+        let verdict = entry.as_ref().map(|e| (judge(e, &req_cc, grace, now), e));
+        match verdict {
+            Some((Use::Fresh, e)) => return Ok(serve(e, &req, now, "HIT")),
+            Some((Use::Stale, e)) => return Ok(serve(e, &req, now, "STALE")),
+            Some((Use::StaleRefresh, e)) => {
+                let response = serve(e, &req, now, "STALE");
+                if !req_cc.only_if_cached
+                    && let Flight::Leader(guard) = store.join(&flight_key(&store, &key, &req))
+                {
+                    let entry = Arc::clone(e);
+                    tokio::spawn(refresh(store, inner, req, key, entry, guard));
+                }
+                return Ok(response);
+            }
+            Some((Use::Validate, _)) | None => {}
+        }
+        if req_cc.only_if_cached {
+            return Ok(mark(
+                Problem::new(StatusCode::GATEWAY_TIMEOUT)
+                    .with_detail("the response is not in the cache (only-if-cached)")
+                    .into_response()
+                    .map(Body::new),
+                "MISS",
+            ));
+        }
+        if head {
+            // A HEAD miss is answered by the origin and not stored.
+            let response = inner.call(req).await?;
+            return Ok(mark(response.map(Body::new), "MISS"));
+        }
+        let guard = if followed {
+            None
+        } else {
+            match store.join(&flight_key(&store, &key, &req)) {
+                Flight::Leader(guard) => Some(guard),
+                Flight::Alone => None,
+                Flight::Follower(mut rx) => {
+                    followed = true;
+                    // Woken when the leader stored its answer or gave up.
+                    let _ = tokio::time::timeout(store.config.coalesce_wait, rx.changed()).await;
+                    continue;
+                }
+            }
+        };
+        return fetch(store, inner, req, key, entry, guard).await;
+    }
+}
+
+/// The coalescing key: the primary key and the configured `vary_by` values.
+fn flight_key<B>(store: &Store, key: &str, req: &Request<B>) -> String {
+    let mut flight = key.to_owned();
+    for name in &store.config.vary_by {
+        flight.push('\0');
+        if let Some(value) = normalise(name, req.headers()) {
+            flight.push_str(&value);
+        }
+    }
+    flight
+}
+
+/// Sends a request for a missing or stale entry upstream and stores what
+/// may be stored.
+async fn fetch<S, B, ResB>(
+    store: Arc<Store>,
+    mut inner: S,
+    mut req: Request<B>,
+    key: String,
+    stale: Option<Arc<Entry>>,
+    guard: Option<FlightGuard>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let grace = store.config.stale_grace;
+    let client_conditional = is_conditional(req.headers());
+    // The client's own headers: what the stored response is judged with
+    // and what its conditional answer is decided on.
+    let req_headers = req.headers().clone();
+    let validating = match &stale {
+        Some(entry) if !client_conditional && entry.has_validator() => {
+            add_validators(entry, req.headers_mut());
+            true
+        }
+        _ => false,
+    };
+    let uri = req.uri().clone();
+    let sent_at = Instant::now();
+    let result = inner.call(req).await;
+    let now = Instant::now();
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some(entry) = stale.filter(|e| serves_on_error(e, grace, now)) {
+                return Ok(serve_headers(&entry, &req_headers, now, "STALE", false));
+            }
+            return Err(error);
+        }
+    };
+    let status = response.status();
+    if let Some(entry) = &stale {
+        if status.is_server_error() && serves_on_error(entry, grace, now) {
+            return Ok(serve_headers(entry, &req_headers, now, "STALE", false));
+        }
+        if status == StatusCode::NOT_MODIFIED
+            && (validating || same_etag(entry.headers.get(ETAG), response.headers().get(ETAG)))
+        {
+            let (parts, _) = response.into_parts();
+            if let Some(updated) = merge(
+                &store,
+                entry,
+                &uri,
+                &req_headers,
+                &parts.headers,
+                now - sent_at,
+                now,
+            ) {
+                let updated = Arc::new(updated);
+                store.insert(key, Arc::clone(&updated)).await;
+                drop(guard);
+                return Ok(serve_headers(
+                    &updated,
+                    &req_headers,
+                    now,
+                    "REVALIDATED",
+                    false,
+                ));
+            }
+            // The merged response may no longer be stored: forget it and
+            // answer from what was stored, once.
+            store.remove(&key).await;
+            return Ok(serve_headers(
+                entry,
+                &req_headers,
+                now,
+                "REVALIDATED",
+                false,
+            ));
+        }
+    }
+    let req_cc = Directives::parse(&req_headers);
+    let (mut parts, body) = response.into_parts();
+    let too_large = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > store.config.max_body as u64);
+    let stored = if req_cc.no_store || too_large {
+        None
+    } else {
+        prepare(
+            &store,
+            &uri,
+            &req_headers,
+            status,
+            &parts.headers,
+            now - sent_at,
+            now,
+        )
+    };
+    parts
+        .headers
+        .insert(X_CACHE, HeaderValue::from_static("MISS"));
+    let body = match stored {
+        Some(entry) => Body::new(CaptureBody::new(
+            body,
+            Pending {
+                buf: BytesMut::with_capacity(
+                    parts
+                        .headers
+                        .get(CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0)
+                        .min(store.config.max_body),
+                ),
+                limit: store.config.max_body,
+                store,
+                key,
+                entry,
+                guard,
+            },
+        )),
+        None => Body::new(body),
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// A storable response's entry (without its body), or `None`.
+fn prepare(
+    store: &Store,
+    uri: &Uri,
+    req_headers: &HeaderMap,
+    status: StatusCode,
+    headers: &HeaderMap,
+    delay: Duration,
+    now: Instant,
+) -> Option<Entry> {
+    let mut names = vary_names(headers)?;
+    // A cookie is one client's state: never handed to another client unless
+    // the origin marks the response `public` (what nginx does by default,
+    // stricter than RFC 9111, which allows it).
+    if headers.contains_key(SET_COOKIE) && !Directives::parse(headers).public {
+        return None;
+    }
+    let Freshness {
+        lifetime,
+        initial_age,
+        directives,
+    } = storable(
+        &Method::GET,
+        uri,
+        status,
+        req_headers,
+        headers,
+        delay,
+        store.config.default_ttl,
+    )?;
+    let mut stored = headers.clone();
+    strip_for_storage(&mut stored);
+    // Slots for the headers every served copy sets, so that setting them on
+    // a clone replaces in place instead of growing the map.
+    stored.insert(AGE, HeaderValue::from_static("0"));
+    stored.insert(X_CACHE, HeaderValue::from_static("HIT"));
+    if lifetime.is_zero() && !(stored.contains_key(ETAG) || stored.contains_key(LAST_MODIFIED)) {
+        return None;
+    }
+    for name in &store.config.vary_by {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let vary = names
+        .into_iter()
+        .map(|name| {
+            let value = normalise(&name, req_headers);
+            (name, value)
+        })
+        .collect();
+    Some(Entry {
+        status,
+        headers: stored,
+        body: Bytes::new(),
+        stored_at: now,
+        lifetime,
+        initial_age,
+        directives,
+        vary,
+        size: 0,
+    })
+}
+
+/// The stored entry updated by a `304` (RFC 9111 §4.3.4).
+fn merge(
+    store: &Store,
+    entry: &Entry,
+    uri: &Uri,
+    req_headers: &HeaderMap,
+    update: &HeaderMap,
+    delay: Duration,
+    now: Instant,
+) -> Option<Entry> {
+    let mut headers = entry.headers.clone();
+    headers.remove(AGE);
+    headers.remove(X_CACHE);
+    let mut update = update.clone();
+    strip_for_storage(&mut update);
+    let update_has_date = update.contains_key(DATE);
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in update {
+        // `HeaderMap::into_iter` yields a name only for the first value.
+        let name = match name {
+            Some(name) => {
+                if matches!(
+                    name.as_str(),
+                    // What describes the stored body stays as stored.
+                    "content-length"
+                        | "content-encoding"
+                        | "content-range"
+                        | "content-md5"
+                        | "etag"
+                        | "x-cache"
+                ) {
+                    last = None;
+                    continue;
+                }
+                headers.remove(&name);
+                last = Some(name.clone());
+                name
+            }
+            None => match &last {
+                Some(name) => name.clone(),
+                None => continue,
+            },
+        };
+        headers.append(name, value);
+    }
+    if !update_has_date {
+        // The old `Date` would make the refreshed entry look old.
+        headers.insert(
+            DATE,
+            HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())).ok()?,
+        );
+    }
+    let mut updated = prepare(store, uri, req_headers, entry.status, &headers, delay, now)?;
+    updated
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+    updated.body = entry.body.clone();
+    updated.weigh();
+    Some(updated)
+}
+
+/// Refreshes a stale entry in the background (`stale-while-revalidate`).
+async fn refresh<S, B, ResB>(
+    store: Arc<Store>,
+    inner: S,
+    req: Request<B>,
+    key: String,
+    entry: Arc<Entry>,
+    guard: FlightGuard,
+) where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    // `fetch` stores a 304 merge itself and a new response once its body is
+    // read to the end, which this does.
+    if let Ok(response) = fetch(store, inner, req, key, Some(entry), Some(guard)).await {
+        let _ = response.into_body().collect().await;
+    }
+}
+
+/// Non-GET/HEAD requests pass through; a successful unsafe one invalidates
+/// its target URI and same-origin `Location` / `Content-Location`
+/// (RFC 9111 §4.4).
+async fn pass_through<S, B, ResB>(
+    store: &Store,
+    mut inner: S,
+    req: Request<B>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: http_body::Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let safe = matches!(*req.method(), Method::OPTIONS | Method::TRACE);
+    if safe {
+        return Ok(inner.call(req).await?.map(Body::new));
+    }
+    let target = req.uri().clone();
+    let key = primary_key(&target, req.headers());
+    let response = inner.call(req).await?;
+    if response.status().is_success() || response.status().is_redirection() {
+        store.remove(&key).await;
+        // `scheme://authority` of the target, when known.
+        let origin = key.find("://").map(|s| {
+            key[s + 3..]
+                .find('/')
+                .map_or(key.as_str(), |p| &key[..s + 3 + p])
+        });
+        for name in [LOCATION, CONTENT_LOCATION] {
+            let Some(location) = response.headers().get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let Ok(uri) = location.parse::<Uri>() else {
+                continue;
+            };
+            let other = match (uri.authority(), origin) {
+                // A relative reference (absolute path) resolves against the target.
+                (None, Some(origin)) if location.starts_with('/') => format!("{origin}{location}"),
+                (None, None) if location.starts_with('/') => location.to_owned(),
+                (Some(_), Some(origin)) => {
+                    let other = primary_key(&uri, &HeaderMap::new());
+                    // Only the same origin may be invalidated (§4.4).
+                    if !other.starts_with(origin)
+                        || other
+                            .as_bytes()
+                            .get(origin.len())
+                            .is_some_and(|&b| b != b'/' && b != b'?')
+                    {
+                        continue;
+                    }
+                    other
+                }
+                _ => continue,
+            };
+            store.remove(&other).await;
+        }
+    }
+    Ok(response.map(Body::new))
+}
+
+fn mark(mut response: Response<Body>, status: &'static str) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(status));
+    response
+}
+
+fn serve<B>(entry: &Entry, req: &Request<B>, now: Instant, status: &'static str) -> Response<Body> {
+    serve_headers(
+        entry,
+        req.headers(),
+        now,
+        status,
+        req.method() == Method::HEAD,
+    )
+}
+
+/// The stored response (or `304` when the client's own conditional request
+/// matches it), with `Age` and `X-Cache`.
+fn serve_headers(
+    entry: &Entry,
+    req: &HeaderMap,
+    now: Instant,
+    status: &'static str,
+    head: bool,
+) -> Response<Body> {
+    let age = age_value(entry.age(now));
+    if entry.status == StatusCode::OK && not_modified(entry, req) {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        let headers = response.headers_mut();
+        for name in [
+            http::header::CACHE_CONTROL,
+            CONTENT_LOCATION,
+            http::header::DATE,
+            ETAG,
+            http::header::EXPIRES,
+            http::header::VARY,
+            LAST_MODIFIED,
+        ] {
+            for value in entry.headers.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        headers.insert(AGE, age);
+        headers.insert(X_CACHE, HeaderValue::from_static(status));
+        return response;
+    }
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(entry.body.clone())
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = entry.status;
+    let headers = response.headers_mut();
+    *headers = entry.headers.clone();
+    headers.insert(AGE, age);
+    headers.insert(X_CACHE, HeaderValue::from_static(status));
+    response
+}
+
+fn is_conditional(headers: &HeaderMap) -> bool {
+    [
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_MATCH,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
+}
+
+fn add_validators(entry: &Entry, headers: &mut HeaderMap) {
+    if let Some(etag) = entry.headers.get(ETAG) {
+        headers.insert(IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = entry.headers.get(LAST_MODIFIED) {
+        headers.insert(IF_MODIFIED_SINCE, modified.clone());
+    }
+}
+
+/// Weak comparison of two entity tags (RFC 9110 §8.8.3.2).
+fn same_etag(a: Option<&HeaderValue>, b: Option<&HeaderValue>) -> bool {
+    let strip = |v: &HeaderValue| {
+        let v = v.as_bytes();
+        v.strip_prefix(b"W/").unwrap_or(v).to_vec()
+    };
+    matches!((a, b), (Some(a), Some(b)) if strip(a) == strip(b))
+}
+
+/// Whether the client's `If-None-Match` / `If-Modified-Since` is satisfied
+/// by the stored response (RFC 9110 §13.1.2, §13.1.3).
+fn not_modified(entry: &Entry, req: &HeaderMap) -> bool {
+    if let Some(inm) = req.get(IF_NONE_MATCH) {
+        let Some(etag) = entry.headers.get(ETAG) else {
+            return false;
+        };
+        let Ok(list) = inm.to_str() else { return false };
+        return list.split(',').any(|tag| {
+            let tag = tag.trim();
+            tag == "*"
+                || HeaderValue::from_str(tag).is_ok_and(|tag| same_etag(Some(&tag), Some(etag)))
+        });
+    }
+    let Some(since) = req
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return false;
+    };
+    entry
+        .headers
+        .get(LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|modified| modified <= since)
+}
