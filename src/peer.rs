@@ -24,3 +24,43 @@ use std::net::SocketAddr;
 /// request extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The certificate chain a client presented and the server verified
+/// (mutual TLS), leaf first, DER-encoded, as a request extension.
+///
+/// A server that terminates TLS with client-certificate verification
+/// inserts it into every request of the connection (the gateway server does
+/// with the `tls` feature); a request without it came over plain TCP or from
+/// a client that presented no certificate where one was optional. Parse the
+/// leaf with an X.509 crate to read its subject or SAN (a SPIFFE ID, a
+/// host name). Clones share the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    chain: std::sync::Arc<[bytes::Bytes]>,
+}
+
+impl PeerCertificate {
+    /// A chain of DER certificates, leaf first; `None` when empty.
+    #[must_use]
+    pub fn new(chain: Vec<bytes::Bytes>) -> Option<Self> {
+        if chain.is_empty() {
+            return None;
+        }
+        Some(Self {
+            chain: chain.into(),
+        })
+    }
+
+    /// The client's own (leaf) certificate, DER.
+    #[must_use]
+    pub fn end_entity(&self) -> &[u8] {
+        // `new` refuses an empty chain, so there is always a first one.
+        self.chain.first().map_or(&[], |der| der.as_ref())
+    }
+
+    /// The whole chain as presented, leaf first, DER.
+    #[must_use]
+    pub fn chain(&self) -> &[bytes::Bytes] {
+        &self.chain
+    }
+}
