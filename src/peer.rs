@@ -1,4 +1,5 @@
-//! Who is on the other end of the connection: the [`PeerAddr`] request extension.
+//! Who is on the other end of the connection: the [`PeerAddr`] and
+//! [`PeerCertificate`] request extensions.
 //!
 //! The server that accepts a connection (the gateway, the sidecar, or an
 //! axum app through a small layer of its own) inserts the socket's remote

@@ -53,12 +53,12 @@ impl Upstream {
 
 /// Whether the proxy can speak to an upstream of this scheme.
 pub(crate) fn check_scheme(scheme: &Scheme) -> Result<(), &'static str> {
-    if *scheme == Scheme::HTTP {
+    if *scheme == Scheme::HTTP || (cfg!(feature = "tls") && *scheme == Scheme::HTTPS) {
         Ok(())
     } else if *scheme == Scheme::HTTPS {
-        Err("TLS to upstreams needs the `tls` feature, which is not built yet")
+        Err("TLS to upstreams needs the `tls` feature")
     } else {
-        Err("the scheme is not http")
+        Err("the scheme is neither http nor https")
     }
 }
 
@@ -95,6 +95,10 @@ pub struct ProxyBuilder {
     proto: Scheme,
     via: Option<String>,
     host: HostHeader,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: crate::tls::ClientTls,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_http2: bool,
 }
 
 impl Default for ProxyBuilder {
@@ -112,6 +116,10 @@ impl Default for ProxyBuilder {
             proto: Scheme::HTTP,
             via: Some("meshgate".to_owned()),
             host: HostHeader::Preserve,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::ClientTls::default(),
+            #[cfg(feature = "tls")]
+            tls_http2: true,
         }
     }
 }
@@ -257,13 +265,65 @@ impl ProxyBuilder {
         self
     }
 
+    /// Trusts the CA certificates of this PEM bundle for `https` upstreams,
+    /// instead of the built-in Mozilla roots. The bundle is parsed by
+    /// [`build`](Self::build), which fails on a malformed or empty one.
+    ///
+    /// Default: Mozilla's roots (the `webpki-roots` bundle, compiled in;
+    /// nothing is read from the machine's certificate store).
+    #[cfg(feature = "tls")]
+    pub fn tls_roots_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.roots = crate::tls::client::Roots::Pem(pem.into());
+        self
+    }
+
+    /// Trusts the certificates of this store for `https` upstreams, instead
+    /// of the built-in Mozilla roots.
+    ///
+    /// Default: Mozilla's roots (see [`tls_roots_pem`](Self::tls_roots_pem)).
+    #[cfg(feature = "tls")]
+    pub fn tls_roots(mut self, roots: rustls::RootCertStore) -> Self {
+        self.tls.roots = crate::tls::client::Roots::Store(roots);
+        self
+    }
+
+    /// Presents this client certificate chain (leaf first) and private key,
+    /// both PEM, to `https` upstreams that ask for one (mutual TLS). Parsed
+    /// and matched by [`build`](Self::build).
+    ///
+    /// Default: none.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_identity(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.identity = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Whether `h2` is offered in ALPN to `https` upstreams beside
+    /// `http/1.1`, so HTTP/2 is used with the upstreams that choose it.
+    /// Turn it off to keep HTTP/1.1 (WebSocket upgrades need it). With
+    /// [`http2_prior_knowledge`](Self::http2_prior_knowledge) only `h2` is
+    /// offered, whatever this says.
+    ///
+    /// Default: `true`.
+    #[cfg(feature = "tls")]
+    pub fn tls_http2(mut self, enabled: bool) -> Self {
+        self.tls_http2 = enabled;
+        self
+    }
+
     /// Builds the proxy and its connection pool. Call it inside a tokio
     /// runtime's context or not; requests must be made inside one.
     ///
     /// # Errors
     ///
-    /// An upstream that is not an absolute `http` URI without a path, a
-    /// `Via` pseudonym that is not a token.
+    /// An upstream that is not an absolute `http` URI without a path (or
+    /// `https`, with the `tls` feature), a `Via` pseudonym that is not a
+    /// token; with `tls`, roots or a client identity that do not parse or
+    /// match.
     pub fn build(self) -> Result<Proxy, BuildError> {
         let target = match &self.target {
             None => Target::FromRequest,
@@ -271,11 +331,15 @@ impl ProxyBuilder {
             Some((uri, false)) => Target::Fallback(Upstream::parse(uri)?),
         };
         let via = self.via.as_deref().map(Via::new).transpose()?;
-        Ok(self.assemble(target, via))
+        self.assemble(target, via)
     }
 
     /// The proxy from validated parts.
-    pub(crate) fn assemble(&self, target: Target, via: Option<Via>) -> Proxy {
+    ///
+    /// # Errors
+    ///
+    /// With `tls`, roots or a client identity that do not parse or match.
+    pub(crate) fn assemble(&self, target: Target, via: Option<Via>) -> Result<Proxy, BuildError> {
         let config = Config {
             target,
             h2: self.http2_prior_knowledge,
@@ -289,10 +353,10 @@ impl ProxyBuilder {
             via,
             host: self.host,
         };
-        Proxy::from_parts(Arc::new(super::service::Shared {
-            client: client::build(self),
+        Ok(Proxy::from_parts(Arc::new(super::service::Shared {
+            client: client::build(self)?,
             config,
-        }))
+        })))
     }
 }
 

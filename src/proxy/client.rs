@@ -6,27 +6,70 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::builder::ProxyBuilder;
+use super::builder::{BuildError, ProxyBuilder};
 use crate::body::Body;
 use crate::error::{Rejection, RejectionKind};
 
-/// The client every clone of a proxy shares.
-pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
+/// How the client reaches upstreams: TCP, and with `tls` rustls over it for
+/// `https` ones.
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
 
-/// Builds the pooled client: plain TCP with `TCP_NODELAY`, HTTP/1.1 or h2c.
-pub(crate) fn build(config: &ProxyBuilder) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(config.connect_timeout);
+/// The client every clone of a proxy shares.
+pub(crate) type UpstreamClient = Client<Connector, Body>;
+
+/// Builds the pooled client: plain TCP with `TCP_NODELAY`, HTTP/1.1 or h2c;
+/// with `tls`, also `https` with ALPN.
+///
+/// # Errors
+///
+/// With `tls`, roots or a client identity that do not parse or match.
+pub(crate) fn build(config: &ProxyBuilder) -> Result<UpstreamClient, BuildError> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
     // TCP keep-alive probes find dead idle connections before a request does.
-    connector.set_keepalive(config.pool_idle_timeout);
-    Client::builder(TokioExecutor::new())
+    http.set_keepalive(config.pool_idle_timeout);
+    let connector = connector(config, http)?;
+    Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .http2_only(config.http2_prior_knowledge)
-        .build(connector)
+        .build(connector))
+}
+
+#[cfg(not(feature = "tls"))]
+#[allow(clippy::unnecessary_wraps)] // the same signature as with `tls`
+fn connector(_config: &ProxyBuilder, http: HttpConnector) -> Result<Connector, BuildError> {
+    Ok(http)
+}
+
+/// rustls over the TCP connector: SNI from the URI's host, ALPN `h2` and
+/// `http/1.1` (the client then speaks HTTP/2 on connections that negotiated
+/// `h2`), `h2` alone with prior knowledge, `http/1.1` alone without
+/// [`tls_http2`](ProxyBuilder::tls_http2). `http` URIs stay plain TCP.
+#[cfg(feature = "tls")]
+fn connector(config: &ProxyBuilder, mut http: HttpConnector) -> Result<Connector, BuildError> {
+    // The TLS connector picks by scheme; the TCP one must let `https` through.
+    http.enforce_http(false);
+    let tls = config
+        .tls
+        .config()
+        .map_err(|error| BuildError::new(error.to_string()))?;
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    Ok(if config.http2_prior_knowledge {
+        builder.enable_http2().wrap_connector(http)
+    } else if config.tls_http2 {
+        builder.enable_all_versions().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    })
 }
 
 /// The rejection for a client error before the response headers arrived.
@@ -44,6 +87,8 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
     let (kind, detail) = if error.is_connect() {
         let detail = if timed_out(&error) {
             "connecting to the upstream timed out"
+        } else if tls_failed(&error) {
+            "the TLS handshake with the upstream failed"
         } else {
             "the upstream could not be reached"
         };
@@ -83,6 +128,29 @@ fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
         }
         next = error.source();
     }
+    false
+}
+
+/// Whether a rustls error is somewhere in the error's chain, looking
+/// inside `io::Error`s too (their `source` skips the error they wrap).
+fn tls_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if error.is::<rustls::Error>() {
+                return true;
+            }
+            next = match error.downcast_ref::<std::io::Error>() {
+                Some(io) => io
+                    .get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static)),
+                None => error.source(),
+            };
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = error;
     false
 }
 
