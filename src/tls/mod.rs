@@ -161,9 +161,6 @@ mod tests {
         let certs = certificates_from_pem(key.cert.pem().as_bytes()).unwrap();
         assert_eq!(certs.len(), 1);
         private_key_from_pem(key.signing_key.serialize_pem().as_bytes()).unwrap();
-        assert_eq!(
-            roots_from_pem(key.cert.pem().as_bytes()).unwrap().len(),
-            1
-        );
+        assert_eq!(roots_from_pem(key.cert.pem().as_bytes()).unwrap().len(), 1);
     }
 }

@@ -3,11 +3,11 @@
 
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
+use meshgate::Body;
 use meshgate::error::{Rejection, RejectionKind};
 use meshgate::gateway::ServerConfig;
 use meshgate::proxy::Proxy;
 use meshgate::tls::{ClientAuth, ServerTls};
-use meshgate::Body;
 use tower::ServiceExt;
 
 use crate::{Pki, Running, start};
@@ -44,7 +44,11 @@ async fn an_https_upstream_is_reached_over_http1() {
     let pki = Pki::new("h1");
     let mut upstream = https_upstream(&pki, false).await;
     let proxy = Proxy::builder()
-        .upstream(format!("https://localhost:{}", upstream.addr.port()).parse().unwrap())
+        .upstream(
+            format!("https://localhost:{}", upstream.addr.port())
+                .parse()
+                .unwrap(),
+        )
         .tls_roots_pem(pki.ca_pem.as_bytes())
         .build()
         .unwrap();
@@ -95,7 +99,11 @@ async fn http2_prior_knowledge_offers_only_h2() {
     let pki = Pki::new("h2-only");
     let upstream = https_upstream(&pki, true).await;
     let proxy = Proxy::builder()
-        .upstream(format!("https://localhost:{}", upstream.addr.port()).parse().unwrap())
+        .upstream(
+            format!("https://localhost:{}", upstream.addr.port())
+                .parse()
+                .unwrap(),
+        )
         .tls_roots_pem(pki.ca_pem.as_bytes())
         .http2_prior_knowledge(true)
         .build()
@@ -107,7 +115,11 @@ async fn http2_prior_knowledge_offers_only_h2() {
     // An upstream that only speaks HTTP/1.1 refuses the handshake: 502.
     let upstream = https_upstream(&pki, false).await;
     let proxy = Proxy::builder()
-        .upstream(format!("https://localhost:{}", upstream.addr.port()).parse().unwrap())
+        .upstream(
+            format!("https://localhost:{}", upstream.addr.port())
+                .parse()
+                .unwrap(),
+        )
         .tls_roots_pem(pki.ca_pem.as_bytes())
         .http2_prior_knowledge(true)
         .build()
@@ -137,7 +149,10 @@ async fn an_upstream_of_another_ca_is_a_502_connect_failure() {
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let rejection = rejection(&response);
         assert_eq!(rejection.kind(), RejectionKind::UpstreamConnect);
-        assert_eq!(rejection.detail(), "the TLS handshake with the upstream failed");
+        assert_eq!(
+            rejection.detail(),
+            "the TLS handshake with the upstream failed"
+        );
         assert!(rejection.cause().is_some());
     }
     upstream.stop().await;
@@ -207,13 +222,18 @@ async fn a_client_certificate_is_presented_to_an_mtls_upstream() {
     let proxy = Proxy::builder()
         .upstream(target.parse().unwrap())
         .tls_roots_pem(pki.ca_pem.as_bytes())
-        .tls_client_identity(pki.client.chain_pem.as_bytes(), pki.client.key_pem.as_bytes())
+        .tls_client_identity(
+            pki.client.chain_pem.as_bytes(),
+            pki.client.key_pem.as_bytes(),
+        )
         .build()
         .unwrap();
     let response = proxy.oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let seen = upstream.seen.recv().await.unwrap();
-    let certificate = seen.certificate.expect("the upstream saw a client certificate");
+    let certificate = seen
+        .certificate
+        .expect("the upstream saw a client certificate");
     assert_eq!(certificate.end_entity(), pki.client.der.as_slice());
 
     // Without a client certificate the upstream refuses the connection
@@ -240,7 +260,10 @@ fn bad_tls_settings_fail_the_build() {
 
     let other = Pki::new("other");
     let error = Proxy::builder()
-        .tls_client_identity(pki.client.chain_pem.as_bytes(), other.client.key_pem.as_bytes())
+        .tls_client_identity(
+            pki.client.chain_pem.as_bytes(),
+            other.client.key_pem.as_bytes(),
+        )
         .build()
         .unwrap_err();
     assert!(error.to_string().contains("client certificate"), "{error}");
