@@ -163,7 +163,8 @@ impl ProxyBuilder {
         self
     }
 
-    /// How long a TCP connect to an upstream may take; past it the request
+    /// How long a TCP connect to an upstream (with `tls`, and the TLS
+    /// handshake of an `https` one) may take; past it the request
     /// is answered 502 ([`UpstreamConnect`](crate::RejectionKind::UpstreamConnect):
     /// the request was never sent, so it is safe to retry). `None` waits
     /// for the operating system.

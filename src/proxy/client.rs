@@ -13,7 +13,7 @@ use crate::error::{Rejection, RejectionKind};
 /// How the client reaches upstreams: TCP, and with `tls` rustls over it for
 /// `https` ones.
 #[cfg(feature = "tls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = tls::TimedConnector;
 #[cfg(not(feature = "tls"))]
 type Connector = HttpConnector;
 
@@ -63,13 +63,73 @@ fn connector(config: &ProxyBuilder, mut http: HttpConnector) -> Result<Connector
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    Ok(if config.http2_prior_knowledge {
+    let inner = if config.http2_prior_knowledge {
         builder.enable_http2().wrap_connector(http)
     } else if config.tls_http2 {
         builder.enable_all_versions().wrap_connector(http)
     } else {
         builder.enable_http1().wrap_connector(http)
+    };
+    Ok(tls::TimedConnector {
+        inner,
+        timeout: config.connect_timeout,
     })
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use http::Uri;
+    use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpStream;
+    use tower_service::Service;
+
+    use crate::BoxError;
+
+    /// The TLS connector under one deadline for the TCP connect and the
+    /// handshake together: an upstream that accepts and then stalls the
+    /// handshake is a connect failure (502, never sent, safe to retry),
+    /// not a response timeout.
+    #[derive(Debug, Clone)]
+    pub(crate) struct TimedConnector {
+        pub(super) inner: HttpsConnector<HttpConnector>,
+        pub(super) timeout: Option<Duration>,
+    }
+
+    impl Service<Uri> for TimedConnector {
+        type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
+        type Error = BoxError;
+        // Boxed like the inner connector's; once per new connection.
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, uri: Uri) -> Self::Future {
+            let connecting = self.inner.call(uri);
+            let Some(timeout) = self.timeout else {
+                return connecting;
+            };
+            Box::pin(async move {
+                tokio::time::timeout(timeout, connecting)
+                    .await
+                    .unwrap_or_else(|_elapsed| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the TCP connect and TLS handshake timed out",
+                        )
+                        .into())
+                    })
+            })
+        }
+    }
 }
 
 /// The rejection for a client error before the response headers arrived.

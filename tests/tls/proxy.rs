@@ -277,3 +277,39 @@ fn bad_tls_settings_fail_the_build() {
     // https upstreams are accepted at build time.
     assert!(Proxy::to("https://localhost:8443").is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_handshake_is_a_502_at_the_connect_timeout() {
+    // Accepts TCP connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let proxy = Proxy::builder()
+        .upstream(
+            format!("https://localhost:{}", addr.port())
+                .parse()
+                .unwrap(),
+        )
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .response_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = proxy.oneshot(get("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let rejection = rejection(&response);
+    assert_eq!(rejection.kind(), RejectionKind::UpstreamConnect);
+    assert_eq!(rejection.detail(), "connecting to the upstream timed out");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_secs(2)
+            && elapsed < std::time::Duration::from_secs(60),
+        "{elapsed:?}"
+    );
+    holder.abort();
+}
