@@ -1,5 +1,5 @@
 //! The connection server: accepts TCP connections and serves HTTP/1.1 and
-//! h2c on them with the limits that protect a gateway.
+//! h2c (or TLS with ALPN) on them with the limits that protect a gateway.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -93,7 +93,8 @@ impl ServerConfig {
     /// How long a client may take to send a complete request head, counted
     /// from the connection's accept for the first request and from the end of
     /// the previous response for the next ones (slowloris protection). A
-    /// connection that runs past it is closed.
+    /// connection that runs past it is closed. With TLS the handshake
+    /// counts in the first request's time.
     ///
     /// Default: 10 s. At least 1 ms.
     #[must_use]
@@ -205,10 +206,12 @@ enum Protocols {
 }
 
 /// A TCP server for a tower service: HTTP/1.1 (with upgrades, for
-/// WebSocket tunnelling) and h2c, graceful shutdown, and limits.
+/// WebSocket tunnelling) and h2c, or with the `tls` feature TLS with ALPN
+/// (`ServerConfig::tls`), graceful shutdown, and limits.
 ///
 /// Each request gets the connection's remote address as a
-/// [`PeerAddr`] extension. The service is cloned per connection and
+/// [`PeerAddr`] extension, and over mutual TLS the verified client
+/// certificate as a [`PeerCertificate`] extension. The service is cloned per connection and
 /// driven with `poll_ready` then `call` for each request.
 ///
 /// ```no_run

@@ -272,6 +272,21 @@ impl ProxyBuilder {
     ///
     /// Default: Mozilla's roots (the `webpki-roots` bundle, compiled in;
     /// nothing is read from the machine's certificate store).
+    ///
+    /// ```
+    /// use meshgate::proxy::Proxy;
+    ///
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()]).unwrap();
+    /// # let (ca_pem, client_pem, client_key_pem) =
+    /// #     (ca.cert.pem(), ca.cert.pem(), ca.signing_key.serialize_pem());
+    /// let proxy = Proxy::builder()
+    ///     .upstream("https://payments.internal:8443".parse().unwrap())
+    ///     .tls_roots_pem(ca_pem)
+    ///     .tls_client_identity(client_pem, client_key_pem)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
     #[cfg(feature = "tls")]
     pub fn tls_roots_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls.roots = crate::tls::client::Roots::Pem(pem.into());
