@@ -194,7 +194,8 @@ impl ServerConfig {
 type Acceptor = tokio_rustls::TlsAcceptor;
 /// Without `tls` there is no acceptor to hold.
 #[cfg(not(feature = "tls"))]
-type Acceptor = Infallible;
+#[derive(Debug, Clone)]
+enum Acceptor {}
 
 /// The connection builders: HTTP/1.1 alone, or HTTP/1.1 and h2c sniffed from
 /// the first bytes. (hyper-util's `http1_only` is ignored once upgrades are

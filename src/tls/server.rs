@@ -137,10 +137,18 @@ pub(crate) fn peer_certificate(
     connection: &rustls::ServerConnection,
 ) -> Option<crate::peer::PeerCertificate> {
     let chain = connection.peer_certificates()?;
-    crate::peer::PeerCertificate::new(
+    let certificate = crate::peer::PeerCertificate::new(
         chain
             .iter()
             .map(|certificate| bytes::Bytes::copy_from_slice(certificate.as_ref()))
             .collect(),
-    )
+    )?;
+    // The verifier parsed the leaf already, so this does not fail for a
+    // verified chain; if it did, the chain is still worth passing on.
+    let Some(Ok(leaf)) = chain.first().map(webpki::EndEntityCert::try_from) else {
+        return Some(certificate);
+    };
+    let dns_names = leaf.valid_dns_names().map(str::to_owned).collect();
+    let uri_names = leaf.valid_uri_names().map(str::to_owned).collect();
+    Some(certificate.with_subject_alt_names(dns_names, uri_names))
 }

@@ -18,6 +18,7 @@ use meshgate::peer::{PeerAddr, PeerCertificate};
 use meshgate::tls::rustls;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -53,7 +54,15 @@ impl Pki {
             params
                 .distinguished_name
                 .push(DnType::CommonName, names[0].clone());
+            let client = usage == ExtendedKeyUsagePurpose::ClientAuth;
             params.extended_key_usages = vec![usage];
+            if client {
+                params.subject_alt_names.push(SanType::URI(
+                    format!("spiffe://{name}.test/ns/default/sa/client")
+                        .try_into()
+                        .unwrap(),
+                ));
+            }
             let cert = params.signed_by(&key, &issuer).unwrap();
             Identity {
                 // Leaf first, then the CA, as servers send chains.

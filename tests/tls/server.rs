@@ -174,6 +174,11 @@ async fn mtls_refuses_clients_without_a_certificate_and_exposes_the_one_presente
         assert_eq!(certificate.end_entity(), pki.client.der.as_slice());
         // The chain as presented: the leaf, then the CA.
         assert_eq!(certificate.chain().len(), 2);
+        assert_eq!(certificate.dns_names(), ["client.test"]);
+        assert_eq!(
+            certificate.uri_names(),
+            ["spiffe://mtls.test/ns/default/sa/client"]
+        );
     }
     server.stop().await;
 }
