@@ -99,6 +99,8 @@ pub struct ProxyBuilder {
     pub(crate) tls: crate::tls::ClientTls,
     #[cfg(feature = "tls")]
     pub(crate) tls_http2: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_server_name: Option<String>,
 }
 
 impl Default for ProxyBuilder {
@@ -120,6 +122,8 @@ impl Default for ProxyBuilder {
             tls: crate::tls::ClientTls::default(),
             #[cfg(feature = "tls")]
             tls_http2: true,
+            #[cfg(feature = "tls")]
+            tls_server_name: None,
         }
     }
 }
@@ -328,6 +332,20 @@ impl ProxyBuilder {
     #[cfg(feature = "tls")]
     pub fn tls_http2(mut self, enabled: bool) -> Self {
         self.tls_http2 = enabled;
+        self
+    }
+
+    /// The name sent as SNI to `https` upstreams and that their
+    /// certificates must cover, instead of each URI's host: for a load
+    /// balancer that sends requests to endpoint addresses
+    /// (`https://10.0.0.7:8443`) of a service whose certificate names the
+    /// service (`payments.internal`). A DNS name or an IP address; checked
+    /// by [`build`](Self::build).
+    ///
+    /// Default: none (the URI's host).
+    #[cfg(feature = "tls")]
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
         self
     }
 

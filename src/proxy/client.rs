@@ -60,9 +60,16 @@ fn connector(config: &ProxyBuilder, mut http: HttpConnector) -> Result<Connector
         .tls
         .config()
         .map_err(|error| BuildError::new(error.to_string()))?;
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|error| {
+            BuildError::new(format!("upstream TLS server name {name:?}: {error}"))
+        })?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
     let inner = if config.http2_prior_knowledge {
         builder.enable_http2().wrap_connector(http)
     } else if config.tls_http2 {

@@ -36,7 +36,9 @@
 //! # TLS to upstreams
 //!
 //! With the `tls` feature, `https` upstreams are reached over rustls
-//! (aws-lc-rs): the server name (SNI) is the URI's host, ALPN offers `h2`
+//! (aws-lc-rs): the server name (SNI) is the URI's host (or
+//! [`tls_server_name`](ProxyBuilder::tls_server_name), for endpoints
+//! addressed by IP), ALPN offers `h2`
 //! and `http/1.1` so an upstream that picks `h2` is spoken to over HTTP/2
 //! (one multiplexed connection per upstream) and the others over HTTP/1.1
 //! ([`tls_http2`](ProxyBuilder::tls_http2) turns `h2` off, as WebSocket

@@ -313,3 +313,37 @@ async fn a_stalled_handshake_is_a_502_at_the_connect_timeout() {
     );
     holder.abort();
 }
+
+#[tokio::test]
+async fn the_server_name_can_differ_from_the_uri_host() {
+    let pki = Pki::new("sni");
+    let mut upstream = https_upstream(&pki, true).await;
+    // As a load balancer sends it: to the endpoint's address.
+    let uri = format!("https://127.0.0.1:{}/", upstream.addr.port());
+
+    let named = |name: &str| {
+        Proxy::builder()
+            .tls_roots_pem(pki.ca_pem.as_bytes())
+            .tls_server_name(name)
+            .build()
+            .unwrap()
+    };
+    let response = named("localhost").oneshot(get(&uri)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(upstream.seen.recv().await.is_some());
+
+    // The certificate does not cover this name, whatever the URI says.
+    let response = named("payments.internal").oneshot(get(&uri)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        rejection(&response).detail(),
+        "the TLS handshake with the upstream failed"
+    );
+
+    let error = Proxy::builder()
+        .tls_server_name("not a name!")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("server name"), "{error}");
+    upstream.stop().await;
+}
