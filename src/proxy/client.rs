@@ -160,6 +160,14 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
             "the upstream could not be reached"
         };
         (RejectionKind::UpstreamConnect, detail)
+    } else if refused_handshake(&error) {
+        // Under TLS 1.3 the client finishes its side of the handshake and
+        // writes the request before the server refuses its certificate;
+        // the server never read the request.
+        (
+            RejectionKind::UpstreamConnect,
+            "the upstream refused the TLS handshake (client certificate)",
+        )
     } else if hyper_error.is_some_and(hyper::Error::is_canceled) {
         (
             RejectionKind::UpstreamConnect,
@@ -198,27 +206,81 @@ fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Whether a rustls error is somewhere in the error's chain, looking
-/// inside `io::Error`s too (their `source` skips the error they wrap).
+/// Whether a rustls error is somewhere in the error's chain.
 fn tls_failed(error: &(dyn std::error::Error + 'static)) -> bool {
     #[cfg(feature = "tls")]
+    return find_tls_error(error).is_some();
+    #[cfg(not(feature = "tls"))]
     {
+        let _ = error;
+        false
+    }
+}
+
+/// Whether the upstream ended the handshake with an alert about the
+/// client's certificate (or the handshake as a whole), which a TLS 1.3
+/// server sends after the client already wrote its request.
+fn refused_handshake(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        use rustls::AlertDescription as Alert;
+        const REFUSALS: [Alert; 9] = [
+            Alert::CertificateRequired,
+            Alert::BadCertificate,
+            Alert::UnsupportedCertificate,
+            Alert::CertificateRevoked,
+            Alert::CertificateExpired,
+            Alert::CertificateUnknown,
+            Alert::UnknownCA,
+            Alert::AccessDenied,
+            Alert::HandshakeFailure,
+        ];
+        if let Some(rustls::Error::AlertReceived(alert)) = find_tls_error(error) {
+            return REFUSALS.contains(alert);
+        }
+        // Past the handshake future, the alert reaches hyper as an
+        // `InvalidData` I/O error that kept only rustls's message.
         let mut next = Some(error);
         while let Some(error) = next {
-            if error.is::<rustls::Error>() {
-                return true;
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                let message = io.get_ref().map(ToString::to_string);
+                let alert = message
+                    .as_deref()
+                    .and_then(|message| message.strip_prefix("received fatal alert: "));
+                if io.kind() == std::io::ErrorKind::InvalidData
+                    && let Some(alert) = alert
+                {
+                    return REFUSALS.iter().any(|known| format!("{known:?}") == alert);
+                }
             }
-            next = match error.downcast_ref::<std::io::Error>() {
-                Some(io) => io
-                    .get_ref()
-                    .map(|inner| inner as &(dyn std::error::Error + 'static)),
-                None => error.source(),
-            };
+            next = error.source();
         }
+        false
     }
     #[cfg(not(feature = "tls"))]
-    let _ = error;
-    false
+    {
+        let _ = error;
+        false
+    }
+}
+
+/// The rustls error somewhere in the error's chain, looking inside
+/// `io::Error`s too (their `source` skips the error they wrap).
+#[cfg(feature = "tls")]
+fn find_tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// Whether an I/O timeout is somewhere in the error's chain (hyper-util's

@@ -109,7 +109,7 @@
 //! | what happened | status | kind | `Outcome` |
 //! | --- | --- | --- | --- |
 //! | connect refused, DNS failure, connect timeout | 502 | `UpstreamConnect` | `Failure::Connect` |
-//! | TLS handshake failed (unknown issuer, wrong name, refused ALPN or client certificate) | 502 | `UpstreamConnect` | `Failure::Connect` |
+//! | TLS handshake failed (unknown issuer, wrong name, no common ALPN protocol), or the upstream refused the client certificate (under TLS 1.3 that alert arrives after the request was written, but the upstream never read it) | 502 | `UpstreamConnect` | `Failure::Connect` |
 //! | no response headers within [`response_timeout`](ProxyBuilder::response_timeout) | 504 | `UpstreamTimeout` | `Failure::Timeout` |
 //! | connection closed or reset before the response headers | 502 | `UpstreamReset` | `Failure::Reset` |
 //! | no upstream for the request, or an `https` one without `tls` | 502 | `UpstreamConnect` | `Failure::Connect` |

@@ -237,7 +237,8 @@ async fn a_client_certificate_is_presented_to_an_mtls_upstream() {
     assert_eq!(certificate.end_entity(), pki.client.der.as_slice());
 
     // Without a client certificate the upstream refuses the connection
-    // (under TLS 1.3 after the client's side of the handshake): a 502.
+    // (under TLS 1.3 after the client's side of the handshake, when the
+    // request is already written): a 502.
     let proxy = Proxy::builder()
         .upstream(target.parse().unwrap())
         .tls_roots_pem(pki.ca_pem.as_bytes())
@@ -245,6 +246,12 @@ async fn a_client_certificate_is_presented_to_an_mtls_upstream() {
         .unwrap();
     let response = proxy.oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    // Never read by the upstream, so safe to retry: a connect failure.
+    assert_eq!(rejection(&response).kind(), RejectionKind::UpstreamConnect);
+    assert_eq!(
+        rejection(&response).detail(),
+        "the upstream refused the TLS handshake (client certificate)"
+    );
     assert!(upstream.seen.try_recv().is_err(), "no request got through");
     upstream.stop().await;
 }
