@@ -212,8 +212,9 @@ enum Protocols {
 ///
 /// Each request gets the connection's remote address as a
 /// [`PeerAddr`] extension, and over mutual TLS the verified client
-/// certificate as a [`PeerCertificate`] extension. The service is cloned per connection and
-/// driven with `poll_ready` then `call` for each request.
+/// certificate as a [`PeerCertificate`] extension. The service is cloned
+/// per connection and driven with `poll_ready` then `call` for each
+/// request.
 ///
 /// ```no_run
 /// use std::convert::Infallible;
@@ -439,8 +440,9 @@ impl Connection {
             #[cfg(feature = "tls")]
             Some(acceptor) => {
                 let peer = self.peer;
+                let accept = tokio::time::timeout_at(deadline, acceptor.accept(stream));
                 let handshake = tokio::select! {
-                    handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => handshake,
+                    handshake = accept => handshake,
                     () = stopped(&mut self.stop) => return,
                 };
                 match handshake {
@@ -450,8 +452,8 @@ impl Connection {
                             .await;
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                    Err(_) => {
-                        tracing::debug!(%peer, "closing a connection that did not finish the TLS handshake in time");
+                    Err(_elapsed) => {
+                        tracing::debug!(%peer, "closing a connection whose TLS handshake ran late");
                     }
                 }
             }
