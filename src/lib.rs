@@ -23,11 +23,12 @@
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
 //! | [`gateway`] | the gateway assembly: HTTP/1.1 + h2c server with limits and graceful shutdown | `gateway` |
 //! | [`cache`] | RFC 9111 shared response cache on moka: freshness, `Vary`, revalidation, coalescing, stale-while-revalidate / stale-if-error, invalidation and purge | `cache` |
+//! | [`tls`] | rustls (aws-lc-rs): `https` upstreams with ALPN h2 for the proxy, TLS listeners with ALPN and mTLS for the server, `PeerCertificate` | `tls` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
-//! | [`peer`] | the `PeerAddr` extension: the connection's remote address | always |
+//! | [`peer`] | the `PeerAddr` and `PeerCertificate` extensions: the connection's remote address and verified client certificate | always |
 //!
 //! ## A stack
 //!
@@ -81,6 +82,8 @@ pub mod retry;
 pub mod routing;
 #[cfg(feature = "timeout")]
 pub mod timeout;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use body::{Body, ResponseBody};
 pub use error::{Problem, Rejection, RejectionKind};

@@ -2,7 +2,9 @@
 //! them from the YAML config.
 //!
 //! The assembly holds no request logic of its own. Today it has the
-//! connection [`Server`]: HTTP/1.1 (with upgrades) and h2c on one port, each
+//! connection [`Server`]: HTTP/1.1 (with upgrades) and h2c on one port (or,
+//! with the `tls` feature and [`ServerConfig::tls`], TLS with ALPN `h2` /
+//! `http/1.1` and optional client-certificate verification), each
 //! request tagged with the client's [`PeerAddr`](crate::peer::PeerAddr), and
 //! the limits that protect a gateway from its clients:
 //!
@@ -10,7 +12,7 @@
 //! | --- | --- | --- |
 //! | request head size | 64 KiB | `431` (HTTP/1), stream refused (HTTP/2) |
 //! | header count | 100 | `431` (HTTP/1) |
-//! | time to send a request head | 10 s | connection closed (slowloris) |
+//! | time to send a request head (with TLS: handshake included, for the first) | 10 s | connection closed (slowloris) |
 //! | open connections | 10 000 | not accepted until one closes |
 //! | graceful shutdown drain | 30 s | remaining connections closed |
 //!

@@ -1,5 +1,5 @@
 //! The connection server: accepts TCP connections and serves HTTP/1.1 and
-//! h2c on them with the limits that protect a gateway.
+//! h2c (or TLS with ALPN) on them with the limits that protect a gateway.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,11 +19,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tower::util::Oneshot;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::peer::PeerAddr;
+use crate::peer::{PeerAddr, PeerCertificate};
 
 /// Limits and timeouts of a [`Server`].
 ///
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     max_connections: usize,
     shutdown_timeout: Duration,
     http2: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
 }
 
 /// hyper refuses an HTTP/1 read buffer smaller than this.
@@ -53,6 +56,8 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(30),
             http2: true,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -88,7 +93,8 @@ impl ServerConfig {
     /// How long a client may take to send a complete request head, counted
     /// from the connection's accept for the first request and from the end of
     /// the previous response for the next ones (slowloris protection). A
-    /// connection that runs past it is closed.
+    /// connection that runs past it is closed. With TLS the handshake
+    /// counts in the first request's time.
     ///
     /// Default: 10 s. At least 1 ms.
     #[must_use]
@@ -127,6 +133,32 @@ impl ServerConfig {
         self
     }
 
+    /// Serves TLS instead of plain TCP: the handshake runs in the
+    /// connection's own task and must finish, like the first request head,
+    /// within the [header read timeout](Self::header_read_timeout) counted
+    /// from the accept; a client that stalls it is cut off. ALPN offers
+    /// `h2` and `http/1.1` (`http/1.1` alone when [`http2`](Self::http2) is
+    /// off). With client-certificate verification
+    /// ([`ServerTls::mutual_from_pem`](crate::tls::ServerTls::mutual_from_pem))
+    /// each request carries the verified chain as a
+    /// [`PeerCertificate`](crate::peer::PeerCertificate) extension.
+    ///
+    /// Default: none (plain TCP: HTTP/1.1 and h2c).
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS acceptor, when the server terminates TLS.
+    fn acceptor(&self) -> Option<Acceptor> {
+        #[cfg(feature = "tls")]
+        return self.tls.as_ref().map(|tls| tls.acceptor(self.http2));
+        #[cfg(not(feature = "tls"))]
+        None
+    }
+
     fn protocols(&self) -> Protocols {
         let mut http1 = http1::Builder::new();
         http1
@@ -157,6 +189,14 @@ impl ServerConfig {
     }
 }
 
+/// What turns an accepted TCP stream into a TLS one.
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+/// Without `tls` there is no acceptor to hold.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+enum Acceptor {}
+
 /// The connection builders: HTTP/1.1 alone, or HTTP/1.1 and h2c sniffed from
 /// the first bytes. (hyper-util's `http1_only` is ignored once upgrades are
 /// on, hence a plain HTTP/1 builder for the first case.)
@@ -167,11 +207,14 @@ enum Protocols {
 }
 
 /// A TCP server for a tower service: HTTP/1.1 (with upgrades, for
-/// WebSocket tunnelling) and h2c, graceful shutdown, and limits.
+/// WebSocket tunnelling) and h2c, or with the `tls` feature TLS with ALPN
+/// (`ServerConfig::tls`), graceful shutdown, and limits.
 ///
 /// Each request gets the connection's remote address as a
-/// [`PeerAddr`] extension. The service is cloned per connection and
-/// driven with `poll_ready` then `call` for each request.
+/// [`PeerAddr`] extension, and over mutual TLS the verified client
+/// certificate as a [`PeerCertificate`] extension. The service is cloned
+/// per connection and driven with `poll_ready` then `call` for each
+/// request.
 ///
 /// ```no_run
 /// use std::convert::Infallible;
@@ -278,6 +321,7 @@ impl Server {
             connections,
         } = self;
         let protocols = config.protocols();
+        let acceptor = config.acceptor();
         let (stopping, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut accept_pause = ACCEPT_PAUSE_MIN;
@@ -315,7 +359,13 @@ impl Server {
                 stop: stop.clone(),
                 header_read_timeout: config.header_read_timeout,
             };
-            tasks.spawn(connection.serve(protocols.clone(), stream, service.clone(), permit));
+            tasks.spawn(connection.serve(
+                protocols.clone(),
+                acceptor.clone(),
+                stream,
+                service.clone(),
+                permit,
+            ));
         }
 
         drop(listener);
@@ -362,8 +412,10 @@ struct Connection {
 
 impl Connection {
     async fn serve<S, B>(
-        self,
+        #[allow(unused_mut)] // only the TLS handshake watches `stop` here
+        mut self,
         protocols: Protocols,
+        acceptor: Option<Acceptor>,
         stream: TcpStream,
         service: S,
         permit: OwnedSemaphorePermit,
@@ -378,26 +430,80 @@ impl Connection {
     {
         // Latency matters more than packet count for request/response traffic.
         let _ = stream.set_nodelay(true);
+        // The TLS handshake and the first request head share one budget.
+        let deadline = Instant::now() + self.header_read_timeout;
+        match acceptor {
+            None => {
+                self.serve_io(protocols, TokioIo::new(stream), service, None, deadline)
+                    .await;
+            }
+            #[cfg(feature = "tls")]
+            Some(acceptor) => {
+                let peer = self.peer;
+                let accept = tokio::time::timeout_at(deadline, acceptor.accept(stream));
+                let handshake = tokio::select! {
+                    handshake = accept => handshake,
+                    () = stopped(&mut self.stop) => return,
+                };
+                match handshake {
+                    Ok(Ok(tls)) => {
+                        let certificate = crate::tls::peer_certificate(tls.get_ref().1);
+                        self.serve_io(protocols, TokioIo::new(tls), service, certificate, deadline)
+                            .await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_elapsed) => {
+                        tracing::debug!(%peer, "closing a connection whose TLS handshake ran late");
+                    }
+                }
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match never {},
+        }
+        drop(permit);
+    }
+
+    /// Serves HTTP on a connection's byte stream (TCP or TLS).
+    async fn serve_io<S, B, I>(
+        self,
+        protocols: Protocols,
+        io: I,
+        service: S,
+        certificate: Option<PeerCertificate>,
+        deadline: Instant,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let first_request = Arc::new(FirstRequest::default());
         let service = ConnectionService {
             inner: service,
             peer: PeerAddr(self.peer),
+            certificate,
             first_request: Arc::clone(&first_request),
         };
-        let io = TokioIo::new(stream);
         match protocols {
             Protocols::Http1(builder) => {
                 let connection = builder.serve_connection(io, service).with_upgrades();
-                self.drive(connection, &first_request, |c| c.graceful_shutdown())
-                    .await;
+                self.drive(connection, &first_request, deadline, |c| {
+                    c.graceful_shutdown();
+                })
+                .await;
             }
             Protocols::Auto(builder) => {
                 let connection = builder.serve_connection_with_upgrades(io, service);
-                self.drive(connection, &first_request, |c| c.graceful_shutdown())
-                    .await;
+                self.drive(connection, &first_request, deadline, |c| {
+                    c.graceful_shutdown();
+                })
+                .await;
             }
         }
-        drop(permit);
     }
 
     /// Drives a connection to its end: closed if no request head arrives in
@@ -406,6 +512,7 @@ impl Connection {
         mut self,
         connection: C,
         first_request: &FirstRequest,
+        deadline: Instant,
         graceful_shutdown: fn(Pin<&mut C>),
     ) where
         C: Future<Output = Result<(), E>>,
@@ -419,7 +526,7 @@ impl Connection {
         tokio::select! {
             _ = &mut connection => return,
             () = first_request.seen() => {}
-            () = tokio::time::sleep(self.header_read_timeout) => {
+            () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!(%peer, "closing a connection that sent no request in time");
                 return;
             }
@@ -473,6 +580,7 @@ impl FirstRequest {
 struct ConnectionService<S> {
     inner: S,
     peer: PeerAddr,
+    certificate: Option<PeerCertificate>,
     first_request: Arc<FirstRequest>,
 }
 
@@ -487,6 +595,9 @@ where
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.first_request.mark();
         request.extensions_mut().insert(self.peer);
+        if let Some(certificate) = &self.certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         Oneshot::new(self.inner.clone(), request)
     }
 }

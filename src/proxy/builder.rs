@@ -53,12 +53,12 @@ impl Upstream {
 
 /// Whether the proxy can speak to an upstream of this scheme.
 pub(crate) fn check_scheme(scheme: &Scheme) -> Result<(), &'static str> {
-    if *scheme == Scheme::HTTP {
+    if *scheme == Scheme::HTTP || (cfg!(feature = "tls") && *scheme == Scheme::HTTPS) {
         Ok(())
     } else if *scheme == Scheme::HTTPS {
-        Err("TLS to upstreams needs the `tls` feature, which is not built yet")
+        Err("TLS to upstreams needs the `tls` feature")
     } else {
-        Err("the scheme is not http")
+        Err("the scheme is neither http nor https")
     }
 }
 
@@ -95,6 +95,12 @@ pub struct ProxyBuilder {
     proto: Scheme,
     via: Option<String>,
     host: HostHeader,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: crate::tls::ClientTls,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_http2: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_server_name: Option<String>,
 }
 
 impl Default for ProxyBuilder {
@@ -112,6 +118,12 @@ impl Default for ProxyBuilder {
             proto: Scheme::HTTP,
             via: Some("meshgate".to_owned()),
             host: HostHeader::Preserve,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::ClientTls::default(),
+            #[cfg(feature = "tls")]
+            tls_http2: true,
+            #[cfg(feature = "tls")]
+            tls_server_name: None,
         }
     }
 }
@@ -155,7 +167,8 @@ impl ProxyBuilder {
         self
     }
 
-    /// How long a TCP connect to an upstream may take; past it the request
+    /// How long a TCP connect to an upstream (with `tls`, and the TLS
+    /// handshake of an `https` one) may take; past it the request
     /// is answered 502 ([`UpstreamConnect`](crate::RejectionKind::UpstreamConnect):
     /// the request was never sent, so it is safe to retry). `None` waits
     /// for the operating system.
@@ -257,13 +270,94 @@ impl ProxyBuilder {
         self
     }
 
+    /// Trusts the CA certificates of this PEM bundle for `https` upstreams,
+    /// instead of the built-in Mozilla roots. The bundle is parsed by
+    /// [`build`](Self::build), which fails on a malformed or empty one.
+    ///
+    /// Default: Mozilla's roots (the `webpki-roots` bundle, compiled in;
+    /// nothing is read from the machine's certificate store).
+    ///
+    /// ```
+    /// use meshgate::proxy::Proxy;
+    ///
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_owned()]).unwrap();
+    /// # let (ca_pem, client_pem, client_key_pem) =
+    /// #     (ca.cert.pem(), ca.cert.pem(), ca.signing_key.serialize_pem());
+    /// let proxy = Proxy::builder()
+    ///     .upstream("https://payments.internal:8443".parse().unwrap())
+    ///     .tls_roots_pem(ca_pem)
+    ///     .tls_client_identity(client_pem, client_key_pem)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_roots_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.roots = crate::tls::client::Roots::Pem(pem.into());
+        self
+    }
+
+    /// Trusts the certificates of this store for `https` upstreams, instead
+    /// of the built-in Mozilla roots.
+    ///
+    /// Default: Mozilla's roots (see [`tls_roots_pem`](Self::tls_roots_pem)).
+    #[cfg(feature = "tls")]
+    pub fn tls_roots(mut self, roots: rustls::RootCertStore) -> Self {
+        self.tls.roots = crate::tls::client::Roots::Store(roots);
+        self
+    }
+
+    /// Presents this client certificate chain (leaf first) and private key,
+    /// both PEM, to `https` upstreams that ask for one (mutual TLS). Parsed
+    /// and matched by [`build`](Self::build).
+    ///
+    /// Default: none.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_identity(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.identity = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Whether `h2` is offered in ALPN to `https` upstreams beside
+    /// `http/1.1`, so HTTP/2 is used with the upstreams that choose it.
+    /// Turn it off to keep HTTP/1.1 (WebSocket upgrades need it). With
+    /// [`http2_prior_knowledge`](Self::http2_prior_knowledge) only `h2` is
+    /// offered, whatever this says.
+    ///
+    /// Default: `true`.
+    #[cfg(feature = "tls")]
+    pub fn tls_http2(mut self, enabled: bool) -> Self {
+        self.tls_http2 = enabled;
+        self
+    }
+
+    /// The name sent as SNI to `https` upstreams and that their
+    /// certificates must cover, instead of each URI's host: for a load
+    /// balancer that sends requests to endpoint addresses
+    /// (`https://10.0.0.7:8443`) of a service whose certificate names the
+    /// service (`payments.internal`). A DNS name or an IP address; checked
+    /// by [`build`](Self::build).
+    ///
+    /// Default: none (the URI's host).
+    #[cfg(feature = "tls")]
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
     /// Builds the proxy and its connection pool. Call it inside a tokio
     /// runtime's context or not; requests must be made inside one.
     ///
     /// # Errors
     ///
-    /// An upstream that is not an absolute `http` URI without a path, a
-    /// `Via` pseudonym that is not a token.
+    /// An upstream that is not an absolute `http` URI without a path (or
+    /// `https`, with the `tls` feature), a `Via` pseudonym that is not a
+    /// token; with `tls`, roots or a client identity that do not parse or
+    /// match.
     pub fn build(self) -> Result<Proxy, BuildError> {
         let target = match &self.target {
             None => Target::FromRequest,
@@ -271,11 +365,15 @@ impl ProxyBuilder {
             Some((uri, false)) => Target::Fallback(Upstream::parse(uri)?),
         };
         let via = self.via.as_deref().map(Via::new).transpose()?;
-        Ok(self.assemble(target, via))
+        self.assemble(target, via)
     }
 
     /// The proxy from validated parts.
-    pub(crate) fn assemble(&self, target: Target, via: Option<Via>) -> Proxy {
+    ///
+    /// # Errors
+    ///
+    /// With `tls`, roots or a client identity that do not parse or match.
+    pub(crate) fn assemble(&self, target: Target, via: Option<Via>) -> Result<Proxy, BuildError> {
         let config = Config {
             target,
             h2: self.http2_prior_knowledge,
@@ -289,10 +387,10 @@ impl ProxyBuilder {
             via,
             host: self.host,
         };
-        Proxy::from_parts(Arc::new(super::service::Shared {
-            client: client::build(self),
+        Ok(Proxy::from_parts(Arc::new(super::service::Shared {
+            client: client::build(self)?,
             config,
-        }))
+        })))
     }
 }
 

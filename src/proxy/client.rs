@@ -6,27 +6,137 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::builder::ProxyBuilder;
+use super::builder::{BuildError, ProxyBuilder};
 use crate::body::Body;
 use crate::error::{Rejection, RejectionKind};
 
-/// The client every clone of a proxy shares.
-pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
+/// How the client reaches upstreams: TCP, and with `tls` rustls over it for
+/// `https` ones.
+#[cfg(feature = "tls")]
+type Connector = tls::TimedConnector;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
 
-/// Builds the pooled client: plain TCP with `TCP_NODELAY`, HTTP/1.1 or h2c.
-pub(crate) fn build(config: &ProxyBuilder) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(config.connect_timeout);
+/// The client every clone of a proxy shares.
+pub(crate) type UpstreamClient = Client<Connector, Body>;
+
+/// Builds the pooled client: plain TCP with `TCP_NODELAY`, HTTP/1.1 or h2c;
+/// with `tls`, also `https` with ALPN.
+///
+/// # Errors
+///
+/// With `tls`, roots or a client identity that do not parse or match.
+pub(crate) fn build(config: &ProxyBuilder) -> Result<UpstreamClient, BuildError> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
     // TCP keep-alive probes find dead idle connections before a request does.
-    connector.set_keepalive(config.pool_idle_timeout);
-    Client::builder(TokioExecutor::new())
+    http.set_keepalive(config.pool_idle_timeout);
+    let connector = connector(config, http)?;
+    Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .http2_only(config.http2_prior_knowledge)
-        .build(connector)
+        .build(connector))
+}
+
+#[cfg(not(feature = "tls"))]
+#[allow(clippy::unnecessary_wraps)] // the same signature as with `tls`
+fn connector(_config: &ProxyBuilder, http: HttpConnector) -> Result<Connector, BuildError> {
+    Ok(http)
+}
+
+/// rustls over the TCP connector: SNI from the URI's host, ALPN `h2` and
+/// `http/1.1` (the client then speaks HTTP/2 on connections that negotiated
+/// `h2`), `h2` alone with prior knowledge, `http/1.1` alone without
+/// [`tls_http2`](ProxyBuilder::tls_http2). `http` URIs stay plain TCP.
+#[cfg(feature = "tls")]
+fn connector(config: &ProxyBuilder, mut http: HttpConnector) -> Result<Connector, BuildError> {
+    // The TLS connector picks by scheme; the TCP one must let `https` through.
+    http.enforce_http(false);
+    let tls = config
+        .tls
+        .config()
+        .map_err(|error| BuildError::new(error.to_string()))?;
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|error| {
+            BuildError::new(format!("upstream TLS server name {name:?}: {error}"))
+        })?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let inner = if config.http2_prior_knowledge {
+        builder.enable_http2().wrap_connector(http)
+    } else if config.tls_http2 {
+        builder.enable_all_versions().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
+    Ok(tls::TimedConnector {
+        inner,
+        timeout: config.connect_timeout,
+    })
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use http::Uri;
+    use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpStream;
+    use tower_service::Service;
+
+    use crate::BoxError;
+
+    /// The TLS connector under one deadline for the TCP connect and the
+    /// handshake together: an upstream that accepts and then stalls the
+    /// handshake is a connect failure (502, never sent, safe to retry),
+    /// not a response timeout.
+    #[derive(Debug, Clone)]
+    pub(crate) struct TimedConnector {
+        pub(super) inner: HttpsConnector<HttpConnector>,
+        pub(super) timeout: Option<Duration>,
+    }
+
+    impl Service<Uri> for TimedConnector {
+        type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
+        type Error = BoxError;
+        // Boxed like the inner connector's; once per new connection.
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, uri: Uri) -> Self::Future {
+            let connecting = self.inner.call(uri);
+            let Some(timeout) = self.timeout else {
+                return connecting;
+            };
+            Box::pin(async move {
+                tokio::time::timeout(timeout, connecting)
+                    .await
+                    .unwrap_or_else(|_elapsed| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the TCP connect and TLS handshake timed out",
+                        )
+                        .into())
+                    })
+            })
+        }
+    }
 }
 
 /// The rejection for a client error before the response headers arrived.
@@ -44,10 +154,20 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
     let (kind, detail) = if error.is_connect() {
         let detail = if timed_out(&error) {
             "connecting to the upstream timed out"
+        } else if tls_failed(&error) {
+            "the TLS handshake with the upstream failed"
         } else {
             "the upstream could not be reached"
         };
         (RejectionKind::UpstreamConnect, detail)
+    } else if refused_handshake(&error) {
+        // Under TLS 1.3 the client finishes its side of the handshake and
+        // writes the request before the server refuses its certificate;
+        // the server never read the request.
+        (
+            RejectionKind::UpstreamConnect,
+            "the upstream refused the TLS handshake (client certificate)",
+        )
     } else if hyper_error.is_some_and(hyper::Error::is_canceled) {
         (
             RejectionKind::UpstreamConnect,
@@ -84,6 +204,83 @@ fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
         next = error.source();
     }
     false
+}
+
+/// Whether a rustls error is somewhere in the error's chain.
+fn tls_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "tls")]
+    return find_tls_error(error).is_some();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+/// Whether the upstream ended the handshake with an alert about the
+/// client's certificate (or the handshake as a whole), which a TLS 1.3
+/// server sends after the client already wrote its request.
+fn refused_handshake(error: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        use rustls::AlertDescription as Alert;
+        const REFUSALS: [Alert; 9] = [
+            Alert::CertificateRequired,
+            Alert::BadCertificate,
+            Alert::UnsupportedCertificate,
+            Alert::CertificateRevoked,
+            Alert::CertificateExpired,
+            Alert::CertificateUnknown,
+            Alert::UnknownCA,
+            Alert::AccessDenied,
+            Alert::HandshakeFailure,
+        ];
+        if let Some(rustls::Error::AlertReceived(alert)) = find_tls_error(error) {
+            return REFUSALS.contains(alert);
+        }
+        // Past the handshake future, the alert reaches hyper as an
+        // `InvalidData` I/O error that kept only rustls's message.
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                let message = io.get_ref().map(ToString::to_string);
+                let alert = message
+                    .as_deref()
+                    .and_then(|message| message.strip_prefix("received fatal alert: "));
+                if io.kind() == std::io::ErrorKind::InvalidData
+                    && let Some(alert) = alert
+                {
+                    return REFUSALS.iter().any(|known| format!("{known:?}") == alert);
+                }
+            }
+            next = error.source();
+        }
+        false
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+/// The rustls error somewhere in the error's chain, looking inside
+/// `io::Error`s too (their `source` skips the error they wrap).
+#[cfg(feature = "tls")]
+fn find_tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// Whether an I/O timeout is somewhere in the error's chain (hyper-util's

@@ -33,9 +33,28 @@
 //! * [`ProxyBuilder::fallback_upstream`]: the absolute request URI when
 //!   there is one, else the fallback.
 //!
-//! Only `http` upstreams are supported. TLS to upstreams (`https`, HTTP/2
-//! over TLS) is the later `tls` feature; until then an `https` upstream is
-//! refused at build time, or answered 502 when it comes from the request.
+//! # TLS to upstreams
+//!
+//! With the `tls` feature, `https` upstreams are reached over rustls
+//! (aws-lc-rs): the server name (SNI) is the URI's host (or
+//! [`tls_server_name`](ProxyBuilder::tls_server_name), for endpoints
+//! addressed by IP), ALPN offers `h2`
+//! and `http/1.1` so an upstream that picks `h2` is spoken to over HTTP/2
+//! (one multiplexed connection per upstream) and the others over HTTP/1.1
+//! ([`tls_http2`](ProxyBuilder::tls_http2) turns `h2` off, as WebSocket
+//! tunnels need). The upstream's certificate is verified against Mozilla's
+//! roots, built in, or the roots given to
+//! [`tls_roots_pem`](ProxyBuilder::tls_roots_pem) /
+//! [`tls_roots`](ProxyBuilder::tls_roots); a client certificate for
+//! upstreams that ask for one (mTLS) is set with
+//! [`tls_client_identity`](ProxyBuilder::tls_client_identity). The
+//! [connect timeout](ProxyBuilder::connect_timeout) covers the TCP connect
+//! and the handshake. A failed handshake is answered 502
+//! `UpstreamConnect` with the rustls error as the cause.
+//!
+//! Without the feature only `http` upstreams are supported: an `https`
+//! upstream is refused at build time, or answered 502 when it comes from
+//! the request.
 //!
 //! # Headers
 //!
@@ -90,9 +109,10 @@
 //! | what happened | status | kind | `Outcome` |
 //! | --- | --- | --- | --- |
 //! | connect refused, DNS failure, connect timeout | 502 | `UpstreamConnect` | `Failure::Connect` |
+//! | TLS handshake failed (unknown issuer, wrong name, no common ALPN protocol), or the upstream refused the client certificate (under TLS 1.3 that alert arrives after the request was written, but the upstream never read it) | 502 | `UpstreamConnect` | `Failure::Connect` |
 //! | no response headers within [`response_timeout`](ProxyBuilder::response_timeout) | 504 | `UpstreamTimeout` | `Failure::Timeout` |
 //! | connection closed or reset before the response headers | 502 | `UpstreamReset` | `Failure::Reset` |
-//! | no upstream for the request, or an `https` one | 502 | `UpstreamConnect` | `Failure::Connect` |
+//! | no upstream for the request, or an `https` one without `tls` | 502 | `UpstreamConnect` | `Failure::Connect` |
 //! | the client's request body failed mid-upload | 400 | `BadRequest` | `Refused` |
 //! | the request body passed a [`limit`](crate::limit) mid-upload | 413 | `PayloadTooLarge` | `Refused` |
 //! | a `CONNECT` request (tunnels are not proxied) | 400 | `BadRequest` | `Refused` |

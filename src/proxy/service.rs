@@ -59,7 +59,12 @@ impl Proxy {
     /// it; other requests are answered 502.
     #[must_use]
     pub fn new() -> Self {
-        ProxyBuilder::default().assemble(Target::FromRequest, Some(Via::meshgate()))
+        ProxyBuilder::default()
+            .assemble(Target::FromRequest, Some(Via::meshgate()))
+            // The defaults always build: no TLS roots or identity to parse
+            // (the built-in roots are valid), and the crypto provider
+            // supports the default protocol versions.
+            .expect("the default proxy configuration builds")
     }
 
     /// A proxy with the defaults that sends every request to `upstream`
@@ -67,7 +72,8 @@ impl Proxy {
     ///
     /// # Errors
     ///
-    /// `upstream` is not an absolute `http` URI without a path.
+    /// `upstream` is not an absolute `http` (or, with `tls`, `https`) URI
+    /// without a path.
     pub fn to<U>(upstream: U) -> Result<Self, BuildError>
     where
         U: TryInto<Uri>,

@@ -121,18 +121,24 @@ async fn no_upstream_or_an_unsupported_one_is_a_502_and_bad_config_an_error() {
         "no upstream was chosen for the request"
     );
 
-    let response = Proxy::new()
-        .oneshot(get("https://10.0.0.7:8443/"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    assert!(
-        rejection(&response)
-            .cause()
-            .unwrap()
-            .to_string()
-            .contains("tls")
-    );
+    // With `tls`, https upstreams work (tests/tls); without it they are refused.
+    #[cfg(not(feature = "tls"))]
+    {
+        let response = Proxy::new()
+            .oneshot(get("https://10.0.0.7:8443/"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert!(
+            rejection(&response)
+                .cause()
+                .unwrap()
+                .to_string()
+                .contains("tls")
+        );
+        let error = Proxy::to("https://10.0.0.7").unwrap_err();
+        assert!(error.to_string().contains("`tls` feature"), "{error}");
+    }
 
     let connect = Request::connect("10.0.0.7:443")
         .body(Body::empty())
@@ -144,16 +150,9 @@ async fn no_upstream_or_an_unsupported_one_is_a_502_and_bad_config_an_error() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
-    for bad in [
-        "https://10.0.0.7",
-        "/just/a/path",
-        "http://10.0.0.7/base",
-        "ftp://10.0.0.7",
-    ] {
+    for bad in ["/just/a/path", "http://10.0.0.7/base", "ftp://10.0.0.7"] {
         assert!(Proxy::to(bad).is_err(), "{bad}");
     }
-    let error = Proxy::to("https://10.0.0.7").unwrap_err();
-    assert!(error.to_string().contains("`tls` feature"), "{error}");
     assert!(Proxy::builder().via(Some("not a token")).build().is_err());
 }
 

@@ -1,0 +1,85 @@
+//! The client side: what the proxy trusts and presents to `https` upstreams.
+
+use rustls::{ClientConfig, RootCertStore};
+
+use super::{TlsError, certificates_from_pem, private_key_from_pem, provider, roots_from_pem};
+
+/// Where the trusted roots come from.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+pub(crate) enum Roots {
+    /// Mozilla's bundle (`webpki-roots`), built in.
+    #[default]
+    Mozilla,
+    /// A PEM bundle, parsed when the configuration is built.
+    Pem(Vec<u8>),
+    /// A store the caller built.
+    Store(RootCertStore),
+}
+
+/// The client TLS settings a proxy builder collects; turned into a rustls
+/// configuration (and checked) when the proxy is built.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+pub(crate) struct ClientTls {
+    pub(crate) roots: Roots,
+    /// Certificate chain and private key, both PEM.
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+#[cfg_attr(not(feature = "proxy"), allow(dead_code))]
+impl ClientTls {
+    /// The rustls configuration, without ALPN (the connector sets it).
+    pub(crate) fn config(&self) -> Result<ClientConfig, TlsError> {
+        let roots = match &self.roots {
+            Roots::Mozilla => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+            Roots::Pem(pem) => roots_from_pem(pem)?,
+            Roots::Store(store) => store.clone(),
+        };
+        if roots.is_empty() {
+            return Err(TlsError::new("upstream TLS: the root store is empty"));
+        }
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TlsError::new(format!("upstream TLS: {error}")))?
+            .with_root_certificates(roots);
+        match &self.identity {
+            None => Ok(builder.with_no_client_auth()),
+            Some((chain, key)) => {
+                let chain = certificates_from_pem(chain)?;
+                let key = private_key_from_pem(key)?;
+                builder.with_client_auth_cert(chain, key).map_err(|error| {
+                    TlsError::new(format!("upstream TLS client certificate: {error}"))
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_trusts_mozilla_roots() {
+        let config = ClientTls::default().config().unwrap();
+        assert!(config.alpn_protocols.is_empty());
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let one = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["b.test".to_owned()]).unwrap();
+        let tls = ClientTls {
+            roots: Roots::Pem(one.cert.pem().into_bytes()),
+            identity: Some((
+                one.cert.pem().into_bytes(),
+                two.signing_key.serialize_pem().into_bytes(),
+            )),
+        };
+        let error = tls.config().unwrap_err();
+        assert!(error.to_string().contains("client certificate"), "{error}");
+    }
+}

@@ -1,0 +1,168 @@
+//! TLS over real sockets on loopback, with certificates made by `rcgen` at
+//! test time: the proxy to `https` upstreams, and the gateway server as a
+//! TLS listener.
+
+mod proxy;
+mod server;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use meshgate::gateway::{Server, ServerConfig};
+use meshgate::peer::{PeerAddr, PeerCertificate};
+use meshgate::tls::rustls;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A certificate chain and its key, PEM.
+pub(crate) struct Identity {
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) der: Vec<u8>,
+}
+
+/// A test CA with a server identity (`localhost`, `127.0.0.1`) and a client
+/// identity (`client.test`) it issued.
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) server: Identity,
+    pub(crate) client: Identity,
+}
+
+impl Pki {
+    pub(crate) fn new(name: &str) -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names.clone()).unwrap();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, names[0].clone());
+            let client = usage == ExtendedKeyUsagePurpose::ClientAuth;
+            params.extended_key_usages = vec![usage];
+            if client {
+                params.subject_alt_names.push(SanType::URI(
+                    format!("spiffe://{name}.test/ns/default/sa/client")
+                        .try_into()
+                        .unwrap(),
+                ));
+            }
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            Identity {
+                // Leaf first, then the CA, as servers send chains.
+                chain_pem: format!("{}{}", cert.pem(), ca.pem()),
+                key_pem: key.serialize_pem(),
+                der: cert.der().to_vec(),
+            }
+        };
+        let server = leaf(
+            vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let client = leaf(
+            vec!["client.test".to_owned()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        Self {
+            ca_pem: ca.pem(),
+            server,
+            client,
+        }
+    }
+}
+
+/// What the test service saw of one request.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    pub(crate) version: http::Version,
+    pub(crate) peer: Option<PeerAddr>,
+    pub(crate) certificate: Option<PeerCertificate>,
+}
+
+/// A running server whose service answers `hello` and reports each
+/// request on a channel.
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    pub(crate) seen: mpsc::UnboundedReceiver<Seen>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub(crate) async fn start(config: ServerConfig) -> Running {
+    let (report, seen) = mpsc::unbounded_channel();
+    let report = Arc::new(report);
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let report = Arc::clone(&report);
+        async move {
+            let version = request.version();
+            let _ = report.send(Seen {
+                version,
+                peer: request.extensions().get::<PeerAddr>().copied(),
+                certificate: request.extensions().get::<PeerCertificate>().cloned(),
+            });
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                "hello over {version:?}"
+            )))))
+        }
+    });
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(service, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        seen,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A rustls client configuration trusting `ca_pem`, with an optional
+/// client identity; no ALPN (the connector sets it).
+pub(crate) fn client_config(ca_pem: &str, identity: Option<&Identity>) -> rustls::ClientConfig {
+    let roots = meshgate::tls::roots_from_pem(ca_pem.as_bytes()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => builder
+            .with_client_auth_cert(
+                meshgate::tls::certificates_from_pem(identity.chain_pem.as_bytes()).unwrap(),
+                meshgate::tls::private_key_from_pem(identity.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    }
+}
