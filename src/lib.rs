@@ -21,6 +21,7 @@
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
 //! | [`gateway`] | the gateway assembly: HTTP/1.1 + h2c server with limits and graceful shutdown | `gateway` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
+//! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
@@ -55,6 +56,8 @@ pub mod classify;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod error;
+#[cfg(feature = "fault")]
+pub mod fault;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 #[cfg(feature = "limit")]
