@@ -22,6 +22,7 @@
 //! | [`gateway`] | the gateway assembly: HTTP/1.1 + h2c server with limits and graceful shutdown | `gateway` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
+//! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
@@ -60,6 +61,8 @@ pub mod error;
 pub mod fault;
 #[cfg(feature = "gateway")]
 pub mod gateway;
+#[cfg(feature = "ip-restriction")]
+pub mod ip_restriction;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "load-balancer")]
