@@ -23,6 +23,7 @@
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
 //! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
+//! | [`transform`] | request / response header remove, rename, set, add; values with `${request_id}`, `${client_ip}`, `${route}` | `transform` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
@@ -78,6 +79,8 @@ pub mod retry;
 pub mod routing;
 #[cfg(feature = "timeout")]
 pub mod timeout;
+#[cfg(feature = "transform")]
+pub mod transform;
 
 pub use body::{Body, ResponseBody};
 pub use error::{Problem, Rejection, RejectionKind};

@@ -1,0 +1,78 @@
+//! Three header operations (remove, rename, set a fixed value) against a bare
+//! `service_fn`, in the same run; and the same with a `${client_ip}` value.
+//! Target: at most 100 ns over the bare service for three operations.
+//!
+//! `cargo bench --bench transform`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderName, HeaderValue, Request, Response};
+use meshgate::peer::PeerAddr;
+use meshgate::transform::{HeaderOps, HeaderTemplate, TransformLayer};
+use tower::{Layer, Service, service_fn};
+
+async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("ok"))
+}
+
+fn request() -> Request<()> {
+    let mut request = Request::builder()
+        .header("x-consumer-id", "spoofed")
+        .header("x-api-version", "2")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(PeerAddr("192.0.2.7:5000".parse().unwrap()));
+    request
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut bare = service_fn(ok);
+    c.bench_function("transform/service_fn", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = bare.call(request());
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+    let three = HeaderOps::new()
+        .remove(HeaderName::from_static("x-consumer-id"))
+        .rename(
+            HeaderName::from_static("x-api-version"),
+            HeaderName::from_static("x-upstream-version"),
+        )
+        .set(
+            HeaderName::from_static("x-gateway"),
+            HeaderTemplate::literal(HeaderValue::from_static("meshgate")),
+        );
+    let mut fixed = TransformLayer::new()
+        .request(three.clone())
+        .layer(service_fn(ok));
+    c.bench_function("transform/three_ops", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = fixed.call(request());
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+    let mut templated = TransformLayer::new()
+        .request(three.set(
+            HeaderName::from_static("x-gateway"),
+            "${client_ip}".parse().unwrap(),
+        ))
+        .layer(service_fn(ok));
+    c.bench_function("transform/three_ops_client_ip", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = templated.call(request());
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
