@@ -24,6 +24,7 @@
 //! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
 //! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
 //! | [`transform`] | request / response header remove, rename, set, add; values with `${request_id}`, `${client_ip}`, `${route}` | `transform` |
+//! | [`cors`] | CORS: tower-http's `CorsLayer`, built from the config's `cors` section with checks instead of request-time panics | `cors` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
@@ -57,6 +58,8 @@ pub mod circuit_breaker;
 pub mod classify;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "cors")]
+pub mod cors;
 pub mod error;
 #[cfg(feature = "fault")]
 pub mod fault;
