@@ -25,6 +25,7 @@
 //! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
 //! | [`transform`] | request / response header remove, rename, set, add; values with `${request_id}`, `${client_ip}`, `${route}` | `transform` |
 //! | [`cors`] | CORS: tower-http's `CorsLayer`, built from the config's `cors` section with checks instead of request-time panics | `cors` |
+//! | [`aggregate`] | BFF fan-out: parallel sub-requests with per-call timeout, deadline, required / optional policy, JSON merged under keys, size cap, bounded concurrency | `aggregate` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
@@ -52,6 +53,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "aggregate")]
+pub mod aggregate;
 pub mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
