@@ -117,6 +117,14 @@ impl HeaderOps {
             headers.remove(name);
         }
         for (from, to) in &self.rename {
+            // The common case, one value, moves it without allocating.
+            let mut values = headers.get_all(from).iter();
+            if values.next().is_some() && values.next().is_none() {
+                if let Some(value) = headers.remove(from) {
+                    headers.insert(to, value);
+                }
+                continue;
+            }
             if let Entry::Occupied(entry) = headers.entry(from) {
                 let (_, values) = entry.remove_entry_mult();
                 let values: Vec<HeaderValue> = values.collect();

@@ -317,3 +317,27 @@ fn bad_aggregates_are_refused_when_built() {
     );
     assert!(build(Aggregate::builder().call(ok())).is_ok());
 }
+
+#[cfg(feature = "timeout")]
+#[tokio::test(start_paused = true)]
+async fn an_outer_timeout_deadline_bounds_the_calls() {
+    use meshgate::timeout::Deadline;
+    let backends = Backends::new(Duration::from_secs(60));
+    let aggregate = dashboard(
+        AggregateCall::new("recommendations", "/recommendations")
+            .unwrap()
+            .optional(),
+    )
+    .build(backends.service())
+    .unwrap();
+    let mut request = Request::get("/dashboard?id=7").body(()).unwrap();
+    request
+        .extensions_mut()
+        .insert(Deadline::at(Instant::now() + Duration::from_millis(1500)));
+    let start = Instant::now();
+    let response = aggregate.oneshot(request).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["errors"]["recommendations"], "deadline exceeded");
+}
