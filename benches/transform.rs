@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use http::{HeaderName, HeaderValue, Request, Response};
 use meshgate::peer::PeerAddr;
 use meshgate::transform::{HeaderOps, HeaderTemplate, TransformLayer};
@@ -87,5 +87,48 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// `TRANSFORM_PROFILE=<service_fn|three_ops>:<n>` runs `n` calls of one
+/// variant and exits, for instruction counts (`perf stat -e instructions`
+/// or callgrind), which a loaded machine does not blur: the difference
+/// between the two variants divided by `n` is the cost of the three ops.
+fn profile(spec: &str) {
+    let (variant, n) = spec.split_once(':').expect("variant:n");
+    let n: u64 = n.parse().expect("n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ops = HeaderOps::new()
+        .remove(HeaderName::from_static("x-consumer-id"))
+        .rename(
+            HeaderName::from_static("x-api-version"),
+            HeaderName::from_static("x-upstream-version"),
+        )
+        .set(
+            HeaderName::from_static("x-gateway"),
+            HeaderTemplate::literal(HeaderValue::from_static("meshgate")),
+        );
+    rt.block_on(async {
+        if variant == "service_fn" {
+            let mut s = service_fn(ok);
+            for _ in 0..n {
+                black_box(s.call(request()).await.unwrap());
+            }
+        } else {
+            let mut s = TransformLayer::new().request(ops).layer(service_fn(ok));
+            for _ in 0..n {
+                black_box(s.call(request()).await.unwrap());
+            }
+        }
+    });
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("TRANSFORM_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -117,21 +117,20 @@ impl HeaderOps {
             headers.remove(name);
         }
         for (from, to) in &self.rename {
+            let Entry::Occupied(mut entry) = headers.entry(from) else {
+                continue;
+            };
             // The common case, one value, moves it without allocating.
-            let mut values = headers.get_all(from).iter();
-            if values.next().is_some() && values.next().is_none() {
-                if let Some(value) = headers.remove(from) {
-                    headers.insert(to, value);
-                }
+            if entry.iter_mut().nth(1).is_none() {
+                let value = entry.remove();
+                headers.insert(to, value);
                 continue;
             }
-            if let Entry::Occupied(entry) = headers.entry(from) {
-                let (_, values) = entry.remove_entry_mult();
-                let values: Vec<HeaderValue> = values.collect();
-                headers.remove(to);
-                for value in values {
-                    headers.append(to, value);
-                }
+            let (_, values) = entry.remove_entry_mult();
+            let values: Vec<HeaderValue> = values.collect();
+            headers.remove(to);
+            for value in values {
+                headers.append(to, value);
             }
         }
         for (name, template) in &self.set {
