@@ -196,12 +196,13 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = self.shared.clone();
-        let mut deadline = Instant::now() + shared.deadline;
+        let deadline = Instant::now() + shared.deadline;
         // An outer `TimeoutLayer`'s deadline, when sooner, bounds the calls too.
         #[cfg(feature = "timeout")]
-        if let Some(outer) = request.extensions().get::<crate::timeout::Deadline>() {
-            deadline = deadline.min(outer.instant());
-        }
+        let deadline = match request.extensions().get::<crate::timeout::Deadline>() {
+            Some(outer) => deadline.min(outer.instant()),
+            None => deadline,
+        };
         let mut headers = HeaderMap::new();
         for name in &shared.forward {
             for value in request.headers().get_all(name) {
