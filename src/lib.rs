@@ -25,6 +25,11 @@
 //! | [`cache`] | RFC 9111 shared response cache on moka: freshness, `Vary`, revalidation, coalescing, stale-while-revalidate / stale-if-error, invalidation and purge | `cache` |
 //! | [`tls`] | rustls (aws-lc-rs): `https` upstreams with ALPN h2 for the proxy, TLS listeners with ALPN and mTLS for the server, `PeerCertificate` | `tls` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
+//! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
+//! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
+//! | [`transform`] | request / response header remove, rename, set, add; values with `${request_id}`, `${client_ip}`, `${route}` | `transform` |
+//! | [`cors`] | CORS: tower-http's `CorsLayer`, built from the config's `cors` section with checks instead of request-time panics | `cors` |
+//! | [`aggregate`] | BFF fan-out: parallel sub-requests with per-call timeout, deadline, required / optional policy, JSON merged under keys, size cap, bounded concurrency | `aggregate` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
@@ -54,6 +59,8 @@
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "aggregate")]
+pub mod aggregate;
 pub mod body;
 #[cfg(feature = "cache")]
 pub mod cache;
@@ -62,9 +69,15 @@ pub mod circuit_breaker;
 pub mod classify;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "cors")]
+pub mod cors;
 pub mod error;
+#[cfg(feature = "fault")]
+pub mod fault;
 #[cfg(feature = "gateway")]
 pub mod gateway;
+#[cfg(feature = "ip-restriction")]
+pub mod ip_restriction;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "load-balancer")]
@@ -84,6 +97,8 @@ pub mod routing;
 pub mod timeout;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "transform")]
+pub mod transform;
 
 pub use body::{Body, ResponseBody};
 pub use error::{Problem, Rejection, RejectionKind};

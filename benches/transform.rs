@@ -1,0 +1,134 @@
+//! Three header operations (remove, rename, set a fixed value) against a bare
+//! `service_fn`, in the same run; and the same with a `${client_ip}` value.
+//! Requests are built outside the timed part (`iter_batched`).
+//! Target: at most 100 ns over the bare service for three operations.
+//!
+//! `cargo bench --bench transform`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group};
+use http::{HeaderName, HeaderValue, Request, Response};
+use meshgate::peer::PeerAddr;
+use meshgate::transform::{HeaderOps, HeaderTemplate, TransformLayer};
+use tower::{Layer, Service, service_fn};
+
+async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("ok"))
+}
+
+fn request() -> Request<()> {
+    let mut request = Request::builder()
+        .header("x-consumer-id", "spoofed")
+        .header("x-api-version", "2")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(PeerAddr("192.0.2.7:5000".parse().unwrap()));
+    request
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut bare = service_fn(ok);
+    c.bench_function("transform/service_fn", |b| {
+        b.to_async(&rt).iter_batched(
+            request,
+            |request| {
+                let fut = bare.call(request);
+                async move { black_box(fut.await.unwrap()) }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let three = HeaderOps::new()
+        .remove(HeaderName::from_static("x-consumer-id"))
+        .rename(
+            HeaderName::from_static("x-api-version"),
+            HeaderName::from_static("x-upstream-version"),
+        )
+        .set(
+            HeaderName::from_static("x-gateway"),
+            HeaderTemplate::literal(HeaderValue::from_static("meshgate")),
+        );
+    let mut fixed = TransformLayer::new()
+        .request(three.clone())
+        .layer(service_fn(ok));
+    c.bench_function("transform/three_ops", |b| {
+        b.to_async(&rt).iter_batched(
+            request,
+            |request| {
+                let fut = fixed.call(request);
+                async move { black_box(fut.await.unwrap()) }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut templated = TransformLayer::new()
+        .request(three.set(
+            HeaderName::from_static("x-gateway"),
+            "${client_ip}".parse().unwrap(),
+        ))
+        .layer(service_fn(ok));
+    c.bench_function("transform/three_ops_client_ip", |b| {
+        b.to_async(&rt).iter_batched(
+            request,
+            |request| {
+                let fut = templated.call(request);
+                async move { black_box(fut.await.unwrap()) }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// `TRANSFORM_PROFILE=<service_fn|three_ops>:<n>` runs `n` calls of one
+/// variant and exits, for instruction counts (`perf stat -e instructions`
+/// or callgrind), which a loaded machine does not blur: the difference
+/// between the two variants divided by `n` is the cost of the three ops.
+fn profile(spec: &str) {
+    let (variant, n) = spec.split_once(':').expect("variant:n");
+    let n: u64 = n.parse().expect("n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ops = HeaderOps::new()
+        .remove(HeaderName::from_static("x-consumer-id"))
+        .rename(
+            HeaderName::from_static("x-api-version"),
+            HeaderName::from_static("x-upstream-version"),
+        )
+        .set(
+            HeaderName::from_static("x-gateway"),
+            HeaderTemplate::literal(HeaderValue::from_static("meshgate")),
+        );
+    rt.block_on(async {
+        if variant == "service_fn" {
+            let mut s = service_fn(ok);
+            for _ in 0..n {
+                black_box(s.call(request()).await.unwrap());
+            }
+        } else {
+            let mut s = TransformLayer::new().request(ops).layer(service_fn(ok));
+            for _ in 0..n {
+                black_box(s.call(request()).await.unwrap());
+            }
+        }
+    });
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    if let Ok(spec) = std::env::var("TRANSFORM_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,202 @@
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{ClientIp, IpNet};
+use crate::body::ResponseBody;
+use crate::error::{Rejection, RejectionKind, is_grpc};
+
+/// Refuses requests by client IP with `403` problem+json.
+///
+/// See the [module docs](crate::ip_restriction).
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct IpRestrictionLayer {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+    client_ip: ClientIp,
+}
+
+impl IpRestrictionLayer {
+    /// A layer with no rules (everything passes) that trusts no proxy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a network to the allow list; with any allow network, addresses
+    /// outside all of them are refused.
+    ///
+    /// Default: none (all addresses allowed unless denied).
+    pub fn allow(mut self, network: IpNet) -> Self {
+        self.allow.push(network);
+        self
+    }
+
+    /// Adds a network to the deny list; deny wins over allow.
+    ///
+    /// Default: none.
+    pub fn deny(mut self, network: IpNet) -> Self {
+        self.deny.push(network);
+        self
+    }
+
+    /// How the client address is resolved: which proxies' `X-Forwarded-For`
+    /// is believed.
+    ///
+    /// Default: [`ClientIp::new`], the socket peer only.
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = client_ip;
+        self
+    }
+
+    /// The layer for a route's `ip_restriction` section of the gateway
+    /// config, with the config's top-level `trusted_proxies`.
+    #[cfg(feature = "config")]
+    pub fn from_config(
+        config: &crate::config::IpRestriction,
+        trusted_proxies: &[crate::config::Cidr],
+    ) -> Self {
+        Self {
+            allow: config.allow.iter().copied().map(IpNet::from).collect(),
+            deny: config.deny.iter().copied().map(IpNet::from).collect(),
+            client_ip: ClientIp::trusting(trusted_proxies.iter().copied().map(IpNet::from)),
+        }
+    }
+}
+
+impl<S> Layer<S> for IpRestrictionLayer {
+    type Service = IpRestriction<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IpRestriction {
+            inner,
+            rules: Arc::new(Rules {
+                allow: self.allow.clone(),
+                deny: self.deny.clone(),
+            }),
+            client_ip: self.client_ip.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Rules {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+}
+
+impl Rules {
+    fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    fn admits(&self, ip: IpAddr) -> bool {
+        !self.deny.iter().any(|net| net.contains(ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(ip)))
+    }
+}
+
+/// The service of an [`IpRestrictionLayer`].
+///
+/// Clones share the rules behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct IpRestriction<S> {
+    inner: S,
+    rules: Arc<Rules>,
+    client_ip: ClientIp,
+}
+
+impl<S> IpRestriction<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IpRestriction<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if !self.rules.is_empty() {
+            let admitted = self
+                .client_ip
+                .resolve_request(&request)
+                .is_some_and(|ip| self.rules.admits(ip));
+            if !admitted {
+                return ResponseFuture {
+                    state: State::Refused {
+                        grpc: is_grpc(request.headers()),
+                    },
+                };
+            }
+        }
+        ResponseFuture {
+            state: State::Inner {
+                future: self.inner.call(request),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`IpRestriction`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Inner { #[pin] future: F },
+        Refused { grpc: bool },
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => future
+                .poll(cx)
+                .map(|result| result.map(|r| r.map(ResponseBody::inner))),
+            StateProj::Refused { grpc } => {
+                Poll::Ready(Ok(Rejection::new(RejectionKind::Forbidden)
+                    .with_detail("the client address is not allowed")
+                    .into_layer_response_for(*grpc)))
+            }
+        }
+    }
+}
