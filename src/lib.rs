@@ -57,10 +57,10 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "auth")]
-pub mod auth;
 #[cfg(feature = "aggregate")]
 pub mod aggregate;
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod body;
 #[cfg(feature = "cache")]
 pub mod cache;

@@ -174,9 +174,46 @@ async fn demo_config() -> Result<Config, String> {
         if let Some(i) = names.iter().position(|n| *n == name) {
             return Some(addrs[i].to_string());
         }
-        std::env::var(name).ok()
+        match name {
+            "MESHGATE_DEMO_API_KEY" => Some(DEMO_API_KEY.to_owned()),
+            "MESHGATE_DEMO_JWT_SECRET" => Some(DEMO_JWT_SECRET.to_owned()),
+            _ => std::env::var(name).ok(),
+        }
     };
-    Config::from_yaml_str_with_env(DEFAULT_CONFIG, env).map_err(|e| e.to_string())
+    let config = Config::from_yaml_str_with_env(DEFAULT_CONFIG, env).map_err(|e| e.to_string())?;
+    println!("meshgate demo: API key for /orders:   X-API-Key: {DEMO_API_KEY}");
+    println!(
+        "meshgate demo: JWT for /orders:       Authorization: Bearer {}",
+        demo_token()?
+    );
+    Ok(config)
+}
+
+/// The demo consumer's API key: a demo secret, printed at start-up.
+const DEMO_API_KEY: &str = "demo-key-7f3a9c";
+/// The demo issuer's HS256 secret (at least 32 bytes).
+const DEMO_JWT_SECRET: &str = "meshgate-demo-secret-not-for-production!";
+
+/// A token of the demo issuer for `demo-user`, valid for a day.
+fn demo_token() -> Result<String, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "meshgate-demo",
+        "aud": "meshgate-demo",
+        "sub": "demo-user",
+        "roles": ["reader"],
+        "iat": now,
+        "exp": now + 86_400,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEMO_JWT_SECRET.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn init_logging(config: &Config) {

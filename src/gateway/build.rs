@@ -11,17 +11,27 @@ use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 
+use crate::auth::any::JwtOrApiKeyLayer;
+use crate::auth::api_key::ApiKeyLayer;
+use crate::auth::authz::AuthzLayer;
+use crate::auth::jwt::JwtLayer;
 use crate::body::Body;
+use crate::cache::CacheLayer;
 use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::config::{self, Config};
+use crate::cors::CorsLayer;
+use crate::fault::FaultLayer;
+use crate::ip_restriction::IpRestrictionLayer;
 use crate::load_balancer::{
     self, ConsistentHash, DnsDiscovery, HashKey, HealthCheck, LoadBalancerLayer, OutlierDetection,
     Strategy,
 };
 use crate::proxy::{IncomingForwarded, Proxy, TrustedProxies};
+use crate::rate_limit::{RateLimitLayer, RouteName};
 use crate::retry::{Jitter, RetryLayer, RetryOn};
 use crate::routing::{Backend, Route, Router, Split, boxed};
 use crate::timeout::TimeoutLayer;
+use crate::transform::TransformLayer;
 
 /// The request body the router and everything behind it sees: the
 /// connection's body under the listener's size limit.
@@ -104,14 +114,23 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
         return Err(BuildErrors(problems));
     }
 
+    let mut problems = Vec::new();
     let mut breakers = Vec::new();
     let mut retries = Vec::new();
     let mut router = Router::builder();
     for route in &config.routes {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
+        let policies = match Policies::for_route(config, route) {
+            Ok(policies) => policies,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
         let mut stacks = RouteStacks {
             route,
             breakers: &mut breakers,
+            policies: &policies,
         };
         let retry = route.retry.as_ref().map(retry_layer);
         if let Some(layer) = &retry {
@@ -145,6 +164,9 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
         for routed in routes_for(route, target) {
             router = router.route(routed);
         }
+    }
+    if !problems.is_empty() {
+        return Err(BuildErrors(problems));
     }
     let router = router
         .build()
@@ -198,6 +220,7 @@ impl Target<'_> {
 struct RouteStacks<'a> {
     route: &'a config::Route,
     breakers: &'a mut Vec<BuiltBreaker>,
+    policies: &'a Policies,
 }
 
 impl RouteStacks<'_> {
@@ -214,7 +237,7 @@ impl RouteStacks<'_> {
     ) -> Stack<GatewayBody> {
         let timeout = TimeoutLayer::new(self.route.timeout);
         let balanced = upstream.balancer.layer(upstream.proxy.clone());
-        match (retry, self.breaker(backend)) {
+        let stack = match (retry, self.breaker(backend)) {
             (Some(retry), Some(breaker)) => {
                 boxed::<GatewayBody, _, _>(timeout.layer(retry.layer(breaker.layer(balanced))))
             }
@@ -223,7 +246,8 @@ impl RouteStacks<'_> {
                 boxed::<GatewayBody, _, _>(timeout.layer(breaker.layer(balanced)))
             }
             (None, None) => boxed::<GatewayBody, _, _>(timeout.layer(balanced)),
-        }
+        };
+        self.policies.apply(stack)
     }
 
     /// This route's breaker for `backend`, when it has one; recorded for the
@@ -503,19 +527,14 @@ fn unsupported(config: &Config) -> Vec<String> {
         problems.push(format!("{path}: {what} is not supported by this build yet"));
     };
     for (i, route) in config.routes.iter().enumerate() {
-        let sections = [
-            ("cache", route.cache.is_some()),
-            ("rate_limit", route.rate_limit.is_some()),
-            ("auth", route.auth.is_some()),
-            ("cors", route.cors.is_some()),
-            ("transform", route.transform.is_some()),
-            ("fault", route.fault.is_some()),
-            ("ip_restriction", route.ip_restriction.is_some()),
-        ];
-        for (name, present) in sections {
-            if present {
-                refuse(format!("routes[{i}].{name}"), name);
-            }
+        if let Some(rate_limit) = &route.rate_limit
+            && rate_limit.backend != config::RateLimitBackend::Local
+            && !cfg!(feature = "redis")
+        {
+            refuse(
+                format!("routes[{i}].rate_limit.backend"),
+                "the Redis backend (cargo feature `redis`)",
+            );
         }
     }
     for (i, upstream) in config.upstreams.iter().enumerate() {
@@ -526,10 +545,10 @@ fn unsupported(config: &Config) -> Vec<String> {
             );
         }
         for (j, endpoint) in upstream.endpoints.iter().enumerate() {
-            if endpoint.scheme == config::Scheme::Https {
+            if endpoint.scheme == config::Scheme::Https && !cfg!(feature = "tls") {
                 refuse(
                     format!("upstreams[{i}].endpoints[{j}]"),
-                    "TLS to upstreams (https)",
+                    "TLS to upstreams (https, cargo feature `tls`)",
                 );
             }
         }
@@ -541,4 +560,151 @@ fn unsupported(config: &Config) -> Vec<String> {
         );
     }
     problems
+}
+
+/// A route's policy layers, built once per route so every backend of a
+/// split shares their state (rate-limit counters, cache store, JWKS).
+/// Outermost first: IP restriction → CORS → authentication → access
+/// policies → rate limit → cache → header transforms → fault injection,
+/// then the backend's timeout → retry → breaker → balancer → proxy.
+#[derive(Default)]
+struct Policies {
+    ip_restriction: Option<IpRestrictionLayer>,
+    cors: Option<CorsLayer>,
+    authn: Option<Authn>,
+    authz: Option<AuthzLayer>,
+    rate_limit: Option<RateLimitLayer>,
+    cache: Option<CacheLayer>,
+    transform: Option<TransformLayer>,
+    fault: Option<FaultLayer>,
+    route: Option<RouteName>,
+}
+
+/// How a route authenticates.
+enum Authn {
+    Jwt(JwtLayer),
+    ApiKey(ApiKeyLayer),
+    Either(JwtOrApiKeyLayer),
+}
+
+impl Policies {
+    fn for_route(config: &Config, route: &config::Route) -> Result<Self, String> {
+        let index = config
+            .routes
+            .iter()
+            .position(|r| r.name == route.name)
+            .unwrap_or_default();
+        let at = |section: &str, e: &dyn fmt::Display| format!("routes[{index}].{section}: {e}");
+        let mut policies = Policies::default();
+        if let Some(ip) = &route.ip_restriction {
+            policies.ip_restriction =
+                Some(IpRestrictionLayer::from_config(ip, &config.trusted_proxies));
+        }
+        if let Some(cors) = &route.cors {
+            policies.cors = Some(crate::cors::from_config(cors).map_err(|e| at("cors", &e))?);
+        }
+        if let Some(auth) = &route.auth {
+            let jwt = auth
+                .jwt
+                .as_ref()
+                .map(|jwt| JwtLayer::from_config(jwt, &config.jwt_issuers))
+                .transpose()
+                .map_err(|e| at("auth.jwt", &e))?;
+            let key = auth
+                .api_key
+                .as_ref()
+                .map(|key| ApiKeyLayer::from_config(key, &config.consumers))
+                .transpose()
+                .map_err(|e| at("auth.api_key", &e))?;
+            policies.authn = match (jwt, key) {
+                (Some(jwt), Some(key)) => Some(Authn::Either(JwtOrApiKeyLayer::new(jwt, key))),
+                (Some(jwt), None) => Some(Authn::Jwt(jwt)),
+                (None, Some(key)) => Some(Authn::ApiKey(key)),
+                (None, None) => None,
+            };
+            if !auth.policies.is_empty() {
+                policies.authz = Some(AuthzLayer::from_config(&auth.policies));
+            }
+        }
+        if let Some(limit) = &route.rate_limit {
+            policies.rate_limit = Some(
+                RateLimitLayer::from_policy(
+                    limit,
+                    &config.rate_limit_tiers,
+                    &config.trusted_proxies,
+                )
+                .map_err(|e| at("rate_limit", &e))?,
+            );
+            policies.route = Some(RouteName(Arc::from(route.name.as_str())));
+        }
+        if let Some(cache) = &route.cache {
+            policies.cache = Some(CacheLayer::from(cache));
+        }
+        if let Some(transform) = &route.transform {
+            policies.transform =
+                Some(TransformLayer::from_config(transform).map_err(|e| at("transform", &e))?);
+        }
+        if let Some(fault) = &route.fault {
+            policies.fault = Some(FaultLayer::from_config(fault).map_err(|e| at("fault", &e))?);
+        }
+        Ok(policies)
+    }
+
+    /// Wraps a backend's stack in the route's policy layers. Each layer
+    /// present costs one more box; absent ones cost nothing.
+    fn apply(&self, mut stack: Stack<GatewayBody>) -> Stack<GatewayBody> {
+        if let Some(fault) = &self.fault {
+            stack = boxed::<GatewayBody, _, _>(fault.layer(stack));
+        }
+        if let Some(transform) = &self.transform {
+            stack = boxed::<GatewayBody, _, _>(transform.layer(stack));
+        }
+        if let Some(cache) = &self.cache {
+            stack = boxed::<GatewayBody, _, _>(cache.layer(stack));
+        }
+        if let Some(limit) = &self.rate_limit {
+            let limited = limit.layer(stack);
+            // The limiter keys on its own extension types; the router and
+            // the authentication layers insert theirs. Bridge them here.
+            let route = self.route.clone();
+            let bridged =
+                tower::util::MapRequest::new(limited, move |mut request: Request<GatewayBody>| {
+                    let extensions = request.extensions_mut();
+                    if let Some(consumer) = extensions.get::<crate::auth::Consumer>() {
+                        let bridged = crate::rate_limit::Consumer {
+                            name: Arc::from(consumer.name()),
+                            tier: consumer.tier().map(Arc::from),
+                        };
+                        extensions.insert(bridged);
+                    }
+                    if let Some(subject) = extensions
+                        .get::<crate::auth::jwt::Claims>()
+                        .and_then(|claims| claims.subject().map(Arc::from))
+                    {
+                        extensions.insert(crate::rate_limit::JwtSubject(subject));
+                    }
+                    if let Some(route) = &route {
+                        extensions.insert(route.clone());
+                    }
+                    request
+                });
+            stack = boxed::<GatewayBody, _, _>(bridged);
+        }
+        if let Some(authz) = &self.authz {
+            stack = boxed::<GatewayBody, _, _>(authz.layer(stack));
+        }
+        match &self.authn {
+            Some(Authn::Jwt(jwt)) => stack = boxed::<GatewayBody, _, _>(jwt.layer(stack)),
+            Some(Authn::ApiKey(key)) => stack = boxed::<GatewayBody, _, _>(key.layer(stack)),
+            Some(Authn::Either(either)) => stack = boxed::<GatewayBody, _, _>(either.layer(stack)),
+            None => {}
+        }
+        if let Some(cors) = &self.cors {
+            stack = boxed::<GatewayBody, _, _>(cors.layer(stack));
+        }
+        if let Some(ip) = &self.ip_restriction {
+            stack = boxed::<GatewayBody, _, _>(ip.layer(stack));
+        }
+        stack
+    }
 }
