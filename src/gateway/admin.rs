@@ -349,6 +349,23 @@ impl State {
                 })
             })
             .collect();
+        let rate_limits: Vec<Value> = self
+            .built
+            .limiters
+            .iter()
+            .map(|(route, layer)| {
+                json!({ "route": route, "keys": layer.key_count(), "key_capacity": layer.key_capacity() })
+            })
+            .collect();
+        let caches: Vec<Value> = self
+            .built
+            .caches
+            .iter()
+            .map(|(route, layer)| {
+                let handle = layer.handle();
+                json!({ "route": route, "entries": handle.entry_count(), "bytes": handle.weighted_size() })
+            })
+            .collect();
         let listeners: Vec<Value> = self
             .connections
             .iter()
@@ -359,6 +376,8 @@ impl State {
             "upstreams": upstreams,
             "circuit_breakers": breakers,
             "retries": retries,
+            "rate_limits": rate_limits,
+            "caches": caches,
             "listeners": listeners,
         })
     }

@@ -98,6 +98,10 @@ pub(crate) struct Built {
     pub(crate) upstreams: Vec<BuiltUpstream>,
     pub(crate) breakers: Vec<BuiltBreaker>,
     pub(crate) retries: Vec<BuiltRetry>,
+    /// Each rate-limited route's limiter, for the admin status.
+    pub(crate) limiters: Vec<(String, RateLimitLayer)>,
+    /// Each cached route's cache, for the admin status.
+    pub(crate) caches: Vec<(String, CacheLayer)>,
 }
 
 /// Builds the router and its per-route stacks.
@@ -115,13 +119,23 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     }
 
     let mut problems = Vec::new();
+    let mut limiters = Vec::new();
+    let mut caches = Vec::new();
     let mut breakers = Vec::new();
     let mut retries = Vec::new();
     let mut router = Router::builder();
     for route in &config.routes {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
         let policies = match Policies::for_route(config, route) {
-            Ok(policies) => policies,
+            Ok(policies) => {
+                if let Some(limiter) = &policies.rate_limit {
+                    limiters.push((route.name.clone(), limiter.clone()));
+                }
+                if let Some(cache) = &policies.cache {
+                    caches.push((route.name.clone(), cache.clone()));
+                }
+                policies
+            }
             Err(problem) => {
                 problems.push(problem);
                 continue;
@@ -176,6 +190,8 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
         upstreams,
         breakers,
         retries,
+        limiters,
+        caches,
     })
 }
 

@@ -23,6 +23,10 @@ pub const REQUESTS_TOTAL: &str = "meshgate_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "meshgate_request_duration_seconds";
 /// `meshgate_requests_in_flight{route}`: requests started and not yet answered.
 pub const REQUESTS_IN_FLIGHT: &str = "meshgate_requests_in_flight";
+/// `meshgate_cache_requests_total{route, result}`: responses that went
+/// through a response cache, by its `X-Cache` verdict (`hit`, `miss`,
+/// `stale`, `bypass`, `revalidated`, `other`).
+pub const CACHE_REQUESTS_TOTAL: &str = "meshgate_cache_requests_total";
 /// `meshgate_rejections_total{route, kind}`: responses a meshgate layer
 /// answered itself, by [`RejectionKind`](crate::RejectionKind) name
 /// (`rate_limited`, `circuit_open`, `timeout`, …).
@@ -214,9 +218,13 @@ where
                 let class = usize::from(response.status().as_u16() / 100).clamp(1, 5) - 1;
                 let rejection = response.extensions().get::<Rejection>();
                 let shared = Arc::clone(&guard.shared);
+                let cache = response.headers().get(X_CACHE).map(cache_result);
                 shared.with_route(response.extensions(), |handles| {
                     if let Some(rejection) = rejection {
                         handles.rejection(rejection);
+                    }
+                    if let Some(result) = cache {
+                        handles.cache(result);
                     }
                     guard.finish(handles, class);
                 });
@@ -264,6 +272,18 @@ impl Drop for InFlight {
 const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "other",
 ];
+/// The `X-Cache` header a response cache sets (DESIGN.md's convention).
+const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
+const CACHE_RESULTS: [&str; 6] = ["hit", "miss", "stale", "bypass", "revalidated", "other"];
+
+fn cache_result(value: &http::HeaderValue) -> usize {
+    let value = value.as_bytes();
+    CACHE_RESULTS[..5]
+        .iter()
+        .position(|r| value.eq_ignore_ascii_case(r.as_bytes()))
+        .unwrap_or(5)
+}
+
 const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error", "dropped"];
 const ERROR_CLASS: usize = 5;
 const DROPPED_CLASS: usize = 6;
@@ -277,6 +297,7 @@ struct Handles {
     durations: [OnceLock<Histogram>; METHODS.len()],
     in_flight: OnceLock<Gauge>,
     rejections: [OnceLock<Counter>; REJECTION_SLOTS],
+    cache: [OnceLock<Counter>; CACHE_RESULTS.len()],
 }
 
 /// Room for every [`RejectionKind`](crate::RejectionKind) with space to
@@ -291,6 +312,7 @@ impl Handles {
             durations: Default::default(),
             in_flight: OnceLock::new(),
             rejections: std::array::from_fn(|_| OnceLock::new()),
+            cache: Default::default(),
         }
     }
 
@@ -326,6 +348,20 @@ impl Handles {
     fn in_flight(&self) -> &Gauge {
         self.in_flight
             .get_or_init(|| metrics::gauge!(REQUESTS_IN_FLIGHT, vec![self.route_label()]))
+    }
+
+    fn cache(&self, result: usize) {
+        self.cache[result]
+            .get_or_init(|| {
+                metrics::counter!(
+                    CACHE_REQUESTS_TOTAL,
+                    vec![
+                        self.route_label(),
+                        Label::from_static_parts("result", CACHE_RESULTS[result]),
+                    ]
+                )
+            })
+            .increment(1);
     }
 
     fn rejection(&self, rejection: &Rejection) {

@@ -57,8 +57,9 @@ mod trace_context;
 pub use access_log::{ACCESS_LOG_TARGET, AccessLog, AccessLogFuture, AccessLogLayer};
 #[cfg(feature = "metrics")]
 pub use metrics::{
-    MAX_ROUTES, MetricsFuture, MetricsLayer, REJECTIONS_TOTAL, REQUEST_DURATION_SECONDS,
-    REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RequestMetrics, RouteFromExtensions,
+    CACHE_REQUESTS_TOTAL, MAX_ROUTES, MetricsFuture, MetricsLayer, REJECTIONS_TOTAL,
+    REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RequestMetrics,
+    RouteFromExtensions,
 };
 pub use request_id::{
     DEFAULT_MAX_REQUEST_ID_LEN, REQUEST_ID, RequestId, RequestIdLayer, RequestIdResponseFuture,

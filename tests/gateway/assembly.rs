@@ -75,7 +75,10 @@ struct Running {
 
 impl Running {
     async fn start(yaml: &str) -> Running {
-        let config = Config::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_config(Config::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"))).await
+    }
+
+    async fn start_config(config: Config) -> Running {
         let gateway = Gateway::from_config(config).unwrap_or_else(|e| panic!("{e}"));
         let bound = gateway.bind().await.unwrap();
         let addr = bound.listener_addrs()[0].1;
@@ -488,4 +491,83 @@ routes:
         assert_eq!(body, expected, "trusted_proxies: {trusted}");
         gateway.stop().await;
     }
+}
+
+/// Authentication, a rate limit and the cache, configured per route.
+#[tokio::test]
+async fn auth_rate_limit_and_cache_per_route() {
+    let (orders, orders_calls) = named_upstream("orders").await;
+    let yaml = format!(
+        "{LISTENERS}
+consumers:
+  - name: shop
+    keys: [\"${{SHOP_KEY}}\"]
+upstreams:
+  - name: orders
+    endpoints: [\"{orders}\"]
+routes:
+  - name: private
+    match: {{ paths: [{{ prefix: /private }}] }}
+    upstream: orders
+    auth: {{ api_key: {{}} }}
+  - name: limited
+    match: {{ paths: [{{ prefix: /limited }}] }}
+    upstream: orders
+    rate_limit: {{ key: client_ip, quotas: [{{ limit: 2, per: minute }}] }}
+  - name: cached
+    match: {{ paths: [{{ prefix: /cached }}] }}
+    upstream: orders
+    cache: {{ ttl: 30s }}
+"
+    );
+    let config = Config::from_yaml_str_with_env(&yaml, |name| {
+        (name == "SHOP_KEY").then(|| "k-123".to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Running::start_config(config).await;
+
+    let (status, headers, _) = gateway.get("/private/1", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, _) = gateway.get("/private/1", &[("x-api-key", "wrong")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = gateway.get("/private/1", &[("x-api-key", "k-123")]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "orders /private/1")
+    );
+
+    for _ in 0..2 {
+        let (status, headers, _) = gateway.get("/limited", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers.contains_key("ratelimit"));
+    }
+    let (status, headers, body) = gateway.get("/limited", &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(headers.contains_key("retry-after"));
+    assert!(headers["ratelimit"].to_str().unwrap().contains("r=0"));
+
+    let before = orders_calls.load(Ordering::SeqCst);
+    let (_, first, _) = gateway.get("/cached/a", &[]).await;
+    let (_, second, body) = gateway.get("/cached/a", &[]).await;
+    assert_eq!(first["x-cache"], "MISS");
+    assert_eq!(second["x-cache"], "HIT");
+    assert_eq!(body, "orders /cached/a");
+    assert_eq!(orders_calls.load(Ordering::SeqCst), before + 1);
+
+    let (_, metrics) = gateway.admin("/metrics").await;
+    for needle in [
+        r#"meshgate_rejections_total{route="limited",kind="rate_limited"} 1"#,
+        r#"meshgate_rejections_total{route="private",kind="unauthenticated"} 2"#,
+        r#"meshgate_cache_requests_total{route="cached",result="hit"} 1"#,
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+    let (_, status) = gateway.admin("/admin/status").await;
+    let json: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(json["rate_limits"][0]["route"], "limited");
+    assert_eq!(json["rate_limits"][0]["keys"], 1);
+    assert_eq!(json["caches"][0]["route"], "cached");
+    gateway.stop().await;
 }
