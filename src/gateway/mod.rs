@@ -1,12 +1,34 @@
-//! The gateway assembly: serving layers over TCP, and (to come) building
-//! them from the YAML config.
+//! The gateway assembly: the YAML config turned into layers, served.
 //!
-//! The assembly holds no request logic of its own. Today it has the
-//! connection [`Server`]: HTTP/1.1 (with upgrades) and h2c on one port (or,
-//! with the `tls` feature and [`ServerConfig::tls`], TLS with ALPN `h2` /
-//! `http/1.1` and optional client-certificate verification), each
-//! request tagged with the client's [`PeerAddr`](crate::peer::PeerAddr), and
-//! the limits that protect a gateway from its clients:
+//! The assembly holds no request logic of its own: [`Gateway::from_config`]
+//! reads a validated [`Config`](crate::config::Config) and builds, per
+//! upstream, a load balancer (with its health checks) over a pooled proxy,
+//! and per route the stack
+//!
+//! ```text
+//! ip_restriction → cors → auth → authz → rate_limit → cache → transform → fault
+//!   → timeout → retry → circuit_breaker → load_balancer → proxy
+//! ```
+//!
+//! with only the layers the route configures (the part from `timeout` on is
+//! composed with concrete types and boxed once per backend). In front of the
+//! router every listener gets request id → trace context → access log →
+//! metrics → body limit. A config section this build cannot honour (a metric
+//! prefix other than `meshgate`, a per-endpoint request limit, `https`
+//! endpoints without the `tls` feature) refuses to build with the field
+//! named, rather than serving traffic the operator meant to treat otherwise.
+//!
+//! [`Gateway::bind`] binds the listeners and the admin listener;
+//! [`BoundGateway::serve`] serves until a shutdown signal, then drains. The
+//! admin listener answers `/healthz`, `/readyz` (every upstream has an
+//! endpoint that may take traffic), `/metrics` (Prometheus) and
+//! `/admin/status` (JSON).
+//!
+//! The connection [`Server`] serves HTTP/1.1 (with upgrades) and h2c on one
+//! port (or, with the `tls` feature and [`ServerConfig::tls`], TLS with ALPN
+//! `h2` / `http/1.1` and optional client-certificate verification), tags each
+//! request with the client's [`PeerAddr`](crate::peer::PeerAddr), and
+//! enforces the limits that protect a gateway from its clients:
 //!
 //! | limit | default | past it |
 //! | --- | --- | --- |
@@ -15,24 +37,20 @@
 //! | time to send a request head (with TLS: handshake included, for the first) | 10 s | connection closed (slowloris) |
 //! | open connections | 10 000 | not accepted until one closes |
 //! | graceful shutdown drain | 30 s | remaining connections closed |
-//!
-//! `Gateway::from_config`, which reads the config and stacks routing,
-//! retries, breakers, balancing and the proxy, arrives with the gateway issue.
+//! | request body (per listener, `limits.max_request_body`) | 10 MiB | `413` problem |
 //!
 //! ```no_run
-//! use std::convert::Infallible;
-//! use std::time::Duration;
-//! use meshgate::gateway::{Server, ServerConfig};
+//! use meshgate::config::Config;
+//! use meshgate::gateway::Gateway;
 //!
-//! # async fn run() -> std::io::Result<()> {
-//! let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-//!     Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
-//! });
-//! let config = ServerConfig::new()
-//!     .header_read_timeout(Duration::from_secs(5))
-//!     .max_connections(1_000);
-//! let server = Server::bind("127.0.0.1:8080".parse().unwrap(), config).await?;
-//! server.serve(app, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_file("gateway.yaml")?;
+//! let gateway = Gateway::from_config(config)?.bind().await?;
+//! for (name, addr) in gateway.listener_addrs() {
+//!     println!("{name} on {addr}");
+//! }
+//! gateway.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(())
 //! # }
 //! ```
 
