@@ -130,7 +130,10 @@ pub use route::{
     SplitBackend, SplitOverride, Sticky, ValueMatch,
 };
 pub use secret::{ApiKeyDigest, Secret};
-pub use server::{AccessLog, AccessLogFormat, Admin, Limits, Listener, Metrics, Protocol, Redis};
+pub use server::{
+    AccessLog, AccessLogFormat, Admin, ClientAuthMode, Limits, Listener, ListenerTls, Metrics,
+    Protocol, Redis,
+};
 pub use units::{ByteSize, Duration, Percent, StatusRange, UnitError};
 pub use upstream::{
     Balancing, Discovery, Endpoint, HashOn, HealthCheck, OutlierDetection, Pool, Scheme, Upstream,

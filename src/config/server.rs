@@ -38,6 +38,48 @@ pub struct Listener {
     /// closing the remaining connections. Default: `30s`.
     #[serde(default = "Listener::default_shutdown", with = "duration")]
     pub shutdown_timeout: Duration,
+    /// TLS on this listener (needs the `tls` cargo feature): a certificate
+    /// chain and key, ALPN `h2` / `http/1.1`, optionally client
+    /// certificates. Default: none (cleartext).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS on a listener: PEM files read when the gateway is built.
+///
+/// ```yaml
+/// tls:
+///   certificate: /etc/meshgate/tls/chain.pem
+///   key: /etc/meshgate/tls/key.pem
+///   client_ca: /etc/meshgate/tls/clients-ca.pem   # mutual TLS
+///   client_auth: required                         # or optional
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The certificate chain (leaf first), PEM. Required.
+    pub certificate: std::path::PathBuf,
+    /// The private key, PEM. Required.
+    pub key: std::path::PathBuf,
+    /// CA certificates that client certificates must chain to; set it to
+    /// ask clients for certificates. Default: none.
+    #[serde(default)]
+    pub client_ca: Option<std::path::PathBuf>,
+    /// With `client_ca`: whether a client without a certificate is refused
+    /// (`required`) or served (`optional`). Default: `required`.
+    #[serde(default)]
+    pub client_auth: ClientAuthMode,
+}
+
+/// Whether a TLS listener with a `client_ca` requires client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    /// A client without a valid certificate fails the handshake.
+    #[default]
+    Required,
+    /// A client may connect without a certificate.
+    Optional,
 }
 
 impl Listener {
@@ -54,6 +96,7 @@ impl Listener {
             protocols: Protocol::both(),
             limits: Limits::default(),
             shutdown_timeout: Self::default_shutdown(),
+            tls: None,
         }
     }
 }

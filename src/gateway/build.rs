@@ -109,7 +109,7 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut problems = unsupported(config);
     let mut upstreams = Vec::new();
     for (i, upstream) in config.upstreams.iter().enumerate() {
-        match build_upstream(upstream, &config.trusted_proxies) {
+        match build_upstream(upstream, &config.trusted_proxies, client_scheme(config)) {
             Ok(built) => upstreams.push(built),
             Err(problem) => problems.push(format!("upstreams[{i}]{problem}")),
         }
@@ -348,9 +348,21 @@ fn routes_for(route: &config::Route, target: Target<'_>) -> Vec<Route<GatewayBod
     out
 }
 
+/// What `X-Forwarded-Proto` says: `https` when every listener is TLS. The
+/// proxy is shared by all listeners, so a mix of TLS and cleartext
+/// listeners reports `http` (a per-connection marker is still to come).
+fn client_scheme(config: &Config) -> http::uri::Scheme {
+    if !config.listeners.is_empty() && config.listeners.iter().all(|l| l.tls.is_some()) {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    }
+}
+
 fn build_upstream(
     upstream: &config::Upstream,
     trusted_proxies: &[config::Cidr],
+    scheme: http::uri::Scheme,
 ) -> Result<BuiltUpstream, String> {
     let mut balancer = LoadBalancerLayer::builder().strategy(strategy(&upstream.balancing));
     let live: Vec<&config::Endpoint> = upstream.endpoints.iter().filter(|e| e.weight > 0).collect();
@@ -423,6 +435,7 @@ fn build_upstream(
     };
     let proxy = Proxy::builder()
         .incoming_forwarded(incoming)
+        .client_scheme(scheme)
         .http2_prior_knowledge(upstream.protocol == config::Protocol::H2c)
         .connect_timeout(upstream.timeouts.connect)
         .response_timeout(upstream.timeouts.response)
@@ -567,6 +580,14 @@ fn unsupported(config: &Config) -> Vec<String> {
                     "TLS to upstreams (https, cargo feature `tls`)",
                 );
             }
+        }
+    }
+    for (i, listener) in config.listeners.iter().enumerate() {
+        if listener.tls.is_some() && !cfg!(feature = "tls") {
+            refuse(
+                format!("listeners[{i}].tls"),
+                "TLS listeners (cargo feature `tls`)",
+            );
         }
     }
     if config.metrics.prefix != "meshgate" {
@@ -722,5 +743,65 @@ impl Policies {
             stack = boxed::<GatewayBody, _, _>(ip.layer(stack));
         }
         stack
+    }
+}
+
+/// Each listener's TLS acceptor (in config order), from the PEM files its
+/// `tls` section names; read when the gateway is built so a missing or bad
+/// file is reported with its field.
+#[cfg(feature = "tls")]
+pub(crate) fn listener_tls(
+    config: &Config,
+) -> Result<Vec<Option<crate::tls::ServerTls>>, BuildErrors> {
+    let mut problems = Vec::new();
+    let mut acceptors = Vec::with_capacity(config.listeners.len());
+    for (i, listener) in config.listeners.iter().enumerate() {
+        let Some(tls) = &listener.tls else {
+            acceptors.push(None);
+            continue;
+        };
+        let mut read = |field: &str, path: &std::path::Path| match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                problems.push(format!(
+                    "listeners[{i}].tls.{field}: cannot read {}: {error}",
+                    path.display()
+                ));
+                None
+            }
+        };
+        let certificate = read("certificate", &tls.certificate);
+        let key = read("key", &tls.key);
+        let client_ca = tls.client_ca.as_deref().map(|path| read("client_ca", path));
+        let (Some(certificate), Some(key)) = (certificate, key) else {
+            acceptors.push(None);
+            continue;
+        };
+        let built = match client_ca {
+            None => crate::tls::ServerTls::from_pem(&certificate, &key),
+            Some(None) => {
+                acceptors.push(None);
+                continue;
+            }
+            Some(Some(ca)) => {
+                let auth = match tls.client_auth {
+                    config::ClientAuthMode::Required => crate::tls::ClientAuth::Required,
+                    config::ClientAuthMode::Optional => crate::tls::ClientAuth::Optional,
+                };
+                crate::tls::ServerTls::mutual_from_pem(&certificate, &key, &ca, auth)
+            }
+        };
+        match built {
+            Ok(acceptor) => acceptors.push(Some(acceptor)),
+            Err(error) => {
+                problems.push(format!("listeners[{i}].tls: {error}"));
+                acceptors.push(None);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(acceptors)
+    } else {
+        Err(BuildErrors(problems))
     }
 }

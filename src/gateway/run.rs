@@ -38,6 +38,9 @@ pub struct Gateway {
     config: Arc<Config>,
     built: Arc<Built>,
     metrics: Option<PrometheusHandle>,
+    /// Each listener's TLS acceptor, in config order.
+    #[cfg(feature = "tls")]
+    tls: Vec<Option<crate::tls::ServerTls>>,
 }
 
 /// Latency buckets of `meshgate_request_duration_seconds`, in seconds.
@@ -72,6 +75,8 @@ impl Gateway {
     /// the router finds.
     pub fn from_config(config: Config) -> Result<Self, BuildErrors> {
         let built = build::build(&config)?;
+        #[cfg(feature = "tls")]
+        let tls = build::listener_tls(&config)?;
         let metrics = if config.metrics.enabled {
             prometheus()
         } else {
@@ -81,6 +86,8 @@ impl Gateway {
             config: Arc::new(config),
             built: Arc::new(built),
             metrics,
+            #[cfg(feature = "tls")]
+            tls,
         })
     }
 
@@ -119,7 +126,7 @@ impl Gateway {
     /// The first bind error, naming the listener.
     pub async fn bind(self) -> io::Result<BoundGateway> {
         let mut listeners = Vec::with_capacity(self.config.listeners.len());
-        for listener in &self.config.listeners {
+        for (_index, listener) in self.config.listeners.iter().enumerate() {
             let server_config = ServerConfig::new()
                 .max_header_bytes(
                     usize::try_from(listener.limits.max_header_bytes.0).unwrap_or(usize::MAX),
@@ -129,6 +136,11 @@ impl Gateway {
                 .max_connections(listener.limits.max_connections)
                 .shutdown_timeout(listener.shutdown_timeout)
                 .http2(listener.protocols.contains(&Protocol::H2c));
+            #[cfg(feature = "tls")]
+            let server_config = match self.tls.get(_index).cloned().flatten() {
+                Some(tls) => server_config.tls(tls),
+                None => server_config,
+            };
             let server = Server::bind(listener.address, server_config)
                 .await
                 .map_err(|e| {

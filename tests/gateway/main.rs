@@ -2,3 +2,5 @@
 
 mod assembly;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
