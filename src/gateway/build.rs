@@ -123,10 +123,11 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut caches = Vec::new();
     let mut breakers = Vec::new();
     let mut retries = Vec::new();
+    let mut redis = RedisConnection::default();
     let mut router = Router::builder();
     for route in &config.routes {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
-        let policies = match Policies::for_route(config, route) {
+        let policies = match Policies::for_route(config, route, &mut redis) {
             Ok(policies) => {
                 if let Some(limiter) = &policies.rate_limit {
                     limiters.push((route.name.clone(), limiter.clone()));
@@ -599,6 +600,34 @@ fn unsupported(config: &Config) -> Vec<String> {
     problems
 }
 
+/// The gateway's one Redis connection, opened (lazily: it connects on first
+/// use) for the first route with `backend: redis` and shared by the others.
+#[derive(Default)]
+struct RedisConnection {
+    #[cfg(feature = "redis")]
+    backend: Option<crate::rate_limit::RedisBackend>,
+}
+
+#[cfg(feature = "redis")]
+impl RedisConnection {
+    fn backend(&mut self, config: &Config) -> Result<crate::rate_limit::RedisBackend, String> {
+        if let Some(backend) = &self.backend {
+            return Ok(backend.clone());
+        }
+        let redis = config
+            .redis
+            .as_ref()
+            .ok_or_else(|| "`backend: redis` needs the top-level `redis` section".to_owned())?;
+        // The URL may hold a password: the error names the field, not it.
+        let backend = crate::rate_limit::RedisBackend::new(redis.url.expose())
+            .map_err(|_| "the `redis.url` is not a valid Redis URL".to_owned())?
+            .timeout(redis.command_timeout)
+            .prefix(&redis.key_prefix);
+        self.backend = Some(backend.clone());
+        Ok(backend)
+    }
+}
+
 /// A route's policy layers, built once per route so every backend of a
 /// split shares their state (rate-limit counters, cache store, JWKS).
 /// Outermost first: IP restriction → CORS → authentication → access
@@ -611,6 +640,9 @@ struct Policies {
     authn: Option<Authn>,
     authz: Option<AuthzLayer>,
     rate_limit: Option<RateLimitLayer>,
+    /// The same limits, counted in Redis (`backend: redis`).
+    #[cfg(feature = "redis")]
+    redis_limit: Option<crate::rate_limit::RedisRateLimitLayer>,
     cache: Option<CacheLayer>,
     transform: Option<TransformLayer>,
     fault: Option<FaultLayer>,
@@ -625,7 +657,11 @@ enum Authn {
 }
 
 impl Policies {
-    fn for_route(config: &Config, route: &config::Route) -> Result<Self, String> {
+    fn for_route(
+        config: &Config,
+        route: &config::Route,
+        redis: &mut RedisConnection,
+    ) -> Result<Self, String> {
         let index = config
             .routes
             .iter()
@@ -664,14 +700,31 @@ impl Policies {
             }
         }
         if let Some(limit) = &route.rate_limit {
-            policies.rate_limit = Some(
-                RateLimitLayer::from_policy(
-                    limit,
-                    &config.rate_limit_tiers,
-                    &config.trusted_proxies,
-                )
-                .map_err(|e| at("rate_limit", &e))?,
-            );
+            if limit.backend == config::RateLimitBackend::Local {
+                policies.rate_limit = Some(
+                    RateLimitLayer::from_policy(
+                        limit,
+                        &config.rate_limit_tiers,
+                        &config.trusted_proxies,
+                    )
+                    .map_err(|e| at("rate_limit", &e))?,
+                );
+            } else {
+                #[cfg(feature = "redis")]
+                {
+                    let backend = redis
+                        .backend(config)
+                        .map_err(|e| at("rate_limit.backend", &e))?;
+                    policies.redis_limit = Some(RateLimitLayer::redis_from_policy(
+                        limit,
+                        &config.rate_limit_tiers,
+                        &config.trusted_proxies,
+                        backend,
+                    ));
+                }
+                #[cfg(not(feature = "redis"))]
+                let _ = redis;
+            }
             policies.route = Some(RouteName(Arc::from(route.name.as_str())));
         }
         if let Some(cache) = &route.cache {
@@ -687,6 +740,34 @@ impl Policies {
         Ok(policies)
     }
 
+    /// The limiter keys on its own extension types; the router and the
+    /// authentication layers insert theirs. Bridges them in front of it.
+    fn bridged(&self, limited: Stack<GatewayBody>) -> Stack<GatewayBody> {
+        let route = self.route.clone();
+        let bridged =
+            tower::util::MapRequest::new(limited, move |mut request: Request<GatewayBody>| {
+                let extensions = request.extensions_mut();
+                if let Some(consumer) = extensions.get::<crate::auth::Consumer>() {
+                    let bridged = crate::rate_limit::Consumer {
+                        name: Arc::from(consumer.name()),
+                        tier: consumer.tier().map(Arc::from),
+                    };
+                    extensions.insert(bridged);
+                }
+                if let Some(subject) = extensions
+                    .get::<crate::auth::jwt::Claims>()
+                    .and_then(|claims| claims.subject().map(Arc::from))
+                {
+                    extensions.insert(crate::rate_limit::JwtSubject(subject));
+                }
+                if let Some(route) = &route {
+                    extensions.insert(route.clone());
+                }
+                request
+            });
+        boxed::<GatewayBody, _, _>(bridged)
+    }
+
     /// Wraps a backend's stack in the route's policy layers. Each layer
     /// present costs one more box; absent ones cost nothing.
     fn apply(&self, mut stack: Stack<GatewayBody>) -> Stack<GatewayBody> {
@@ -700,32 +781,11 @@ impl Policies {
             stack = boxed::<GatewayBody, _, _>(cache.layer(stack));
         }
         if let Some(limit) = &self.rate_limit {
-            let limited = limit.layer(stack);
-            // The limiter keys on its own extension types; the router and
-            // the authentication layers insert theirs. Bridge them here.
-            let route = self.route.clone();
-            let bridged =
-                tower::util::MapRequest::new(limited, move |mut request: Request<GatewayBody>| {
-                    let extensions = request.extensions_mut();
-                    if let Some(consumer) = extensions.get::<crate::auth::Consumer>() {
-                        let bridged = crate::rate_limit::Consumer {
-                            name: Arc::from(consumer.name()),
-                            tier: consumer.tier().map(Arc::from),
-                        };
-                        extensions.insert(bridged);
-                    }
-                    if let Some(subject) = extensions
-                        .get::<crate::auth::jwt::Claims>()
-                        .and_then(|claims| claims.subject().map(Arc::from))
-                    {
-                        extensions.insert(crate::rate_limit::JwtSubject(subject));
-                    }
-                    if let Some(route) = &route {
-                        extensions.insert(route.clone());
-                    }
-                    request
-                });
-            stack = boxed::<GatewayBody, _, _>(bridged);
+            stack = self.bridged(boxed::<GatewayBody, _, _>(limit.layer(stack)));
+        }
+        #[cfg(feature = "redis")]
+        if let Some(limit) = &self.redis_limit {
+            stack = self.bridged(boxed::<GatewayBody, _, _>(limit.layer(stack)));
         }
         if let Some(authz) = &self.authz {
             stack = boxed::<GatewayBody, _, _>(authz.layer(stack));

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// An upstream that answers `<name> <path>` and counts its calls.
-async fn named_upstream(name: &'static str) -> (SocketAddr, Arc<AtomicU64>) {
+pub(crate) async fn named_upstream(name: &'static str) -> (SocketAddr, Arc<AtomicU64>) {
     let calls = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&calls);
     let app = Router::new().fallback(move |uri: Uri| {
@@ -65,7 +65,7 @@ async fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-struct Running {
+pub(crate) struct Running {
     addr: SocketAddr,
     admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -74,7 +74,7 @@ struct Running {
 }
 
 impl Running {
-    async fn start(yaml: &str) -> Running {
+    pub(crate) async fn start(yaml: &str) -> Running {
         Self::start_config(Config::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"))).await
     }
 
@@ -96,7 +96,7 @@ impl Running {
         }
     }
 
-    async fn get(
+    pub(crate) async fn get(
         &self,
         path: &str,
         headers: &[(&str, &str)],
@@ -133,7 +133,7 @@ impl Running {
         (status, headers, String::from_utf8_lossy(&body).into_owned())
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
     }

@@ -1,6 +1,8 @@
 //! Integration tests of the gateway assembly over real sockets on loopback.
 
 mod assembly;
+#[cfg(feature = "redis")]
+mod redis;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;
