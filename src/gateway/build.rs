@@ -125,9 +125,9 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut retries = Vec::new();
     let mut redis = RedisConnection::default();
     let mut router = Router::builder();
-    for route in &config.routes {
+    for (index, route) in config.routes.iter().enumerate() {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
-        let policies = match Policies::for_route(config, route, &mut redis) {
+        let policies = match Policies::for_route(config, index, route, &mut redis) {
             Ok(policies) => {
                 if let Some(limiter) = &policies.rate_limit {
                     limiters.push((route.name.clone(), limiter.clone()));
@@ -657,16 +657,14 @@ enum Authn {
 }
 
 impl Policies {
+    /// The policies of `route`, which is `config.routes[index]`; errors
+    /// name it by that index.
     fn for_route(
         config: &Config,
+        index: usize,
         route: &config::Route,
         redis: &mut RedisConnection,
     ) -> Result<Self, String> {
-        let index = config
-            .routes
-            .iter()
-            .position(|r| r.name == route.name)
-            .unwrap_or_default();
         let at = |section: &str, e: &dyn fmt::Display| format!("routes[{index}].{section}: {e}");
         let mut policies = Policies::default();
         if let Some(ip) = &route.ip_restriction {
