@@ -137,7 +137,7 @@ pub use server::{
 pub use units::{ByteSize, Duration, Percent, StatusRange, UnitError};
 pub use upstream::{
     Balancing, Discovery, Endpoint, HashOn, HealthCheck, OutlierDetection, Pool, Scheme, Upstream,
-    UpstreamTimeouts,
+    UpstreamTimeouts, UpstreamTls,
 };
 
 /// The config the example gateway runs when given no `--config`.

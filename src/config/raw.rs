@@ -19,7 +19,7 @@ use super::route::{PathMatch, Sticky};
 use super::server::{AccessLog, Admin, Listener, Metrics, Protocol};
 use super::units::{duration, opt_duration};
 use super::upstream::{
-    Balancing, Discovery, HealthCheck, OutlierDetection, Pool, UpstreamTimeouts,
+    Balancing, Discovery, HealthCheck, OutlierDetection, Pool, UpstreamTimeouts, UpstreamTls,
 };
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +92,8 @@ pub(crate) struct RawUpstream {
     pub(crate) protocol: Protocol,
     #[serde(default)]
     pub(crate) timeouts: UpstreamTimeouts,
+    #[serde(default)]
+    pub(crate) tls: Option<UpstreamTls>,
 }
 
 /// `"host:port"`, `"http://host:port"`, or `{ address, weight }`.

@@ -44,6 +44,44 @@ pub struct Upstream {
     pub protocol: Protocol,
     /// Upstream timeouts.
     pub timeouts: UpstreamTimeouts,
+    /// TLS towards the `https` endpoints: trusted roots, client
+    /// certificate, server name. Default: none (Mozilla's roots, no client
+    /// certificate, each endpoint's host as the server name).
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS settings towards an upstream's `https` endpoints.
+///
+/// ```yaml
+/// upstreams:
+///   - name: payments
+///     endpoints: ["https://10.0.0.7:8443", "https://10.0.0.8:8443"]
+///     tls:
+///       ca: /etc/meshgate/payments-ca.pem      # instead of Mozilla's roots
+///       certificate: /etc/meshgate/client.pem  # mutual TLS
+///       key: /etc/meshgate/client-key.pem
+///       server_name: payments.internal         # SNI and certificate name
+/// ```
+///
+/// The files are read when the gateway is built; one that is missing or
+/// does not parse is an error naming its field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    /// CA certificates (PEM) the endpoints' certificates must chain to,
+    /// instead of Mozilla's roots. Default: Mozilla's roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM, leaf first) presented to endpoints
+    /// that ask for one; needs `key`. Default: none.
+    pub certificate: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM); needs `certificate`.
+    pub key: Option<std::path::PathBuf>,
+    /// Name sent as SNI and that the endpoints' certificates must cover,
+    /// instead of each endpoint's host (for endpoints written as IP
+    /// addresses). Default: the endpoint's host.
+    pub server_name: Option<String>,
+    /// Whether `h2` is offered in ALPN beside `http/1.1`. Default: `true`.
+    pub http2: bool,
 }
 
 /// One endpoint of an upstream: written `host:port` or as a URL
@@ -245,6 +283,18 @@ impl Default for OutlierDetection {
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: Percent::new(10.0).unwrap_or_default(),
             panic_threshold: Percent::new(50.0).unwrap_or_default(),
+        }
+    }
+}
+
+impl Default for UpstreamTls {
+    fn default() -> Self {
+        UpstreamTls {
+            ca: None,
+            certificate: None,
+            key: None,
+            server_name: None,
+            http2: true,
         }
     }
 }

@@ -29,6 +29,7 @@ use super::secret::{ApiKeyDigest, EnvLookup, Secret, expand, has_reference};
 use super::server::{Listener, Metrics, Redis};
 use super::upstream::{
     Balancing, Discovery, Endpoint, HashOn, HealthCheck, OutlierDetection, Scheme, Upstream,
+    UpstreamTls,
 };
 
 /// The route timeout when a route sets none.
@@ -380,6 +381,9 @@ impl Validator<'_> {
         if let Some(response) = u.timeouts.response {
             self.positive(format!("{path}.timeouts.response"), response);
         }
+        if let Some(tls) = &u.tls {
+            self.upstream_tls(path, tls, &endpoints);
+        }
         Upstream {
             name: u.name,
             endpoints,
@@ -390,6 +394,35 @@ impl Validator<'_> {
             pool: u.pool,
             protocol: u.protocol,
             timeouts: u.timeouts,
+            tls: u.tls,
+        }
+    }
+
+    fn upstream_tls(&mut self, path: &str, tls: &UpstreamTls, endpoints: &[Endpoint]) {
+        match (&tls.certificate, &tls.key) {
+            (Some(_), None) => self.push(
+                format!("{path}.tls.key"),
+                "a client certificate needs its key",
+            ),
+            (None, Some(_)) => self.push(
+                format!("{path}.tls.certificate"),
+                "a key needs its client certificate",
+            ),
+            _ => {}
+        }
+        if let Some(name) = &tls.server_name
+            && !valid_server_name(name)
+        {
+            self.push(
+                format!("{path}.tls.server_name"),
+                format!("{name:?} is neither a DNS name nor an IP address"),
+            );
+        }
+        if !endpoints.is_empty() && endpoints.iter().all(|e| e.scheme != Scheme::Https) {
+            self.push(
+                format!("{path}.tls"),
+                "no endpoint is https, so TLS settings would not apply",
+            );
         }
     }
 
@@ -1568,4 +1601,24 @@ mod tests {
             assert!(check_template(bad).is_err(), "{bad:?} accepted");
         }
     }
+}
+
+/// A DNS name (letters, digits, hyphens, dots; labels of 1–63 bytes) or an
+/// IP address, as SNI and certificate checks take it.
+fn valid_server_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

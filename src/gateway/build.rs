@@ -441,14 +441,42 @@ fn build_upstream(
         .connect_timeout(upstream.timeouts.connect)
         .response_timeout(upstream.timeouts.response)
         .pool_idle_timeout(upstream.pool.idle_timeout)
-        .pool_max_idle_per_host(upstream.pool.max_idle_per_endpoint)
-        .build()
-        .map_err(|e| format!(": {e}"))?;
+        .pool_max_idle_per_host(upstream.pool.max_idle_per_endpoint);
+    #[cfg(feature = "tls")]
+    let proxy = match &upstream.tls {
+        Some(tls) => upstream_tls(proxy, tls)?,
+        None => proxy,
+    };
+    let field = if upstream.tls.is_some() { ".tls" } else { "" };
+    let proxy = proxy.build().map_err(|e| format!("{field}: {e}"))?;
     Ok(BuiltUpstream {
         name: upstream.name.clone(),
         balancer,
         proxy,
     })
+}
+
+/// The upstream's TLS settings on its proxy: the files are read now, so a
+/// missing one is reported with its field.
+#[cfg(feature = "tls")]
+fn upstream_tls(
+    mut proxy: crate::proxy::ProxyBuilder,
+    tls: &config::UpstreamTls,
+) -> Result<crate::proxy::ProxyBuilder, String> {
+    let read = |field: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|error| format!(".tls.{field}: cannot read {}: {error}", path.display()))
+    };
+    if let Some(ca) = &tls.ca {
+        proxy = proxy.tls_roots_pem(read("ca", ca)?);
+    }
+    if let (Some(certificate), Some(key)) = (&tls.certificate, &tls.key) {
+        proxy = proxy.tls_client_identity(read("certificate", certificate)?, read("key", key)?);
+    }
+    if let Some(name) = &tls.server_name {
+        proxy = proxy.tls_server_name(name.clone());
+    }
+    Ok(proxy.tls_http2(tls.http2))
 }
 
 fn percent_u8(percent: config::Percent) -> u8 {
@@ -572,6 +600,12 @@ fn unsupported(config: &Config) -> Vec<String> {
             refuse(
                 format!("upstreams[{i}].pool.max_requests_per_endpoint"),
                 "a per-endpoint request limit",
+            );
+        }
+        if upstream.tls.is_some() && !cfg!(feature = "tls") {
+            refuse(
+                format!("upstreams[{i}].tls"),
+                "TLS to upstreams (cargo feature `tls`)",
             );
         }
         for (j, endpoint) in upstream.endpoints.iter().enumerate() {

@@ -1,5 +1,6 @@
-//! A TLS listener configured in YAML: PEM files read at build, ALPN, and
-//! `X-Forwarded-Proto: https` upstream.
+//! TLS configured in YAML: a TLS listener (PEM files read at build, ALPN,
+//! `X-Forwarded-Proto: https` upstream) and mutual TLS to an `https`
+//! upstream (`upstreams[].tls`).
 
 use std::sync::Arc;
 
@@ -112,6 +113,176 @@ routes: [{ name: all, match: { paths: [{ prefix: / }] }, upstream: up }]
         problems
             .iter()
             .any(|p| p.starts_with("listeners[0].tls.key: cannot read /nonexistent/key.pem")),
+        "{errors}"
+    );
+}
+
+/// Writes `files` (name, content) into a fresh directory and returns it.
+fn write_files(tag: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshgate-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+    dir
+}
+
+/// A gateway in front of one `https` upstream with the given `tls` section;
+/// answers the status and body of `GET /` through it.
+async fn through_gateway(upstream: std::net::SocketAddr, tls: &str) -> (u16, String) {
+    let yaml = format!(
+        "listeners: [{{ address: 127.0.0.1:0 }}]
+admin: {{ enabled: false }}
+access_log: {{ enabled: false }}
+upstreams:
+  - name: payments
+    endpoints: [\"https://127.0.0.1:{}\"]
+    tls: {tls}
+routes: [{{ name: all, match: {{ paths: [{{ prefix: / }}] }}, upstream: payments }}]
+",
+        upstream.port()
+    );
+    let gateway = Gateway::from_config(Config::from_yaml_str(&yaml).unwrap())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .bind()
+        .await
+        .unwrap();
+    let addr = gateway.listener_addrs()[0].1;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(gateway.serve(async move {
+        let _ = stopped.await;
+    }));
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+    (status, body)
+}
+
+#[tokio::test]
+async fn an_mtls_upstream_is_reached_with_the_configured_ca_client_certificate_and_name() {
+    use meshgate::gateway::{Server, ServerConfig};
+    use meshgate::peer::PeerCertificate;
+    use meshgate::tls::{ClientAuth, ServerTls};
+
+    let pki = crate::pki::Pki::new("upstream-mtls");
+    // The upstream requires a client certificate from the test CA and
+    // answers with the client's DNS name.
+    let server_tls = ServerTls::mutual_from_pem(
+        pki.server.chain_pem.as_bytes(),
+        pki.server.key_pem.as_bytes(),
+        pki.ca_pem.as_bytes(),
+        ClientAuth::Required,
+    )
+    .unwrap();
+    let server = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::new().tls(server_tls),
+    )
+    .await
+    .unwrap();
+    let upstream = server.local_addr().unwrap();
+    let service = tower::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+        let client = request
+            .extensions()
+            .get::<PeerCertificate>()
+            .and_then(|c| c.dns_names().first().cloned())
+            .unwrap_or_else(|| "none".to_owned());
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from(format!("client={client}")),
+        )))
+    });
+    let (stop_upstream, upstream_stopped) = tokio::sync::oneshot::channel::<()>();
+    let upstream_task = tokio::spawn(server.serve(service, async move {
+        let _ = upstream_stopped.await;
+    }));
+
+    let dir = write_files(
+        "upstream-tls",
+        &[
+            ("ca.pem", &pki.ca_pem),
+            ("client.pem", &pki.client.chain_pem),
+            ("client-key.pem", &pki.client.key_pem),
+        ],
+    );
+    let (ca, cert, key) = (
+        dir.join("ca.pem").display().to_string(),
+        dir.join("client.pem").display().to_string(),
+        dir.join("client-key.pem").display().to_string(),
+    );
+
+    let full = format!(
+        "{{ ca: \"{ca}\", certificate: \"{cert}\", key: \"{key}\", server_name: localhost }}"
+    );
+    assert_eq!(
+        through_gateway(upstream, &full).await,
+        (200, "client=client.test".to_owned())
+    );
+    // Without the client certificate the upstream refuses the handshake.
+    let no_client = format!("{{ ca: \"{ca}\" }}");
+    assert_eq!(through_gateway(upstream, &no_client).await.0, 502);
+    // Mozilla's roots do not know the test CA.
+    let no_ca = format!("{{ certificate: \"{cert}\", key: \"{key}\" }}");
+    assert_eq!(through_gateway(upstream, &no_ca).await.0, 502);
+    // A server name the certificate does not cover.
+    let wrong_name = format!(
+        "{{ ca: \"{ca}\", certificate: \"{cert}\", key: \"{key}\", server_name: other.test }}"
+    );
+    assert_eq!(through_gateway(upstream, &wrong_name).await.0, 502);
+
+    let _ = stop_upstream.send(());
+    upstream_task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn upstream_tls_errors_name_the_field() {
+    let yaml = "upstreams:
+  - name: a
+    endpoints: [\"https://127.0.0.1:1\"]
+    tls: { certificate: /nonexistent/client.pem }
+  - name: b
+    endpoints: [\"127.0.0.1:1\"]
+    tls: { server_name: \"bad name\" }
+routes: [{ name: all, match: { paths: [{ prefix: / }] }, upstream: a }]
+";
+    let errors = Config::from_yaml_str(yaml).unwrap_err().to_string();
+    assert!(
+        errors.contains("upstreams[0].tls.key: a client certificate needs its key"),
+        "{errors}"
+    );
+    assert!(errors.contains("upstreams[1].tls.server_name:"), "{errors}");
+    assert!(
+        errors.contains("upstreams[1].tls: no endpoint is https"),
+        "{errors}"
+    );
+
+    let yaml = "admin: { enabled: false }
+upstreams:
+  - name: a
+    endpoints: [\"https://127.0.0.1:1\"]
+    tls: { ca: /nonexistent/ca.pem }
+routes: [{ name: all, match: { paths: [{ prefix: / }] }, upstream: a }]
+";
+    let errors = Gateway::from_config(Config::from_yaml_str(yaml).unwrap()).unwrap_err();
+    assert!(
+        errors
+            .problems()
+            .iter()
+            .any(|p| p.starts_with("upstreams[0].tls.ca: cannot read /nonexistent/ca.pem")),
         "{errors}"
     );
 }
