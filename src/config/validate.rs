@@ -1546,6 +1546,26 @@ fn check_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A DNS name (letters, digits, hyphens, dots; labels of 1–63 bytes) or an
+/// IP address, as SNI and certificate checks take it.
+fn valid_server_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1601,24 +1621,4 @@ mod tests {
             assert!(check_template(bad).is_err(), "{bad:?} accepted");
         }
     }
-}
-
-/// A DNS name (letters, digits, hyphens, dots; labels of 1–63 bytes) or an
-/// IP address, as SNI and certificate checks take it.
-fn valid_server_name(name: &str) -> bool {
-    if name.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
