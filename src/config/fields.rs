@@ -54,6 +54,14 @@ pub(crate) fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Header
     d.deserialize_seq(V)
 }
 
+/// A list of header names that may be left out (`None`, with
+/// `#[serde(default)]`).
+pub(crate) fn opt_header_names<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<HeaderName>>, D::Error> {
+    header_names(d).map(Some)
+}
+
 /// A map of header name to header value, in file order.
 pub(crate) fn header_map<'de, D: Deserializer<'de>>(
     d: D,

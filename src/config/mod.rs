@@ -17,7 +17,7 @@
 //! | `access_log`, `metrics` | [`AccessLog`] (`text`/`json`), [`Metrics`]. |
 //! | `redis` | [`Redis`] for cluster-wide rate limits. |
 //! | `upstreams` | [`Upstream`]s: endpoints, discovery, balancing, health, outliers, pool. |
-//! | `routes` | [`Route`]s: matcher, destination (upstream, split, terminate) and policies. |
+//! | `routes` | [`Route`]s: matcher, destination (upstream, split, terminate, [`Aggregation`]) and policies. |
 //! | `consumers` | API clients ([`Consumer`]) with SHA-256 key digests and a tier. |
 //! | `jwt_issuers` | [`JwtIssuer`]s: JWKS URL or static keys bound to an algorithm. |
 //! | `rate_limit_tiers` | Named sets of [`Quota`]s a consumer's tier selects. |
@@ -126,8 +126,8 @@ pub use policy::{
     RateLimitKey, RateLimitPolicy, RetryBudgetPolicy, RetryOn, RetryPolicy, Terminate, Transform,
 };
 pub use route::{
-    HeaderMatch, HostMatch, PathMatch, QueryMatch, Rewrite, Route, RouteAction, RouteMatch, Split,
-    SplitBackend, SplitOverride, Sticky, ValueMatch,
+    AggregateCallSpec, Aggregation, HeaderMatch, HostMatch, PathMatch, QueryMatch, Rewrite, Route,
+    RouteAction, RouteMatch, Split, SplitBackend, SplitOverride, Sticky, ValueMatch,
 };
 pub use secret::{ApiKeyDigest, Secret};
 pub use server::{

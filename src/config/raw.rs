@@ -15,6 +15,7 @@ use super::policy::{
     CachePolicy, CircuitBreakerPolicy, CorsPolicy, Fault, IpRestriction, Quota, RateLimitPolicy,
     RetryPolicy, Terminate, Transform,
 };
+use super::route::Aggregation;
 use super::route::{PathMatch, Sticky};
 use super::server::{AccessLog, Admin, Listener, Metrics, Protocol};
 use super::units::{duration, opt_duration};
@@ -160,6 +161,8 @@ pub(crate) struct RawRoute {
     pub(crate) split: Option<RawSplit>,
     #[serde(default)]
     pub(crate) terminate: Option<Terminate>,
+    #[serde(default)]
+    pub(crate) aggregate: Option<Aggregation>,
     #[serde(default)]
     pub(crate) strip_prefix: Option<String>,
     #[serde(default)]

@@ -63,12 +63,21 @@ impl Route {
                 split.backends.iter().map(|b| b.upstream.as_str()).collect()
             }
             RouteAction::Terminate(_) => Vec::new(),
+            RouteAction::Aggregate(aggregate) => {
+                let mut names: Vec<&str> = Vec::new();
+                for call in &aggregate.calls {
+                    if !names.contains(&call.upstream.as_str()) {
+                        names.push(&call.upstream);
+                    }
+                }
+                names
+            }
         }
     }
 }
 
-/// Where a route sends its requests: exactly one of `upstream`, `split`
-/// or `terminate` in the file.
+/// Where a route sends its requests: exactly one of `upstream`, `split`,
+/// `terminate` or `aggregate` in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteAction {
     /// One upstream, by name.
@@ -77,6 +86,76 @@ pub enum RouteAction {
     Split(Split),
     /// Answered by the gateway itself.
     Terminate(Terminate),
+    /// Answered by several calls to upstreams, their JSON merged
+    /// (Backend-for-Frontend fan-out).
+    Aggregate(Aggregation),
+}
+
+/// A route answered by parallel `GET` calls to upstreams whose JSON
+/// answers are merged into one object under each call's key (see
+/// [`aggregate`](crate::aggregate) for the behaviour).
+///
+/// ```yaml
+/// routes:
+///   - name: dashboard
+///     match: { paths: [{ template: "/dashboard/{id}" }] }
+///     aggregate:
+///       deadline: 2s
+///       calls:
+///         - { key: user, upstream: users, uri: "/users/{id}" }
+///         - { key: orders, upstream: orders, uri: "/orders?user={id}", timeout: 500ms, optional: true }
+/// ```
+///
+/// Each call goes through its upstream's balancer and proxy with the
+/// route's timeout, retry and circuit breaker; the route's auth, rate
+/// limit, cache and other policies apply once, to the aggregate request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregation {
+    /// The calls; at least one, keys unique.
+    pub calls: Vec<AggregateCallSpec>,
+    /// Time for the whole aggregate. Default: `10s` (and never more than
+    /// the route's `timeout`).
+    #[serde(default, with = "super::units::opt_duration")]
+    pub deadline: Option<Duration>,
+    /// Largest JSON answer read from one call. Default: `1MiB`.
+    #[serde(default = "default_aggregate_max_body")]
+    pub max_body: super::units::ByteSize,
+    /// Calls in flight at once. Default: `8`.
+    #[serde(default = "default_aggregate_concurrency")]
+    pub concurrency: usize,
+    /// Request headers copied to every call. Default: `authorization`,
+    /// `x-request-id`, `traceparent`, `tracestate`.
+    #[serde(default, deserialize_with = "super::fields::opt_header_names")]
+    pub forward_headers: Option<Vec<HeaderName>>,
+}
+
+fn default_aggregate_max_body() -> super::units::ByteSize {
+    super::units::ByteSize::mib(1)
+}
+
+fn default_aggregate_concurrency() -> usize {
+    8
+}
+
+/// One call of an [`Aggregation`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateCallSpec {
+    /// Where the call's JSON goes in the merged object.
+    pub key: String,
+    /// The upstream called, by name.
+    pub upstream: String,
+    /// Path and query, with `{name}` placeholders filled from the route's
+    /// path parameters, then the request's query parameters.
+    pub uri: String,
+    /// The call's own timeout. Default: none (the deadline).
+    #[serde(default, with = "super::units::opt_duration")]
+    pub timeout: Option<Duration>,
+    /// A failed optional call gives `null` (and a message under
+    /// `errors.<key>`) instead of failing the whole. Default: `false`.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// What requests a route matches. Every condition given must hold; a list

@@ -22,8 +22,8 @@ use super::raw::{
     RawUpstream, RawValueMatch,
 };
 use super::route::{
-    HeaderMatch, HostMatch, PathMatch, QueryMatch, Rewrite, Route, RouteAction, RouteMatch, Split,
-    SplitBackend, SplitOverride, Sticky, ValueMatch,
+    Aggregation, HeaderMatch, HostMatch, PathMatch, QueryMatch, Rewrite, Route, RouteAction,
+    RouteMatch, Split, SplitBackend, SplitOverride, Sticky, ValueMatch,
 };
 use super::secret::{ApiKeyDigest, EnvLookup, Secret, expand, has_reference};
 use super::server::{Listener, Metrics, Redis};
@@ -813,27 +813,38 @@ impl Validator<'_> {
     fn route(&mut self, path: &str, r: RawRoute, known: &Known<'_>) -> Route {
         self.name(&format!("{path}.name"), &r.name);
         let matcher = self.matcher(&format!("{path}.match"), r.matcher);
-        let action = match (r.upstream, r.split, r.terminate) {
-            (Some(upstream), None, None) => {
-                if !known.upstreams.contains(upstream.as_str()) {
-                    self.push(
-                        format!("{path}.upstream"),
-                        format!("unknown upstream {upstream:?}"),
-                    );
-                }
-                RouteAction::Upstream(upstream)
+        let given = [
+            r.upstream.is_some(),
+            r.split.is_some(),
+            r.terminate.is_some(),
+            r.aggregate.is_some(),
+        ];
+        let action = match given.iter().filter(|given| **given).count() {
+            0 => {
+                self.push(path, "needs one of upstream, split, terminate or aggregate");
+                RouteAction::Upstream(String::new())
             }
-            (None, Some(split), None) => {
-                RouteAction::Split(self.split(&format!("{path}.split"), split, known))
-            }
-            (None, None, Some(terminate)) => RouteAction::Terminate(terminate),
-            (None, None, None) => {
-                self.push(path, "needs one of upstream, split or terminate");
+            2.. => {
+                self.push(
+                    path,
+                    "give only one of upstream, split, terminate or aggregate",
+                );
                 RouteAction::Upstream(String::new())
             }
             _ => {
-                self.push(path, "give only one of upstream, split or terminate");
-                RouteAction::Upstream(String::new())
+                if let Some(upstream) = r.upstream {
+                    self.known_upstream(&format!("{path}.upstream"), &upstream, known);
+                    RouteAction::Upstream(upstream)
+                } else if let Some(split) = r.split {
+                    RouteAction::Split(self.split(&format!("{path}.split"), split, known))
+                } else if let Some(aggregate) = r.aggregate {
+                    self.aggregation(&format!("{path}.aggregate"), &aggregate, known);
+                    RouteAction::Aggregate(aggregate)
+                } else if let Some(terminate) = r.terminate {
+                    RouteAction::Terminate(terminate)
+                } else {
+                    RouteAction::Upstream(String::new())
+                }
             }
         };
         if let Some(prefix) = &r.strip_prefix {
@@ -1052,6 +1063,51 @@ impl Validator<'_> {
             if !under {
                 self.push(path, format!("{prefix:?} is not a prefix of path {text:?}"));
             }
+        }
+    }
+
+    fn known_upstream(&mut self, path: &str, upstream: &str, known: &Known<'_>) {
+        if !known.upstreams.contains(upstream) {
+            self.push(path, format!("unknown upstream {upstream:?}"));
+        }
+    }
+
+    fn aggregation(&mut self, path: &str, a: &Aggregation, known: &Known<'_>) {
+        if a.calls.is_empty() {
+            self.push(format!("{path}.calls"), "at least one call is needed");
+        }
+        self.unique(
+            "call key",
+            a.calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{path}.calls[{i}].key"), c.key.as_str())),
+        );
+        for (i, call) in a.calls.iter().enumerate() {
+            let at = format!("{path}.calls[{i}]");
+            if call.key.is_empty() {
+                self.push(format!("{at}.key"), "must not be empty");
+            }
+            self.known_upstream(&format!("{at}.upstream"), &call.upstream, known);
+            // Placeholders are checked when the gateway builds the call.
+            if !call.uri.starts_with('/') {
+                self.push(
+                    format!("{at}.uri"),
+                    format!("{:?} must be a path starting with '/'", call.uri),
+                );
+            }
+            if let Some(timeout) = call.timeout {
+                self.positive(format!("{at}.timeout"), timeout);
+            }
+        }
+        if let Some(deadline) = a.deadline {
+            self.positive(format!("{path}.deadline"), deadline);
+        }
+        if a.concurrency == 0 {
+            self.push(format!("{path}.concurrency"), "must be at least 1");
+        }
+        if a.max_body.as_u64() == 0 {
+            self.push(format!("{path}.max_body"), "must be at least 1 byte");
         }
     }
 

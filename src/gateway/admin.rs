@@ -22,7 +22,7 @@ use super::build::Built;
 use super::server::Connections;
 use crate::body::Body;
 use crate::circuit_breaker::BreakerState;
-use crate::config::{Config, RouteAction};
+use crate::config::Config;
 use crate::error::Problem;
 
 /// The admin endpoints' service. Cheap to clone: one `Arc`.
@@ -269,13 +269,7 @@ impl State {
             .routes
             .iter()
             .map(|route| {
-                let upstreams: Vec<&str> = match &route.action {
-                    RouteAction::Upstream(name) => vec![name.as_str()],
-                    RouteAction::Split(split) => {
-                        split.backends.iter().map(|b| b.upstream.as_str()).collect()
-                    }
-                    RouteAction::Terminate(_) => vec![],
-                };
+                let upstreams = route.upstreams();
                 json!({
                     "name": route.name,
                     "priority": route.priority,

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 
+use crate::aggregate::{Aggregate, AggregateCall};
 use crate::auth::any::JwtOrApiKeyLayer;
 use crate::auth::api_key::ApiKeyLayer;
 use crate::auth::authz::AuthzLayer;
@@ -104,6 +105,10 @@ pub(crate) struct Built {
     pub(crate) caches: Vec<(String, CacheLayer)>,
 }
 
+/// An aggregate's deadline when its config sets none (the aggregate
+/// layer's own default); the route's timeout caps it.
+const AGGREGATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Builds the router and its per-route stacks.
 pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut problems = unsupported(config);
@@ -175,6 +180,15 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
                 }
             }
             config::RouteAction::Terminate(terminate) => Target::One(terminated(terminate)),
+            config::RouteAction::Aggregate(aggregation) => {
+                match stacks.aggregate(index, aggregation, &upstreams, retry.as_ref()) {
+                    Ok(service) => Target::One(service),
+                    Err(problem) => {
+                        problems.push(problem);
+                        continue;
+                    }
+                }
+            }
         };
         for routed in routes_for(route, target) {
             router = router.route(routed);
@@ -252,19 +266,92 @@ impl RouteStacks<'_> {
         upstream: &BuiltUpstream,
         retry: Option<&RetryLayer>,
     ) -> Stack<GatewayBody> {
+        let stack = self.forwarding(backend, upstream, retry);
+        self.policies.apply(stack)
+    }
+
+    /// The forwarding part of a backend's stack, without the route's
+    /// policies: for a route's backends (which add them) and for the calls
+    /// of an aggregate (whose policies apply once, to the whole).
+    fn forwarding<B>(
+        &mut self,
+        backend: &str,
+        upstream: &BuiltUpstream,
+        retry: Option<&RetryLayer>,
+    ) -> Stack<B>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
         let timeout = TimeoutLayer::new(self.route.timeout);
         let balanced = upstream.balancer.layer(upstream.proxy.clone());
-        let stack = match (retry, self.breaker(backend)) {
+        match (retry, self.breaker(backend)) {
             (Some(retry), Some(breaker)) => {
-                boxed::<GatewayBody, _, _>(timeout.layer(retry.layer(breaker.layer(balanced))))
+                boxed::<B, _, _>(timeout.layer(retry.layer(breaker.layer(balanced))))
             }
-            (Some(retry), None) => boxed::<GatewayBody, _, _>(timeout.layer(retry.layer(balanced))),
-            (None, Some(breaker)) => {
-                boxed::<GatewayBody, _, _>(timeout.layer(breaker.layer(balanced)))
+            (Some(retry), None) => boxed::<B, _, _>(timeout.layer(retry.layer(balanced))),
+            (None, Some(breaker)) => boxed::<B, _, _>(timeout.layer(breaker.layer(balanced))),
+            (None, None) => boxed::<B, _, _>(timeout.layer(balanced)),
+        }
+    }
+
+    /// An aggregate route: each call goes to `http://<upstream>.invalid/..`,
+    /// which a host-routed inner router sends to that upstream's
+    /// forwarding stack (whose balancer then puts an endpoint in the URI).
+    fn aggregate(
+        &mut self,
+        index: usize,
+        aggregation: &config::Aggregation,
+        upstreams: &[BuiltUpstream],
+        retry: Option<&RetryLayer>,
+    ) -> Result<Stack<GatewayBody>, String> {
+        let field = format!("routes[{index}].aggregate");
+        let mut inner = Router::builder();
+        let mut hosts: Vec<&str> = Vec::new();
+        let mut builder = Aggregate::builder()
+            .deadline(
+                aggregation
+                    .deadline
+                    .unwrap_or(AGGREGATE_DEADLINE)
+                    .min(self.route.timeout),
+            )
+            .max_body(usize::try_from(aggregation.max_body.as_u64()).unwrap_or(usize::MAX))
+            .concurrency(aggregation.concurrency);
+        if let Some(headers) = &aggregation.forward_headers {
+            builder = builder.forward_headers(headers.iter().cloned());
+        }
+        for (i, spec) in aggregation.calls.iter().enumerate() {
+            let host = match hosts.iter().position(|name| *name == spec.upstream) {
+                Some(known) => known,
+                None => {
+                    // Validation guarantees the upstream exists.
+                    let Some(upstream) = upstreams.iter().find(|u| u.name == spec.upstream) else {
+                        return Err(format!("{field}.calls[{i}].upstream: unknown upstream"));
+                    };
+                    let stack = self.forwarding::<Body>(&spec.upstream, upstream, retry);
+                    inner = inner.route(
+                        Route::new(spec.upstream.clone())
+                            .host(format!("u{}.invalid", hosts.len()))
+                            .to(stack),
+                    );
+                    hosts.push(&spec.upstream);
+                    hosts.len() - 1
+                }
+            };
+            let uri = format!("http://u{host}.invalid{}", spec.uri);
+            let mut call = AggregateCall::new(spec.key.clone(), &uri)
+                .map_err(|e| format!("{field}.calls[{i}].uri: {e}"))?;
+            if let Some(timeout) = spec.timeout {
+                call = call.timeout(timeout);
             }
-            (None, None) => boxed::<GatewayBody, _, _>(timeout.layer(balanced)),
-        };
-        self.policies.apply(stack)
+            if spec.optional {
+                call = call.optional();
+            }
+            builder = builder.call(call);
+        }
+        let inner = inner.build().map_err(|e| format!("{field}: {e}"))?;
+        let aggregate = builder.build(inner).map_err(|e| format!("{field}: {e}"))?;
+        Ok(self.policies.apply(boxed::<GatewayBody, _, _>(aggregate)))
     }
 
     /// This route's breaker for `backend`, when it has one; recorded for the

@@ -275,7 +275,19 @@ fn full_example_parses_to_the_expected_values() {
     assert_eq!(config.tier("pro").unwrap().len(), 2);
 
     // Routes.
-    assert_eq!(config.routes.len(), 7);
+    assert_eq!(config.routes.len(), 8);
+    let profile = config.route("profile").unwrap();
+    let meshgate::config::RouteAction::Aggregate(aggregate) = &profile.action else {
+        panic!("profile aggregates: {:?}", profile.action);
+    };
+    assert_eq!(aggregate.deadline, Some(secs(2)));
+    assert_eq!(aggregate.concurrency, 8);
+    assert_eq!(aggregate.calls.len(), 2);
+    assert_eq!(aggregate.calls[1].upstream, "orders");
+    assert_eq!(aggregate.calls[1].uri, "/v1/orders?user={id}");
+    assert_eq!(aggregate.calls[1].timeout, Some(ms(500)));
+    assert!(aggregate.calls[1].optional && !aggregate.calls[0].optional);
+    assert_eq!(profile.upstreams(), ["users", "orders"]);
     let route = config.route("users").unwrap();
     assert_eq!(route.priority, 10);
     let m = &route.matcher;
@@ -549,7 +561,7 @@ fn full_example_parses_to_the_expected_values() {
 fn example_file_loads_from_disk() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway.yaml");
     let config = Config::from_file_with_env(path, example_env).unwrap();
-    assert_eq!(config.routes.len(), 7);
+    assert_eq!(config.routes.len(), 8);
 
     let huge = std::env::temp_dir().join(format!("meshgate-huge-{}.yaml", std::process::id()));
     std::fs::write(
@@ -778,15 +790,15 @@ fn broken_configs_name_the_field() {
         ),
         (
             "routes: [{ name: a, upstream: users, timout: 3s }]",
-            "routes[0].timout: unknown field `timout`, expected one of name, priority, match, upstream, split, terminate, strip_prefix, rewrite, timeout, retry, circuit_breaker, cache, rate_limit, auth, cors, transform, fault, ip_restriction (line 4, column 38)",
+            "routes[0].timout: unknown field `timout`, expected one of name, priority, match, upstream, split, terminate, aggregate, strip_prefix, rewrite, timeout, retry, circuit_breaker, cache, rate_limit, auth, cors, transform, fault, ip_restriction (line 4, column 38)",
         ),
         (
             "routes: [{ name: a, upstream: users, split: { backends: [{ upstream: orders }] } }]",
-            "routes[0]: give only one of upstream, split or terminate (line 4, column 10)",
+            "routes[0]: give only one of upstream, split, terminate or aggregate (line 4, column 10)",
         ),
         (
             "routes: [{ name: a }]",
-            "routes[0]: needs one of upstream, split or terminate (line 4, column 10)",
+            "routes[0]: needs one of upstream, split, terminate or aggregate (line 4, column 10)",
         ),
         (
             "routes: [{ name: a, upstream: users, retry: { backoff: { base: 2s, cap: 1s } } }]",

@@ -571,3 +571,137 @@ routes:
     assert_eq!(json["caches"][0]["route"], "cached");
     gateway.stop().await;
 }
+
+/// An upstream that answers JSON `{"from": <name>, "path": .., "auth": ..}`.
+async fn json_upstream(name: &'static str) -> SocketAddr {
+    let app = Router::new().fallback(move |uri: Uri, headers: axum::http::HeaderMap| async move {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        axum::Json(serde_json::json!({
+            "from": name,
+            "path": uri.path_and_query().map(ToString::to_string),
+            "auth": auth,
+        }))
+    });
+    serve(app).await
+}
+
+#[tokio::test]
+async fn an_aggregate_route_fans_out_to_upstreams_and_merges_their_json() {
+    let users = json_upstream("users").await;
+    let orders = json_upstream("orders").await;
+    let down = closed_port().await;
+    let yaml = format!(
+        "{LISTENERS}
+upstreams:
+  - name: users
+    endpoints: [\"{users}\"]
+  - name: orders
+    endpoints: [\"{orders}\"]
+  - name: down
+    endpoints: [\"{down}\"]
+routes:
+  - name: dashboard
+    match: {{ paths: [{{ template: \"/dashboard/{{id}}\" }}] }}
+    aggregate:
+      deadline: 5s
+      calls:
+        - {{ key: user, upstream: users, uri: \"/users/{{id}}\" }}
+        - {{ key: orders, upstream: orders, uri: \"/orders?user={{id}}&limit={{limit}}\" }}
+        - {{ key: recommendations, upstream: down, uri: \"/recs/{{id}}\", optional: true }}
+  - name: broken
+    match: {{ paths: [{{ prefix: /broken }}] }}
+    aggregate:
+      calls:
+        - {{ key: user, upstream: users, uri: \"/users/1\" }}
+        - {{ key: gone, upstream: down, uri: \"/x\" }}
+"
+    );
+    let gateway = Running::start(&yaml).await;
+
+    let (status, headers, body) = gateway
+        .get("/dashboard/7?limit=3", &[("authorization", "Bearer t")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    let merged: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(merged["user"]["from"], "users");
+    assert_eq!(merged["user"]["path"], "/users/7");
+    // The authorization header is forwarded to the calls by default.
+    assert_eq!(merged["user"]["auth"], "Bearer t");
+    assert_eq!(merged["orders"]["from"], "orders");
+    assert_eq!(merged["orders"]["path"], "/orders?user=7&limit=3");
+    // The optional call to an upstream that is down is null with a reason.
+    assert_eq!(merged["recommendations"], Value::Null);
+    assert!(merged["errors"]["recommendations"].is_string(), "{body}");
+
+    // A missing query parameter is the client's mistake.
+    let (status, _, body) = gateway.get("/dashboard/7", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A required call that fails fails the whole with a problem.
+    let (status, headers, _) = gateway.get("/broken", &[]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(headers["content-type"], "application/problem+json");
+
+    let (status, body) = gateway.admin("/admin/status").await;
+    assert_eq!(status, StatusCode::OK);
+    let status_json: Value = serde_json::from_str(&body).unwrap();
+    let dashboard = status_json["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "dashboard")
+        .unwrap();
+    assert_eq!(
+        dashboard["upstreams"],
+        serde_json::json!(["users", "orders", "down"])
+    );
+    gateway.stop().await;
+}
+
+#[test]
+fn aggregate_config_errors_name_the_field() {
+    let yaml = "upstreams: [{ name: users, endpoints: [\"127.0.0.1:1\"] }]
+routes:
+  - name: a
+    match: { paths: [{ prefix: /a }] }
+    aggregate:
+      concurrency: 0
+      calls:
+        - { key: x, upstream: nobody, uri: \"/x\" }
+        - { key: x, upstream: users, uri: \"relative\" }
+  - name: b
+    match: { paths: [{ prefix: /b }] }
+    upstream: users
+    aggregate: { calls: [{ key: y, upstream: users, uri: /y }] }
+";
+    let errors = Config::from_yaml_str(yaml).unwrap_err().to_string();
+    for expected in [
+        "routes[0].aggregate.calls[0].upstream: unknown upstream \"nobody\"",
+        "routes[0].aggregate.calls[1].key:",
+        "routes[0].aggregate.calls[1].uri: \"relative\" must be a path",
+        "routes[0].aggregate.concurrency: must be at least 1",
+        "routes[1]: give only one of upstream, split, terminate or aggregate",
+    ] {
+        assert!(errors.contains(expected), "{expected}\n{errors}");
+    }
+
+    let yaml = "upstreams: [{ name: users, endpoints: [\"127.0.0.1:1\"] }]
+routes:
+  - name: a
+    match: { paths: [{ prefix: /a }] }
+    aggregate: { calls: [{ key: x, upstream: users, uri: \"/x/{id\" }] }
+";
+    let errors = Gateway::from_config(Config::from_yaml_str(yaml).unwrap()).unwrap_err();
+    assert!(
+        errors
+            .problems()
+            .iter()
+            .any(|p| p.starts_with("routes[0].aggregate.calls[0].uri: unterminated")),
+        "{errors}"
+    );
+}
