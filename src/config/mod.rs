@@ -121,8 +121,8 @@ pub use auth::{
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::{
-    BackoffPolicy, CachePolicy, CircuitBreakerPolicy, CorsPolicy, FailureRate, Fault, FaultAbort,
-    FaultDelay, HeaderTransform, IpRestriction, Jitter, OnRedisError, Quota, RateLimitBackend,
+    BackoffPolicy, BodyTransform, BodyValue, CachePolicy, CircuitBreakerPolicy, CompressionPolicy,
+    CorsPolicy, FailureRate, Fault, FaultAbort, FaultDelay, HeaderTransform, QueryTransform, IpRestriction, Jitter, OnRedisError, Quota, RateLimitBackend,
     RateLimitKey, RateLimitPolicy, RetryBudgetPolicy, RetryOn, RetryPolicy, Terminate, Transform,
 };
 pub use route::{

@@ -185,7 +185,7 @@ async fn client_ip_honours_trusted_proxies_when_given_a_resolver() {
 async fn built_from_the_config_section() {
     let yaml = "request:\n  remove: [x-consumer-id]\n  rename: { x-api-key: x-upstream-key }\n  set: { x-client-ip: \"${client_ip}\" }\nresponse:\n  add: { x-gateway: meshgate }\n";
     let config: meshgate::config::Transform = serde_saphyr::from_str(yaml).unwrap();
-    let layer = TransformLayer::from_config(&config).unwrap();
+    let layer = TransformLayer::from_config(&config, &[]).unwrap();
     let request = from_peer("192.0.2.1:1")
         .header("x-consumer-id", "x")
         .header("x-api-key", "k")
@@ -198,7 +198,11 @@ async fn built_from_the_config_section() {
     assert_eq!(response["x-gateway"], "meshgate");
 
     let bad: meshgate::config::Transform =
-        serde_saphyr::from_str("request:\n  set: { x-user: \"${claim.sub}\" }\n").unwrap();
-    let error = TransformLayer::from_config(&bad).unwrap_err().to_string();
-    assert!(error.contains("unknown variable `${claim.sub}`"), "{error}");
+        serde_saphyr::from_str("request:\n  set: { x-user: \"${claims.sub}\" }\n").unwrap();
+    let error = TransformLayer::from_config(&bad, &[]).unwrap_err();
+    assert_eq!(error.field(), "request.set.x-user");
+    assert!(
+        error.message().contains("unknown variable `${claims.sub}`"),
+        "{error}"
+    );
 }
