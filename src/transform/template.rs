@@ -1,5 +1,4 @@
 use std::fmt;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -93,6 +92,7 @@ impl TemplateError {
     }
 
     /// Prefixes the field path with `parent`.
+    #[cfg_attr(not(feature = "config"), allow(dead_code))]
     pub(crate) fn at(mut self, parent: &str) -> Self {
         self.field = if self.field.is_empty() {
             parent.to_owned()
@@ -426,6 +426,8 @@ fn consumer(_: &Extensions) -> Option<String> {
 
 #[cfg(feature = "auth")]
 fn claim(extensions: &Extensions, name: &str) -> Option<String> {
+    use std::fmt::Write as _;
+
     use serde_json::Value;
     fn scalar(value: &Value, out: &mut String) -> Option<()> {
         match value {
