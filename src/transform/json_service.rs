@@ -187,7 +187,7 @@ impl<S> Layer<S> for JsonBodyLayer {
     type Service = JsonBody<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let mut vars = VarSet::default();
+        let mut vars = VarSet::new(Arc::clone(&self.counters));
         vars.add(self.request.vars());
         vars.add(self.response.vars());
         JsonBody {
@@ -278,14 +278,12 @@ where
             } else {
                 None
             };
-            let mut captured = shared.vars.capture(
+            shared.vars.capture(
                 request.extensions(),
                 request.headers(),
                 request.uri().query(),
                 client_ip,
-            );
-            captured.stats = Some(Arc::clone(&shared.counters));
-            captured
+            )
         });
         let response_ops = !shared.response.is_empty() && request.method() != Method::HEAD;
         let mut rewrite_request = !shared.request.is_empty() && is_plain_json(request.headers());

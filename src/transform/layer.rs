@@ -32,9 +32,9 @@ pub(crate) struct Shared {
     pub(crate) response: HeaderOps,
     #[cfg(feature = "ip-restriction")]
     pub(crate) client_ip: Option<crate::ip_restriction::ClientIp>,
-    /// Every variable of every template; empty when all values are fixed.
+    /// Every variable of every template (empty when all values are
+    /// fixed), and the layer's counters.
     pub(crate) vars: Arc<VarSet>,
-    pub(crate) counters: Arc<Counters>,
 }
 
 impl TransformLayer {
@@ -119,7 +119,7 @@ impl TransformLayer {
     }
 
     pub(crate) fn shared(&self) -> Shared {
-        let mut vars = VarSet::default();
+        let mut vars = VarSet::new(Arc::clone(&self.counters));
         vars.add(self.request.vars());
         vars.add(self.query.vars());
         vars.add(self.response.vars());
@@ -130,7 +130,6 @@ impl TransformLayer {
             #[cfg(feature = "ip-restriction")]
             client_ip: self.client_ip.clone(),
             vars: Arc::new(vars),
-            counters: Arc::clone(&self.counters),
         }
     }
 }

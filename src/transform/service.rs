@@ -72,14 +72,12 @@ where
             } else {
                 None
             };
-            let mut captured = shared.vars.capture(
+            shared.vars.capture(
                 request.extensions(),
                 request.headers(),
                 request.uri().query(),
                 client_ip,
-            );
-            captured.stats = Some(Arc::clone(&shared.counters));
-            captured
+            )
         });
         let vars: &dyn Lookup = match &captured {
             Some(captured) => captured,
@@ -124,14 +122,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // Without response operations the inner output passes as it is,
+        // with no extra move of the response.
+        let Some(shared) = this.response.as_ref() else {
+            return this.inner.poll(cx);
+        };
         let mut response = ready!(this.inner.poll(cx))?;
-        if let Some(shared) = this.response.take() {
-            let vars: &dyn Lookup = match this.captured {
-                Some(captured) => captured,
-                None => &NoVars,
-            };
-            shared.response.apply(response.headers_mut(), vars);
-        }
+        let vars: &dyn Lookup = match this.captured {
+            Some(captured) => captured,
+            None => &NoVars,
+        };
+        shared.response.apply(response.headers_mut(), vars);
+        this.response.take();
         Poll::Ready(Ok(response))
     }
 }

@@ -278,13 +278,22 @@ pub(crate) trait Lookup {
     fn invalid(&self) {}
 }
 
-/// The distinct variables a layer's templates use, collected at build.
-#[derive(Debug, Clone, Default)]
+/// The distinct variables a layer's templates use, collected at build, and
+/// the layer's counters.
+#[derive(Debug, Default)]
 pub(crate) struct VarSet {
     vars: Vec<Var>,
+    counters: Arc<super::stats::Counters>,
 }
 
 impl VarSet {
+    pub(crate) fn new(counters: Arc<super::stats::Counters>) -> Self {
+        Self {
+            vars: Vec::new(),
+            counters,
+        }
+    }
+
     pub(crate) fn add<'a>(&mut self, vars: impl Iterator<Item = &'a Var>) {
         for var in vars {
             if !self.vars.contains(var) {
@@ -317,7 +326,6 @@ impl VarSet {
         Captured {
             vars: Arc::clone(self),
             values,
-            stats: None,
         }
     }
 }
@@ -329,7 +337,6 @@ impl VarSet {
 pub(crate) struct Captured {
     vars: Arc<VarSet>,
     values: Vec<Option<String>>,
-    pub(crate) stats: Option<Arc<super::stats::Counters>>,
 }
 
 impl Lookup for Captured {
@@ -339,9 +346,7 @@ impl Lookup for Captured {
     }
 
     fn invalid(&self) {
-        if let Some(stats) = &self.stats {
-            stats.invalid_value();
-        }
+        self.vars.counters.invalid_value();
         tracing::debug!("transform: a templated header value is not a valid header value; not written");
     }
 }
@@ -469,7 +474,6 @@ mod tests {
         Captured {
             vars: Arc::new(set),
             values: vars.iter().map(|(_, v)| v.map(str::to_owned)).collect(),
-            stats: None,
         }
     }
 

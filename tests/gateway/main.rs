@@ -6,3 +6,4 @@ mod redis;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;
+mod transform;
