@@ -122,8 +122,9 @@ pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::{
     BackoffPolicy, BodyTransform, BodyValue, CachePolicy, CircuitBreakerPolicy, CompressionPolicy,
-    CorsPolicy, FailureRate, Fault, FaultAbort, FaultDelay, HeaderTransform, QueryTransform, IpRestriction, Jitter, OnRedisError, Quota, RateLimitBackend,
-    RateLimitKey, RateLimitPolicy, RetryBudgetPolicy, RetryOn, RetryPolicy, Terminate, Transform,
+    CorsPolicy, FailureRate, Fault, FaultAbort, FaultDelay, HeaderTransform, IpRestriction, Jitter,
+    OnRedisError, QueryTransform, Quota, RateLimitBackend, RateLimitKey, RateLimitPolicy,
+    RetryBudgetPolicy, RetryOn, RetryPolicy, Terminate, Transform,
 };
 pub use route::{
     HeaderMatch, HostMatch, PathMatch, QueryMatch, Rewrite, Route, RouteAction, RouteMatch, Split,

@@ -537,14 +537,14 @@ impl BodyValue {
         match self {
             BodyValue::Bool(b) => Value::Bool(*b),
             BodyValue::Integer(n) => Value::from(*n),
-            BodyValue::Float(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+            BodyValue::Float(n) => {
+                serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+            }
             BodyValue::String(s) => Value::String(s.clone()),
             BodyValue::List(items) => Value::Array(items.iter().map(BodyValue::to_json).collect()),
-            BodyValue::Map(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
+            BodyValue::Map(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
             BodyValue::Null(()) => Value::Null,
         }
     }

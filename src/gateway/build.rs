@@ -31,7 +31,9 @@ use crate::rate_limit::{RateLimitLayer, RouteName};
 use crate::retry::{Jitter, RetryLayer, RetryOn};
 use crate::routing::{Backend, Route, Router, Split, boxed};
 use crate::timeout::TimeoutLayer;
-use crate::transform::{Compression, CompressionLayer, JsonBodyLayer, TransformBody, TransformLayer};
+use crate::transform::{
+    Compression, CompressionLayer, JsonBodyLayer, TransformBody, TransformLayer,
+};
 
 /// The request body the router and everything behind it sees: the
 /// connection's body under the listener's size limit.
@@ -764,7 +766,8 @@ impl Policies {
             let at = |e: crate::transform::TemplateError| {
                 format!("routes[{index}].transform.{}: {}", e.field(), e.message())
             };
-            let layer = TransformLayer::from_config(transform, &config.trusted_proxies).map_err(at)?;
+            let layer =
+                TransformLayer::from_config(transform, &config.trusted_proxies).map_err(at)?;
             policies.transform = (!layer.is_empty()).then_some(layer);
             policies.json_body =
                 JsonBodyLayer::from_config(transform, &config.trusted_proxies).map_err(at)?;

@@ -79,7 +79,9 @@ impl<B: Body> fmt::Debug for TransformBody<B> {
             Kind::Resumed { .. } => "resumed",
             Kind::Failed { .. } => "failed",
         };
-        f.debug_struct("TransformBody").field("kind", &kind).finish()
+        f.debug_struct("TransformBody")
+            .field("kind", &kind)
+            .finish()
     }
 }
 
@@ -284,7 +286,8 @@ mod tests {
 
     #[tokio::test]
     async fn complete_too_large_and_failed_keep_every_byte_in_order() {
-        let Collected::Complete { data, .. } = collect(Frames::new(&["{\"a\"", ":1}"], false), 16).await
+        let Collected::Complete { data, .. } =
+            collect(Frames::new(&["{\"a\"", ":1}"], false), 16).await
         else {
             panic!("complete expected")
         };

@@ -108,12 +108,16 @@ impl Predicate for CompressionPredicate {
     where
         B: Body,
     {
-        let no_transform = response.headers().get_all(CACHE_CONTROL).iter().any(|value| {
-            value.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
-            })
-        });
+        let no_transform = response
+            .headers()
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .any(|value| {
+                value.to_str().is_ok_and(|v| {
+                    v.split(',')
+                        .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
+                })
+            });
         !no_transform
             && self.min_size.should_compress(response)
             && NotForContentType::GRPC.should_compress(response)

@@ -53,7 +53,11 @@ impl FieldPath {
     }
 
     /// The object holding the last segment, and that segment.
-    fn parent<'a>(&'a self, root: &'a mut Map<String, Value>, create: bool) -> Option<(&'a mut Map<String, Value>, &'a str)> {
+    fn parent<'a>(
+        &'a self,
+        root: &'a mut Map<String, Value>,
+        create: bool,
+    ) -> Option<(&'a mut Map<String, Value>, &'a str)> {
         let (last, within) = self.0.split_last()?;
         let mut map = root;
         for segment in within {
@@ -104,7 +108,8 @@ impl JsonOps {
 
     /// Moves the field at `from` to `to`.
     pub fn rename(mut self, from: &str, to: &str) -> Self {
-        self.rename.push((FieldPath::parse(from), FieldPath::parse(to)));
+        self.rename
+            .push((FieldPath::parse(from), FieldPath::parse(to)));
         self
     }
 
@@ -119,7 +124,8 @@ impl JsonOps {
     /// Adds the field at `path` with `value` when it is absent.
     /// Errors when `value` is a string with a bad template.
     pub fn add(mut self, path: &str, value: Value) -> Result<Self, TemplateError> {
-        self.add.push((FieldPath::parse(path), FieldValue::parse(value)?));
+        self.add
+            .push((FieldPath::parse(path), FieldValue::parse(value)?));
         Ok(self)
     }
 

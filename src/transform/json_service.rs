@@ -11,11 +11,11 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::TransformStats;
 use super::body::{Collected, Collector, TransformBody};
 use super::json::JsonOps;
 use super::stats::{BodyOutcome, Counters};
 use super::template::{Captured, Lookup, NoVars, VarSet};
-use super::TransformStats;
 use crate::peer::PeerAddr;
 
 /// The default size cap of a body to rewrite: 1 MiB.
@@ -253,7 +253,13 @@ fn is_plain_json(headers: &HeaderMap) -> bool {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for JsonBody<S>

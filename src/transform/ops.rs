@@ -3,7 +3,6 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::template::{HeaderTemplate, Lookup, Var};
 
-
 /// Header operations on one side (request or response), applied in the
 /// order remove, rename, set, add — the order of the config's
 /// `HeaderTransform`.

@@ -187,7 +187,10 @@ impl QueryOps {
         }
         for (name, value) in &self.add {
             if let Some(value) = value.render(vars) {
-                pairs.push((name.clone(), Cow::Owned(format!("{}={value}", encode(name)))));
+                pairs.push((
+                    name.clone(),
+                    Cow::Owned(format!("{}={value}", encode(name))),
+                ));
             }
         }
         let mut out = String::with_capacity(uri.path().len() + query.len() + 16);
@@ -232,15 +235,13 @@ pub(crate) fn decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(hi << 4 | lo);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -300,7 +301,10 @@ mod tests {
             .add("tag", "a b")
             .unwrap();
         assert_eq!(
-            run(&ops, "http://h/p?q=x%20y&debug=1&v=1&query=old&keep=%41&v=3"),
+            run(
+                &ops,
+                "http://h/p?q=x%20y&debug=1&v=1&query=old&keep=%41&v=3"
+            ),
             "http://h/p?query=x%20y&v=2&keep=%41&tag=a%20b"
         );
         assert_eq!(run(&ops, "/p"), "/p?v=2&tag=a%20b");

@@ -128,7 +128,8 @@ impl fmt::Display for TemplateError {
 
 impl std::error::Error for TemplateError {}
 
-const KNOWN: &str = "request_id, client_ip, route, consumer, claim.<name>, header.<name>, query.<name>";
+const KNOWN: &str =
+    "request_id, client_ip, route, consumer, claim.<name>, header.<name>, query.<name>";
 
 impl Template {
     /// Parses `text`; `None` when it has no variable.
@@ -143,8 +144,9 @@ impl Template {
             let end = after.find('}').ok_or_else(|| {
                 TemplateError::new(format!("unterminated `${{` in template {text:?}"))
             })?;
-            let var = parse_var(after[..end].trim())
-                .map_err(|why| TemplateError::new(format!("{why} in template {text:?} (known: {KNOWN})")))?;
+            let var = parse_var(after[..end].trim()).map_err(|why| {
+                TemplateError::new(format!("{why} in template {text:?} (known: {KNOWN})"))
+            })?;
             parts.push(Part::Var(var));
             rest = &after[end + 1..];
         }
@@ -347,7 +349,9 @@ impl Lookup for Captured {
 
     fn invalid(&self) {
         self.vars.counters.invalid_value();
-        tracing::debug!("transform: a templated header value is not a valid header value; not written");
+        tracing::debug!(
+            "transform: a templated header value is not a valid header value; not written"
+        );
     }
 }
 

@@ -21,30 +21,35 @@ use tokio::sync::oneshot;
 /// An upstream that answers with what it received, as JSON, padded so the
 /// answer is worth compressing, plus fields the gateway must strip.
 async fn echo_upstream() -> SocketAddr {
-    let app = Router::new().fallback(|uri: Uri, headers: AxumHeaders, body: AxumBytes| async move {
-        let header = |name: &str| {
-            headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
-        let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let answer = json!({
-            "uri": uri.to_string(),
-            "x-consumer-id": header("x-consumer-id"),
-            "x-client": header("x-client"),
-            "x-tenant-copy": header("x-tenant-copy"),
-            "content-length": header("content-length"),
-            "body": sent,
-            "internal": {"node": "n7", "zone": "a"},
-            "padding": "meshgate ".repeat(200),
-        });
-        (
-            [("content-type", "application/json"), ("server", "upstream/1.0")],
-            answer.to_string(),
-        )
-    });
+    let app = Router::new().fallback(
+        |uri: Uri, headers: AxumHeaders, body: AxumBytes| async move {
+            let header = |name: &str| {
+                headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            };
+            let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let answer = json!({
+                "uri": uri.to_string(),
+                "x-consumer-id": header("x-consumer-id"),
+                "x-client": header("x-client"),
+                "x-tenant-copy": header("x-tenant-copy"),
+                "content-length": header("content-length"),
+                "body": sent,
+                "internal": {"node": "n7", "zone": "a"},
+                "padding": "meshgate ".repeat(200),
+            });
+            (
+                [
+                    ("content-type", "application/json"),
+                    ("server", "upstream/1.0"),
+                ],
+                answer.to_string(),
+            )
+        },
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -193,10 +198,15 @@ fn bad_transform_values_are_refused_at_load_with_the_field() {
             "{ compression: { gzip: false, brotli: false } }",
             "routes[0].transform.compression: turn on gzip, brotli or both",
         ),
-        ("{ max_body: 0B }", "routes[0].transform.max_body: must be more than 0B"),
+        (
+            "{ max_body: 0B }",
+            "routes[0].transform.max_body: must be more than 0B",
+        ),
     ];
     for (transform, expected) in cases {
-        let error = Config::from_yaml_str(&yaml(transform)).unwrap_err().to_string();
+        let error = Config::from_yaml_str(&yaml(transform))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(expected), "{transform}: {error}");
     }
 }

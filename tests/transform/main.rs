@@ -619,7 +619,10 @@ mod compression {
         let compression = Compression::new().min_size(256);
         let cases = [
             (Some("gzip"), text(100, &[])),
-            (Some("gzip"), text(4096, &[("cache-control", "public, No-Transform")])),
+            (
+                Some("gzip"),
+                text(4096, &[("cache-control", "public, No-Transform")]),
+            ),
             (Some("gzip"), text(4096, &[("content-encoding", "br")])),
             (None, text(4096, &[])),
         ];
