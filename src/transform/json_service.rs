@@ -34,9 +34,10 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// found while reading) is sent on as it came, the part already read first;
 /// a body that is not a JSON object is sent on byte for byte. Both are
 /// counted ([`TransformStats`], and the `meshgate_transform_bodies_total`
-/// metric with the `metrics` feature). A rewritten body gets a new
-/// `content-length` (and loses `transfer-encoding`); its keys come out in
-/// sorted order. Responses to `HEAD` and responses with status 1xx, 204,
+/// metric with the `metrics` feature). Empty bodies are not read. A
+/// rewritten body gets a new `content-length` (and loses
+/// `transfer-encoding`; a strong `ETag` of a response becomes weak); its
+/// keys come out in sorted order. Responses to `HEAD` and responses with status 1xx, 204,
 /// 206 or 304 are never rewritten.
 ///
 /// Values may be templates ([`JsonOps`]); the request's variables are read
@@ -292,8 +293,12 @@ where
             )
         });
         let response_ops = !shared.response.is_empty() && request.method() != Method::HEAD;
-        let mut rewrite_request = !shared.request.is_empty() && is_plain_json(request.headers());
         let expected = content_length(request.headers());
+        // An empty body (a GET, say) has nothing to rewrite.
+        let mut rewrite_request = !shared.request.is_empty()
+            && expected != Some(0)
+            && !http_body::Body::is_end_stream(request.body())
+            && is_plain_json(request.headers());
         if rewrite_request && expected.is_some_and(|n| n > shared.max_body as u64) {
             shared.counters.body(BodyOutcome::TooLarge);
             rewrite_request = false;
@@ -393,6 +398,23 @@ fn set_length(headers: &mut HeaderMap, len: usize) {
     headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
 }
 
+/// A rewritten body is no longer byte-for-byte what a strong `ETag`
+/// names: it becomes weak (`W/"…"`), still usable for revalidation.
+fn weaken_etag(headers: &mut HeaderMap) {
+    let Some(etag) = headers.get_mut(http::header::ETAG) else {
+        return;
+    };
+    if etag.as_bytes().starts_with(b"\"") {
+        let mut weak = Vec::with_capacity(etag.len() + 2);
+        weak.extend_from_slice(b"W/");
+        weak.extend_from_slice(etag.as_bytes());
+        // The old value was valid and `W/` is visible ASCII.
+        if let Ok(value) = HeaderValue::from_bytes(&weak) {
+            *etag = value;
+        }
+    }
+}
+
 /// A response status whose body is never rewritten.
 fn bodiless_or_partial(status: StatusCode) -> bool {
     status.is_informational()
@@ -461,6 +483,10 @@ where
                         return Poll::Ready(Ok(response.map(TransformBody::inner)));
                     }
                     let expected = content_length(response.headers());
+                    if expected == Some(0) || http_body::Body::is_end_stream(response.body()) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(response.map(TransformBody::inner)));
+                    }
                     if expected.is_some_and(|n| n > this.shared.max_body as u64) {
                         this.shared.counters.body(BodyOutcome::TooLarge);
                         this.state.set(State::Done);
@@ -489,6 +515,7 @@ where
                             {
                                 Some(rewritten) => {
                                     set_length(&mut head.headers, rewritten.len());
+                                    weaken_etag(&mut head.headers);
                                     TransformBody::buffered(rewritten, trailers)
                                 }
                                 None => TransformBody::buffered(data, trailers),

@@ -154,13 +154,18 @@ impl QueryOps {
                 (decode(name), Cow::Borrowed(pair))
             })
             .collect();
+        let before = pairs.len();
         for name in &self.remove {
             pairs.retain(|(n, _)| n != name);
         }
+        // Set and add always write; without them an untouched query keeps
+        // the URI as it is (no rebuild, no allocation beyond the scan).
+        let mut changed = pairs.len() != before || !self.set.is_empty() || !self.add.is_empty();
         for (from, to) in &self.rename {
             if !pairs.iter().any(|(n, _)| n == from) {
                 continue;
             }
+            changed = true;
             pairs.retain(|(n, _)| n != to);
             for (name, raw) in &mut pairs {
                 if name == from {
@@ -192,6 +197,9 @@ impl QueryOps {
                     Cow::Owned(format!("{}={value}", encode(name))),
                 ));
             }
+        }
+        if !changed {
+            return;
         }
         let mut out = String::with_capacity(uri.path().len() + query.len() + 16);
         out.push_str(uri.path());
@@ -310,6 +318,8 @@ mod tests {
         assert_eq!(run(&ops, "/p"), "/p?v=2&tag=a%20b");
         let none = QueryOps::new().remove("a");
         assert_eq!(run(&none, "/p?a=1"), "/p");
+        // Nothing matched: the URI is kept as it was, odd encoding and all.
+        assert_eq!(run(&none, "/p?b=%7e&&c"), "/p?b=%7e&&c");
     }
 
     #[test]

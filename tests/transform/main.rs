@@ -542,6 +542,54 @@ mod json_bodies {
     }
 }
 
+#[tokio::test]
+async fn empty_bodies_are_not_read_and_a_rewritten_etag_turns_weak() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use meshgate::transform::{JsonBodyLayer, JsonOps, TransformBody};
+    let layer = JsonBodyLayer::new()
+        .request(JsonOps::new().remove("a"))
+        .response(JsonOps::new().remove("internal"));
+    let service = layer.layer(service_fn(
+        |request: Request<TransformBody<Full<Bytes>>>| async move {
+            let etag = request.headers()["x-etag"].clone();
+            let body = if request.headers().contains_key("x-empty") {
+                ""
+            } else {
+                r#"{"id":1,"internal":true}"#
+            };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .header("etag", etag)
+                    .body(Full::from(body))
+                    .unwrap(),
+            )
+        },
+    ));
+    let send = |etag: &'static str, empty: bool| {
+        let mut request = Request::builder()
+            .header("content-type", "application/json")
+            .header("x-etag", etag);
+        if empty {
+            request = request.header("x-empty", "1");
+        }
+        service.clone().oneshot(request.body(Full::default()).unwrap())
+    };
+    let response = send("\"v1\"", false).await.unwrap();
+    assert_eq!(response.headers()["etag"], "W/\"v1\"");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"id":1}"#);
+    let response = send("W/\"v2\"", false).await.unwrap();
+    assert_eq!(response.headers()["etag"], "W/\"v2\"");
+    // An empty request body (and an empty answer) is not read or counted.
+    let response = send("\"v3\"", true).await.unwrap();
+    assert_eq!(response.headers()["etag"], "\"v3\"");
+    let stats = layer.stats();
+    assert_eq!(stats.bodies_transformed, 2);
+    assert_eq!(stats.bodies_not_json, 0);
+}
+
 mod compression {
     use std::convert::Infallible;
     use std::io::Read;
