@@ -1373,7 +1373,10 @@ routes:
     let t = config.routes[0].transform.as_ref().unwrap();
     assert_eq!(t.max_body, ByteSize::mib(1));
     assert_eq!(t.request.query.remove, ["debug"]);
-    assert_eq!(t.request.query.rename, [("q".to_owned(), "search".to_owned())]);
+    assert_eq!(
+        t.request.query.rename,
+        [("q".to_owned(), "search".to_owned())]
+    );
     assert_eq!(t.request.query.set, [("v".to_owned(), "2".to_owned())]);
     assert_eq!(t.request.body.remove, ["password", "user.ssn"]);
     let add: HashMap<_, _> = t.request.body.add.iter().cloned().collect();

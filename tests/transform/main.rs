@@ -574,7 +574,9 @@ async fn empty_bodies_are_not_read_and_a_rewritten_etag_turns_weak() {
         if empty {
             request = request.header("x-empty", "1");
         }
-        service.clone().oneshot(request.body(Full::default()).unwrap())
+        service
+            .clone()
+            .oneshot(request.body(Full::default()).unwrap())
     };
     let response = send("\"v1\"", false).await.unwrap();
     assert_eq!(response.headers()["etag"], "W/\"v1\"");
