@@ -13,7 +13,7 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 /// | `${client_ip}` | the client address | the socket peer ([`PeerAddr`](crate::peer::PeerAddr)), or the trusted-proxy-aware address when the layer has a resolver (`TransformLayer::client_ip`, feature `ip-restriction`) |
 /// | `${route}` | the route's name | [`MatchedRoute`](crate::routing::MatchedRoute) (feature `routing`) |
 /// | `${consumer}` | the consumer's name | the `auth::Consumer` an API key resolved to (feature `auth`) |
-/// | `${claim.<name>}` | a JWT claim | `auth::jwt::Claims` (feature `auth`): strings as they are, numbers and booleans in JSON form, arrays of those joined with `,`; objects and `null` count as missing |
+/// | `${claim.<name>}` | a JWT claim | `auth::jwt::Claims` (feature `auth`): strings as they are, numbers and booleans in JSON form, arrays of those joined with `,`; objects and `null` count as missing. A dotted name is a top-level key if there is one, else a path into nested objects (`${claim.org.id}`) |
 /// | `${header.<name>}` | a request header | all its values joined with `, ` |
 /// | `${query.<name>}` | a query parameter | its first value, percent-decoded (`+` is a space) |
 ///
@@ -447,7 +447,15 @@ fn claim(extensions: &Extensions, name: &str) -> Option<String> {
         }
         Some(())
     }
-    let value = extensions.get::<crate::auth::jwt::Claims>()?.get(name)?;
+    let claims = extensions.get::<crate::auth::jwt::Claims>()?;
+    // A name with dots is tried as a key of its own first (namespaced
+    // claims such as `https://example.com/roles`), then as a path into
+    // nested objects (`org.id`).
+    let value = claims.get(name).or_else(|| {
+        let mut segments = name.split('.');
+        let first = claims.get(segments.next()?)?;
+        segments.try_fold(first, |value, segment| value.get(segment))
+    })?;
     let mut out = String::new();
     match value {
         Value::Array(items) => {
@@ -550,7 +558,8 @@ mod tests {
         let mut extensions = Extensions::new();
         let claims = crate::auth::jwt::Claims::from_json(serde_json::json!({
             "sub": "u7", "n": 42, "admin": true, "roles": ["a", "b", 3], "obj": {"x": 1},
-            "mixed": ["a", {"x": 1}], "nul": null
+            "mixed": ["a", {"x": 1}], "nul": null,
+            "org": {"id": "o-1", "tags": ["x", "y"]}, "org.id": "flat"
         }))
         .unwrap();
         extensions.insert(claims);
@@ -563,5 +572,8 @@ mod tests {
         assert_eq!(get("mixed"), None);
         assert_eq!(get("nul"), None);
         assert_eq!(get("absent"), None);
+        assert_eq!(get("org.id").as_deref(), Some("flat"));
+        assert_eq!(get("org.tags").as_deref(), Some("x,y"));
+        assert_eq!(get("org.nope"), None);
     }
 }
