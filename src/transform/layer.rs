@@ -88,7 +88,7 @@ impl TransformLayer {
     /// The header and query layer for a route's `transform` section of the
     /// gateway config (`request.body`, `response.body` and `compression`
     /// are other layers: [`JsonBodyLayer`](super::JsonBodyLayer),
-    /// [`compression`](super::compression)). `${client_ip}` trusts the
+    /// [`Compression`](super::Compression)). `${client_ip}` trusts the
     /// config's top-level `trusted_proxies`.
     ///
     /// Errors when a value is a template with an unknown or unterminated
