@@ -27,7 +27,7 @@
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
 //! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
-//! | [`transform`] | request / response header remove, rename, set, add; values with `${request_id}`, `${client_ip}`, `${route}` | `transform` |
+//! | [`transform`] | request / response header and request query remove, rename, set, add with templates (`${request_id}`, `${client_ip}`, `${route}`, `${consumer}`, `${claim.*}`, `${header.*}`, `${query.*}`); JSON body fields with a size cap; gzip / brotli compression (tower-http) | `transform` |
 //! | [`cors`] | CORS: tower-http's `CorsLayer`, built from the config's `cors` section with checks instead of request-time panics | `cors` |
 //! | [`aggregate`] | BFF fan-out: parallel sub-requests with per-call timeout, deadline, required / optional policy, JSON merged under keys, size cap, bounded concurrency | `aggregate` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |

@@ -121,9 +121,10 @@ pub use auth::{
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::{
-    BackoffPolicy, CachePolicy, CircuitBreakerPolicy, CorsPolicy, FailureRate, Fault, FaultAbort,
-    FaultDelay, HeaderTransform, IpRestriction, Jitter, OnRedisError, Quota, RateLimitBackend,
-    RateLimitKey, RateLimitPolicy, RetryBudgetPolicy, RetryOn, RetryPolicy, Terminate, Transform,
+    BackoffPolicy, BodyTransform, BodyValue, CachePolicy, CircuitBreakerPolicy, CompressionPolicy,
+    CorsPolicy, FailureRate, Fault, FaultAbort, FaultDelay, HeaderTransform, IpRestriction, Jitter,
+    OnRedisError, QueryTransform, Quota, RateLimitBackend, RateLimitKey, RateLimitPolicy,
+    RetryBudgetPolicy, RetryOn, RetryPolicy, Terminate, Transform,
 };
 pub use route::{
     AggregateCallSpec, Aggregation, HeaderMatch, HostMatch, PathMatch, QueryMatch, Rewrite, Route,

@@ -405,18 +405,40 @@ impl Default for CorsPolicy {
     }
 }
 
-/// Header changes on the request to the upstream and on the response.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+/// Changes to the request going upstream and to the response going back
+/// (see `meshgate::transform`): headers, query parameters, JSON body
+/// fields, and response compression.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Transform {
     /// Changes to the request before it goes upstream.
     pub request: HeaderTransform,
-    /// Changes to the response before it goes to the client.
+    /// Changes to the response before it goes to the client (`query` is
+    /// refused here).
     pub response: HeaderTransform,
+    /// Largest JSON body rewritten by `body` operations; larger bodies pass
+    /// untouched (and are counted). Default: `1MiB`.
+    pub max_body: ByteSize,
+    /// Response compression (gzip, brotli). Default: none.
+    pub compression: Option<CompressionPolicy>,
 }
 
-/// Header operations, applied in the order remove, rename, set, add.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+impl Default for Transform {
+    fn default() -> Self {
+        Transform {
+            request: HeaderTransform::default(),
+            response: HeaderTransform::default(),
+            max_body: ByteSize::mib(1),
+            compression: None,
+        }
+    }
+}
+
+/// Header operations, applied in the order remove, rename, set, add; and
+/// the query and JSON body operations of the same side. Values of `set` and
+/// `add` may be templates: `${request_id}`, `${client_ip}`, `${route}`,
+/// `${consumer}`, `${claim.<name>}`, `${header.<name>}`, `${query.<name>}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderTransform {
     /// Headers removed (e.g. to stop clients spoofing internal headers).
@@ -431,6 +453,135 @@ pub struct HeaderTransform {
     /// Headers appended, keeping existing values.
     #[serde(deserialize_with = "super::fields::header_map")]
     pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Query parameter operations (requests only).
+    pub query: QueryTransform,
+    /// JSON body field operations.
+    pub body: BodyTransform,
+}
+
+/// Query parameter operations, applied in the order remove, rename, set,
+/// add. Values are strings (quote numbers) and may be templates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryTransform {
+    /// Parameters removed.
+    pub remove: Vec<String>,
+    /// Parameters renamed, `from: to`.
+    #[serde(deserialize_with = "string_pairs")]
+    pub rename: Vec<(String, String)>,
+    /// Parameters set, replacing any value.
+    #[serde(deserialize_with = "string_pairs")]
+    pub set: Vec<(String, String)>,
+    /// Parameters appended.
+    #[serde(deserialize_with = "string_pairs")]
+    pub add: Vec<(String, String)>,
+}
+
+/// JSON body field operations (on `application/json` bodies that are
+/// objects), applied in the order remove, rename, replace, add. Fields are
+/// dotted paths (`user.password`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BodyTransform {
+    /// Fields removed.
+    pub remove: Vec<String>,
+    /// Fields renamed, `from: to`.
+    #[serde(deserialize_with = "string_pairs")]
+    pub rename: Vec<(String, String)>,
+    /// Fields given a value when they are present.
+    #[serde(deserialize_with = "body_values")]
+    pub replace: Vec<(String, BodyValue)>,
+    /// Fields given a value when they are absent.
+    #[serde(deserialize_with = "body_values")]
+    pub add: Vec<(String, BodyValue)>,
+}
+
+impl BodyTransform {
+    /// Whether there is nothing to do.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty()
+            && self.rename.is_empty()
+            && self.replace.is_empty()
+            && self.add.is_empty()
+    }
+}
+
+/// A JSON value written into a body: YAML scalars, lists and maps. A
+/// string with `${...}` is a template.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum BodyValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Integer(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// A string (or template).
+    String(String),
+    /// A list.
+    List(Vec<BodyValue>),
+    /// A map.
+    Map(std::collections::BTreeMap<String, BodyValue>),
+    /// `null` (`~`).
+    Null(()),
+}
+
+#[cfg(feature = "transform")]
+impl BodyValue {
+    /// The JSON form.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            BodyValue::Bool(b) => Value::Bool(*b),
+            BodyValue::Integer(n) => Value::from(*n),
+            BodyValue::Float(n) => {
+                serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+            }
+            BodyValue::String(s) => Value::String(s.clone()),
+            BodyValue::List(items) => Value::Array(items.iter().map(BodyValue::to_json).collect()),
+            BodyValue::Map(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
+            BodyValue::Null(()) => Value::Null,
+        }
+    }
+}
+
+/// Response compression (gzip, brotli) by tower-http.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionPolicy {
+    /// Offer gzip. Default: `true`.
+    pub gzip: bool,
+    /// Offer brotli. Default: `true`.
+    pub brotli: bool,
+    /// Smallest response compressed. Default: `1KiB`.
+    pub min_size: ByteSize,
+}
+
+impl Default for CompressionPolicy {
+    fn default() -> Self {
+        CompressionPolicy {
+            gzip: true,
+            brotli: true,
+            min_size: ByteSize::kib(1),
+        }
+    }
+}
+
+fn string_pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let map = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+    Ok(map.into_iter().collect())
+}
+
+fn body_values<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, BodyValue)>, D::Error> {
+    let map = std::collections::BTreeMap::<String, BodyValue>::deserialize(d)?;
+    Ok(map.into_iter().collect())
 }
 
 /// Fault injection, Istio style: delay or abort a share of requests.

@@ -15,7 +15,7 @@ use super::auth::{
 use super::error::{ConfigErrors, Problems};
 use super::policy::{
     CachePolicy, CircuitBreakerPolicy, CorsPolicy, Fault, IpRestriction, Quota, RateLimitBackend,
-    RateLimitKey, RateLimitPolicy, RetryOn, RetryPolicy,
+    RateLimitKey, RateLimitPolicy, RetryOn, RetryPolicy, Transform,
 };
 use super::raw::{
     RawConfig, RawConsumer, RawEndpoint, RawJwtIssuer, RawMatch, RawRedis, RawRoute, RawSplit,
@@ -894,6 +894,9 @@ impl Validator<'_> {
         if let Some(fault) = &r.fault {
             self.fault(&format!("{path}.fault"), fault);
         }
+        if let Some(transform) = &r.transform {
+            self.transform(&format!("{path}.transform"), transform);
+        }
         if let Some(ip) = &r.ip_restriction {
             self.ip_restriction(&format!("{path}.ip_restriction"), ip);
         }
@@ -1470,6 +1473,42 @@ impl Validator<'_> {
                 format!("{path}.allow_credentials"),
                 "cannot be true with origin \"*\"",
             );
+        }
+    }
+
+    fn transform(&mut self, path: &str, t: &Transform) {
+        let query = &t.response.query;
+        if !(query.remove.is_empty()
+            && query.rename.is_empty()
+            && query.set.is_empty()
+            && query.add.is_empty())
+        {
+            self.push(
+                format!("{path}.response.query"),
+                "query parameters exist only on requests",
+            );
+        }
+        if t.max_body.as_u64() == 0 {
+            self.push(format!("{path}.max_body"), "must be more than 0B");
+        }
+        if let Some(compression) = &t.compression
+            && !compression.gzip
+            && !compression.brotli
+        {
+            self.push(
+                format!("{path}.compression"),
+                "turn on gzip, brotli or both (or remove the section)",
+            );
+        }
+        // Templates are parsed as the gateway will build them, so a bad one
+        // is reported at load with its field.
+        #[cfg(feature = "transform")]
+        {
+            let headers = crate::transform::TransformLayer::from_config(t, &[]).err();
+            let bodies = crate::transform::JsonBodyLayer::from_config(t, &[]).err();
+            for error in headers.into_iter().chain(bodies) {
+                self.push(format!("{path}.{}", error.field()), error.message());
+            }
         }
     }
 

@@ -32,7 +32,9 @@ use crate::rate_limit::{RateLimitLayer, RouteName};
 use crate::retry::{Jitter, RetryLayer, RetryOn};
 use crate::routing::{Backend, Route, Router, Split, boxed};
 use crate::timeout::TimeoutLayer;
-use crate::transform::TransformLayer;
+use crate::transform::{
+    Compression, CompressionLayer, JsonBodyLayer, TransformBody, TransformLayer,
+};
 
 /// The request body the router and everything behind it sees: the
 /// connection's body under the listener's size limit.
@@ -255,8 +257,9 @@ struct RouteStacks<'a> {
 }
 
 impl RouteStacks<'_> {
-    /// timeout → retry → circuit breaker → balancer → proxy, for one
-    /// backend, composed with concrete types and boxed once: each box costs
+    /// A backend's stack with the route's policies. The backend part,
+    /// timeout → retry → circuit breaker → balancer → proxy, is
+    /// composed with concrete types and boxed once: each box costs
     /// an allocation per request for the service clone and one for the
     /// future, so the optional layers are picked by `match`, not by boxing
     /// at every level.
@@ -266,14 +269,28 @@ impl RouteStacks<'_> {
         upstream: &BuiltUpstream,
         retry: Option<&RetryLayer>,
     ) -> Stack<GatewayBody> {
-        let stack = self.forwarding(backend, upstream, retry);
-        self.policies.apply(stack)
+        let policies = self.policies;
+        let stack = match &policies.json_body {
+            // JSON body transforms hand on a `TransformBody` of the
+            // request body: the stack behind them is built for that type.
+            Some(json) => {
+                let inner = self.core::<TransformBody<GatewayBody>>(backend, upstream, retry);
+                let inner = policies.fault::<TransformBody<GatewayBody>>(inner);
+                boxed::<GatewayBody, _, _>(json.layer(inner))
+            }
+            None => {
+                let inner = self.core::<GatewayBody>(backend, upstream, retry);
+                policies.fault::<GatewayBody>(inner)
+            }
+        };
+        policies.apply(stack)
     }
 
-    /// The forwarding part of a backend's stack, without the route's
+    /// timeout → retry → circuit breaker → balancer → proxy, for one
+    /// backend, for the request body type `B`, without the route's
     /// policies: for a route's backends (which add them) and for the calls
     /// of an aggregate (whose policies apply once, to the whole).
-    fn forwarding<B>(
+    fn core<B>(
         &mut self,
         backend: &str,
         upstream: &BuiltUpstream,
@@ -328,7 +345,7 @@ impl RouteStacks<'_> {
                     let Some(upstream) = upstreams.iter().find(|u| u.name == spec.upstream) else {
                         return Err(format!("{field}.calls[{i}].upstream: unknown upstream"));
                     };
-                    let stack = self.forwarding::<Body>(&spec.upstream, upstream, retry);
+                    let stack = self.core::<Body>(&spec.upstream, upstream, retry);
                     inner = inner.route(
                         Route::new(spec.upstream.clone())
                             .host(format!("u{}.invalid", hosts.len()))
@@ -351,7 +368,10 @@ impl RouteStacks<'_> {
         }
         let inner = inner.build().map_err(|e| format!("{field}: {e}"))?;
         let aggregate = builder.build(inner).map_err(|e| format!("{field}: {e}"))?;
-        Ok(self.policies.apply(boxed::<GatewayBody, _, _>(aggregate)))
+        let stack = self
+            .policies
+            .fault::<GatewayBody>(boxed::<GatewayBody, _, _>(aggregate));
+        Ok(self.policies.apply(stack))
     }
 
     /// This route's breaker for `backend`, when it has one; recorded for the
@@ -751,9 +771,10 @@ impl RedisConnection {
 
 /// A route's policy layers, built once per route so every backend of a
 /// split shares their state (rate-limit counters, cache store, JWKS).
-/// Outermost first: IP restriction → CORS → authentication → access
-/// policies → rate limit → cache → header transforms → fault injection,
-/// then the backend's timeout → retry → breaker → balancer → proxy.
+/// Outermost first: compression → IP restriction → CORS → authentication →
+/// access policies → rate limit → cache → header and query transforms →
+/// JSON body transforms → fault injection, then the backend's timeout →
+/// retry → breaker → balancer → proxy.
 #[derive(Default)]
 struct Policies {
     ip_restriction: Option<IpRestrictionLayer>,
@@ -766,6 +787,10 @@ struct Policies {
     redis_limit: Option<crate::rate_limit::RedisRateLimitLayer>,
     cache: Option<CacheLayer>,
     transform: Option<TransformLayer>,
+    /// JSON body transforms, inside the header transforms.
+    json_body: Option<JsonBodyLayer>,
+    /// Response compression, outermost of the route's layers.
+    compression: Option<CompressionLayer>,
     fault: Option<FaultLayer>,
     route: Option<RouteName>,
 }
@@ -850,8 +875,18 @@ impl Policies {
             policies.cache = Some(CacheLayer::from(cache));
         }
         if let Some(transform) = &route.transform {
-            policies.transform =
-                Some(TransformLayer::from_config(transform).map_err(|e| at("transform", &e))?);
+            let at = |e: crate::transform::TemplateError| {
+                format!("routes[{index}].transform.{}: {}", e.field(), e.message())
+            };
+            let layer =
+                TransformLayer::from_config(transform, &config.trusted_proxies).map_err(at)?;
+            policies.transform = (!layer.is_empty()).then_some(layer);
+            policies.json_body =
+                JsonBodyLayer::from_config(transform, &config.trusted_proxies).map_err(at)?;
+            policies.compression = transform
+                .compression
+                .as_ref()
+                .map(|c| Compression::from_config(c).layer());
         }
         if let Some(fault) = &route.fault {
             policies.fault = Some(FaultLayer::from_config(fault).map_err(|e| at("fault", &e))?);
@@ -887,12 +922,22 @@ impl Policies {
         boxed::<GatewayBody, _, _>(bridged)
     }
 
-    /// Wraps a backend's stack in the route's policy layers. Each layer
+    /// Fault injection, innermost of the policies, for the request body the
+    /// backend gets.
+    fn fault<B>(&self, stack: Stack<B>) -> Stack<B>
+    where
+        B: Send + 'static,
+    {
+        match &self.fault {
+            Some(fault) => boxed::<B, _, _>(fault.layer(stack)),
+            None => stack,
+        }
+    }
+
+    /// Wraps a backend's stack (fault injection and JSON body transforms
+    /// already applied) in the route's other policy layers. Each layer
     /// present costs one more box; absent ones cost nothing.
     fn apply(&self, mut stack: Stack<GatewayBody>) -> Stack<GatewayBody> {
-        if let Some(fault) = &self.fault {
-            stack = boxed::<GatewayBody, _, _>(fault.layer(stack));
-        }
         if let Some(transform) = &self.transform {
             stack = boxed::<GatewayBody, _, _>(transform.layer(stack));
         }
@@ -920,6 +965,9 @@ impl Policies {
         }
         if let Some(ip) = &self.ip_restriction {
             stack = boxed::<GatewayBody, _, _>(ip.layer(stack));
+        }
+        if let Some(compression) = &self.compression {
+            stack = boxed::<GatewayBody, _, _>(compression.layer(stack));
         }
         stack
     }

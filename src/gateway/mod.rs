@@ -6,7 +6,8 @@
 //! and per route the stack
 //!
 //! ```text
-//! ip_restriction → cors → auth → authz → rate_limit → cache → transform → fault
+//! compression → ip_restriction → cors → auth → authz → rate_limit → cache
+//!   → transform (headers, query) → transform (JSON bodies) → fault
 //!   → timeout → retry → circuit_breaker → load_balancer → proxy
 //! ```
 //!

@@ -80,8 +80,8 @@ impl HeaderOps {
     pub fn from_config(
         config: &crate::config::HeaderTransform,
     ) -> Result<Self, super::TemplateError> {
-        let template = |value: &HeaderValue| match value.to_str() {
-            Ok(text) => HeaderTemplate::parse(text),
+        let template = |field: &str, name: &HeaderName, value: &HeaderValue| match value.to_str() {
+            Ok(text) => HeaderTemplate::parse(text).map_err(|e| e.at(name.as_str()).at(field)),
             Err(_) => Ok(HeaderTemplate::literal(value.clone())),
         };
         let mut ops = Self::new();
@@ -92,24 +92,19 @@ impl HeaderOps {
             ops = ops.rename(from.clone(), to.clone());
         }
         for (name, value) in &config.set {
-            ops = ops.set(name.clone(), template(value)?);
+            ops = ops.set(name.clone(), template("set", name, value)?);
         }
         for (name, value) in &config.add {
-            ops = ops.add(name.clone(), template(value)?);
+            ops = ops.add(name.clone(), template("add", name, value)?);
         }
         Ok(ops)
     }
 
-    pub(crate) fn uses_vars(&self) -> bool {
-        self.templates().any(HeaderTemplate::uses_vars)
-    }
-
-    pub(crate) fn uses(&self, var: Var) -> bool {
-        self.templates().any(|t| t.uses(var))
-    }
-
-    fn templates(&self) -> impl Iterator<Item = &HeaderTemplate> {
-        self.set.iter().chain(&self.add).map(|(_, t)| t)
+    pub(crate) fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.set
+            .iter()
+            .chain(&self.add)
+            .flat_map(|(_, template)| template.vars())
     }
 
     pub(crate) fn apply(&self, headers: &mut HeaderMap, vars: &dyn Lookup) {
@@ -128,7 +123,10 @@ impl HeaderOps {
             }
             let (_, values) = entry.remove_entry_mult();
             let values: Vec<HeaderValue> = values.collect();
-            headers.remove(to);
+            let mut values = values.into_iter();
+            if let Some(first) = values.next() {
+                headers.insert(to, first);
+            }
             for value in values {
                 headers.append(to, value);
             }

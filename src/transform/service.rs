@@ -8,32 +8,24 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::HeaderOps;
-use super::layer::TransformLayer;
-use super::template::{Captured, FromRequest, Var, request_id, route};
+use super::layer::Shared;
+use super::template::{Captured, Lookup, NoVars};
 use crate::peer::PeerAddr;
 
-/// Applies header operations to requests and responses.
+/// Applies header and query operations to requests and header operations
+/// to responses.
 ///
 /// Built by [`TransformLayer`](super::TransformLayer); clones share the
 /// operations behind an `Arc`. See the [module docs](crate::transform).
 #[derive(Debug, Clone)]
 pub struct Transform<S> {
     inner: S,
-    config: TransformLayer,
-    /// Precomputed at build time so the hot path does not scan templates.
-    request_needs_ip: bool,
-    response_captures: bool,
+    shared: Arc<Shared>,
 }
 
 impl<S> Transform<S> {
-    pub(crate) fn new(inner: S, config: TransformLayer) -> Self {
-        Self {
-            inner,
-            request_needs_ip: config.request.uses(Var::ClientIp),
-            response_captures: config.response.uses_vars(),
-            config,
-        }
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 
     /// The wrapped service.
@@ -48,32 +40,13 @@ impl<S> Transform<S> {
 
     fn client_ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
         #[cfg(feature = "ip-restriction")]
-        if let Some(resolver) = &self.config.client_ip {
+        if let Some(resolver) = &self.shared.client_ip {
             return resolver.resolve_request(request);
         }
         request
             .extensions()
             .get::<PeerAddr>()
             .map(|peer| peer.0.ip().to_canonical())
-    }
-
-    fn capture<B>(&self, request: &Request<B>) -> Captured {
-        let ops = &self.config.response;
-        let extensions = request.extensions();
-        Captured {
-            request_id: ops
-                .uses(Var::RequestId)
-                .then(|| request_id(extensions).map(str::to_owned))
-                .flatten(),
-            client_ip: ops
-                .uses(Var::ClientIp)
-                .then(|| self.client_ip(request))
-                .flatten(),
-            route: ops
-                .uses(Var::Route)
-                .then(|| route(extensions).map(str::to_owned))
-                .flatten(),
-        }
     }
 }
 
@@ -90,28 +63,33 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        // Captured before the request ops run, so the response sees what the
-        // client sent (and before the inner service consumes the request).
-        let captured = if self.response_captures {
-            self.capture(&request)
-        } else {
-            Captured::default()
-        };
-        if !self.config.request.is_empty() {
-            let client_ip = if self.request_needs_ip {
+        let shared = &*self.shared;
+        // Variables are read once, from the request as the client sent it,
+        // before any operation changes it; fixed values need none of this.
+        let captured = (!shared.vars.is_empty()).then(|| {
+            let client_ip = if shared.vars.uses_client_ip() {
                 self.client_ip(&request)
             } else {
                 None
             };
-            let (mut parts, body) = request.into_parts();
-            let vars = FromRequest {
-                extensions: &parts.extensions,
+            shared.vars.capture(
+                request.extensions(),
+                request.headers(),
+                request.uri().query(),
                 client_ip,
-            };
-            self.config.request.apply(&mut parts.headers, &vars);
-            request = Request::from_parts(parts, body);
+            )
+        });
+        let vars: &dyn Lookup = match &captured {
+            Some(captured) => captured,
+            None => &NoVars,
+        };
+        if !shared.request.is_empty() {
+            shared.request.apply(request.headers_mut(), vars);
         }
-        let response = (!self.config.response.is_empty()).then(|| self.config.response.clone());
+        if !shared.query.is_empty() {
+            shared.query.apply(request.uri_mut(), vars);
+        }
+        let response = (!shared.response.is_empty()).then(|| Arc::clone(&self.shared));
         ResponseFuture {
             inner: self.inner.call(request),
             response,
@@ -125,8 +103,8 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        response: Option<Arc<HeaderOps>>,
-        captured: Captured,
+        response: Option<Arc<Shared>>,
+        captured: Option<Captured>,
     }
 }
 
@@ -144,10 +122,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // Without response operations the inner output passes as it is,
+        // with no extra move of the response.
+        let Some(shared) = this.response.as_ref() else {
+            return this.inner.poll(cx);
+        };
         let mut response = ready!(this.inner.poll(cx))?;
-        if let Some(ops) = this.response.take() {
-            ops.apply(response.headers_mut(), &*this.captured);
-        }
+        let vars: &dyn Lookup = match this.captured {
+            Some(captured) => captured,
+            None => &NoVars,
+        };
+        shared.response.apply(response.headers_mut(), vars);
+        this.response.take();
         Poll::Ready(Ok(response))
     }
 }

@@ -1179,15 +1179,16 @@ jwt_issuers:
     );
     assert_eq!(lookups.borrow().len(), 6, "each reference looked up once");
 
-    // Elsewhere `${...}` is plain text, never expanded.
+    // Elsewhere `${...}` is plain text, never expanded (in a transform it
+    // is a request template, checked at load: this one is valid).
     let config = Config::from_yaml_str_with_env(
-        "upstreams: [{ name: u, endpoints: [a:1] }]\nroutes: [{ name: r, upstream: u, transform: { request: { set: { x-v: \"${NOT_EXPANDED}\" } } } }]",
+        "upstreams: [{ name: u, endpoints: [a:1] }]\nroutes: [{ name: r, upstream: u, transform: { request: { set: { x-v: \"${header.NOT_EXPANDED}\" } } } }]",
         |_| panic!("no lookup expected"),
     )
     .unwrap();
     assert_eq!(
         config.routes[0].transform.as_ref().unwrap().request.set[0].1,
-        "${NOT_EXPANDED}"
+        "${header.NOT_EXPANDED}"
     );
 }
 
@@ -1353,4 +1354,64 @@ fn unknown_fields_in_enum_variants_are_refused() {
         two_keys[0].starts_with("upstreams[0].balancing"),
         "{two_keys:?}"
     );
+}
+
+#[test]
+fn transform_sections_parse_query_body_and_compression_with_defaults() {
+    use meshgate::config::BodyValue;
+    let config = Config::from_yaml_str(
+        r#"
+upstreams: [{ name: u, endpoints: [a:1] }]
+routes:
+  - name: r
+    upstream: u
+    transform:
+      request:
+        query: { remove: [debug], rename: { q: search }, set: { v: "2" }, add: { t: "${claim.tenant}" } }
+        body:
+          remove: [password, user.ssn]
+          rename: { userName: user.name }
+          add: { source: gateway, n: 3, ratio: 0.5, on: true, tags: [a, 1], meta: { k: v }, none: ~ }
+      response:
+        body: { replace: { status: "${route}" } }
+      compression: {}
+  - name: plain
+    match: { paths: [{ prefix: /plain }] }
+    upstream: u
+    transform: { max_body: 64KiB, compression: { brotli: false, min_size: 256B } }
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let t = config.routes[0].transform.as_ref().unwrap();
+    assert_eq!(t.max_body, ByteSize::mib(1));
+    assert_eq!(t.request.query.remove, ["debug"]);
+    assert_eq!(
+        t.request.query.rename,
+        [("q".to_owned(), "search".to_owned())]
+    );
+    assert_eq!(t.request.query.set, [("v".to_owned(), "2".to_owned())]);
+    assert_eq!(t.request.body.remove, ["password", "user.ssn"]);
+    let add: HashMap<_, _> = t.request.body.add.iter().cloned().collect();
+    assert_eq!(add["source"], BodyValue::String("gateway".into()));
+    assert_eq!(add["n"], BodyValue::Integer(3));
+    assert_eq!(add["ratio"], BodyValue::Float(0.5));
+    assert_eq!(add["on"], BodyValue::Bool(true));
+    assert_eq!(
+        add["tags"],
+        BodyValue::List(vec![BodyValue::String("a".into()), BodyValue::Integer(1)])
+    );
+    assert!(matches!(&add["meta"], BodyValue::Map(m) if m["k"] == BodyValue::String("v".into())));
+    assert_eq!(add["none"], BodyValue::Null(()));
+    assert_eq!(
+        t.response.body.replace,
+        [("status".to_owned(), BodyValue::String("${route}".into()))]
+    );
+    let compression = t.compression.unwrap();
+    assert!(compression.gzip && compression.brotli);
+    assert_eq!(compression.min_size, ByteSize::kib(1));
+    let t = config.routes[1].transform.as_ref().unwrap();
+    assert_eq!(t.max_body, ByteSize::kib(64));
+    let compression = t.compression.unwrap();
+    assert!(compression.gzip && !compression.brotli);
+    assert_eq!(compression.min_size, ByteSize(256));
 }

@@ -9,3 +9,4 @@ mod redis;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;
+mod transform;
