@@ -44,8 +44,10 @@
 //! ```
 
 pub(crate) mod client;
+mod material;
 mod server;
 
+pub use material::{TlsFiles, TlsMaterial, TlsWatcher};
 pub use rustls;
 pub use server::{ClientAuth, ServerTls};
 
