@@ -145,7 +145,11 @@ impl ServerConfig {
     /// off). With client-certificate verification
     /// ([`ServerTls::mutual_from_pem`](crate::tls::ServerTls::mutual_from_pem))
     /// each request carries the verified chain as a
-    /// [`PeerCertificate`](crate::peer::PeerCertificate) extension.
+    /// [`PeerCertificate`](crate::peer::PeerCertificate) extension. A
+    /// [`TlsMaterial`](crate::tls::TlsMaterial)'s
+    /// [`server_tls`](crate::tls::TlsMaterial::server_tls) rotates without
+    /// a restart. Plain-text clients are refused unless
+    /// [`tls_permissive`](Self::tls_permissive).
     ///
     /// Default: none (plain TCP: HTTP/1.1 and h2c).
     #[cfg(feature = "tls")]

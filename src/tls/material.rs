@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -100,6 +100,7 @@ struct Generation {
     server_sessions: Arc<dyn StoresServerSessions>,
     client_sessions: Arc<dyn ClientSessionStore>,
     identity: Option<SpiffeId>,
+    not_after: Option<SystemTime>,
     source: Source,
 }
 
@@ -140,6 +141,10 @@ impl Generation {
             .end_entity_cert()
             .ok()
             .and_then(|leaf| spiffe_id_of(leaf));
+        let not_after = certified_key
+            .end_entity_cert()
+            .ok()
+            .and_then(|leaf| not_after(leaf));
         Ok(Self {
             number,
             certified_key: Arc::new(certified_key),
@@ -149,6 +154,7 @@ impl Generation {
             server_sessions: ServerSessionMemoryCache::new(SESSION_CACHE_SIZE),
             client_sessions: Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE_SIZE)),
             identity,
+            not_after,
             source,
         })
     }
@@ -282,11 +288,14 @@ impl TlsMaterial {
         key_pem: &[u8],
         trust_bundle_pem: &[u8],
     ) -> Result<(), TlsError> {
-        self.swap(Source {
-            chain: chain_pem.to_vec(),
-            key: key_pem.to_vec(),
-            bundle: trust_bundle_pem.to_vec(),
-        })
+        self.swap(
+            Source {
+                chain: chain_pem.to_vec(),
+                key: key_pem.to_vec(),
+                bundle: trust_bundle_pem.to_vec(),
+            },
+            false,
+        )
         .map(drop)
     }
 
@@ -311,12 +320,13 @@ impl TlsMaterial {
         if source == self.shared.current.load().source {
             return Ok(false);
         }
-        self.swap(source)
+        self.swap(source, true)
     }
 
-    /// Builds, then swaps; `Ok(false)` when another swap installed the same
-    /// content meanwhile.
-    fn swap(&self, source: Source) -> Result<bool, TlsError> {
+    /// Builds, then swaps; with `unless_same`, `Ok(false)` when the
+    /// current material was built from the same bytes (another reload got
+    /// there first).
+    fn swap(&self, source: Source, unless_same: bool) -> Result<bool, TlsError> {
         // A poisoned lock only means another swap panicked; the material it
         // guards (the ArcSwap) is always whole, so carry on.
         let _swapping = self
@@ -325,7 +335,7 @@ impl TlsMaterial {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.shared.current.load_full();
-        if self.shared.files.is_some() && source == current.source {
+        if unless_same && source == current.source {
             return Ok(false);
         }
         let next = Generation::build(source, current.number + 1)?;
@@ -384,6 +394,14 @@ impl TlsMaterial {
     #[must_use]
     pub fn identity(&self) -> Option<SpiffeId> {
         self.shared.current.load().identity.clone()
+    }
+
+    /// When the current leaf certificate expires (its `notAfter`), to
+    /// export as a metric or to warn about a rotation that did not happen.
+    /// `None` if the certificate's validity could not be read.
+    #[must_use]
+    pub fn not_after(&self) -> Option<SystemTime> {
+        self.current().not_after
     }
 
     /// The current certificate chain, leaf first, DER.
@@ -821,6 +839,97 @@ fn end_entity_identity(certificate: &CertificateDer<'_>) -> String {
     )
 }
 
+/// A certificate's `notAfter`: `Certificate ::= SEQUENCE { tbsCertificate
+/// SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer,
+/// validity SEQUENCE { notBefore, notAfter }, … } … }` (RFC 5280).
+fn not_after(certificate: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, certificate, _) = der_element(certificate.as_ref())?;
+    let (_, tbs, _) = der_element(certificate)?;
+    let (tag, _, mut rest) = der_element(tbs)?;
+    if tag == 0xa0 {
+        // The explicit version; the serial number follows.
+        rest = der_element(rest)?.2;
+    }
+    let rest = der_element(rest)?.2; // signature algorithm
+    let rest = der_element(rest)?.2; // issuer
+    let (_, validity, _) = der_element(rest)?;
+    let (_, _, validity) = der_element(validity)?; // notBefore
+    let (tag, time, _) = der_element(validity)?;
+    der_time(tag, time)
+}
+
+/// One DER element: its tag, its content, and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(count);
+        let length = bytes
+            .iter()
+            .fold(0_usize, |length, byte| (length << 8) | usize::from(*byte));
+        (length, rest)
+    };
+    if rest.len() < length {
+        return None;
+    }
+    let (content, rest) = rest.split_at(length);
+    Some((tag, content, rest))
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`, tag 0x18), as RFC 5280 restricts them.
+fn der_time(tag: u8, time: &[u8]) -> Option<SystemTime> {
+    let digits = time.strip_suffix(b"Z")?;
+    let number = |range: std::ops::Range<usize>| -> Option<u64> {
+        let text = std::str::from_utf8(digits.get(range)?).ok()?;
+        text.bytes()
+            .all(|byte| byte.is_ascii_digit())
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    let (year, rest) = match (tag, digits.len()) {
+        (0x17, 12) => {
+            let year = number(0..2)?;
+            (if year >= 50 { 1900 + year } else { 2000 + year }, 2)
+        }
+        (0x18, 14) => (number(0..4)?, 4),
+        _ => return None,
+    };
+    let month = number(rest..rest + 2)?;
+    let day = number(rest + 2..rest + 4)?;
+    let hour = number(rest + 4..rest + 6)?;
+    let minute = number(rest + 6..rest + 8)?;
+    let second = number(rest + 8..rest + 10)?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // `days_from_civil`), for years from 1970 on.
+    let year = if month <= 2 {
+        year.checked_sub(1)?
+    } else {
+        year
+    };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = (era * 146_097 + day_of_era).checked_sub(719_468)?;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
 /// A server certificate whose SPIFFE ID is not one of those accepted.
 #[derive(Debug)]
 struct UnexpectedIdentity(String);
@@ -840,6 +949,38 @@ impl std::error::Error for UnexpectedIdentity {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_after_is_read_from_the_certificate() {
+        for (year, month, day) in [(2049, 12, 31), (2050, 1, 1), (2031, 2, 28), (2024, 2, 29)] {
+            let mut params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(year, month, day);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            let expected = SystemTime::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(params.not_after.unix_timestamp()).unwrap());
+            assert_eq!(
+                not_after(cert.der()),
+                Some(expected),
+                "{year}-{month}-{day}"
+            );
+            let material = TlsMaterial::from_pem(
+                cert.pem().as_bytes(),
+                key.serialize_pem().as_bytes(),
+                cert.pem().as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(material.not_after(), Some(expected));
+        }
+        assert_eq!(
+            der_time(0x17, b"491231235959Z"),
+            der_time(0x18, b"20491231235959Z")
+        );
+        assert!(der_time(0x17, b"701301000000Z").is_none());
+        assert!(der_time(0x18, b"2049123123595Z").is_none());
+        assert!(not_after(&CertificateDer::from(&b"\x30\x03\x30\x01"[..])).is_none());
+        assert!(not_after(&CertificateDer::from(&b""[..])).is_none());
+    }
 
     #[test]
     fn identity_patterns() {
