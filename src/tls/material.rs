@@ -351,7 +351,12 @@ impl TlsMaterial {
     /// A few seconds is a good interval (5 s, say): certificates are
     /// rotated well before they expire (Istio and SPIRE at about half of
     /// their lifetime), and reading three small files costs little. Zero is
-    /// raised to 1 ms. Must be called within a tokio runtime.
+    /// raised to 1 ms. A material without files has nothing to reload:
+    /// its watcher does nothing.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the task is spawned on the current one).
     #[must_use = "the watcher stops when dropped"]
     pub fn watch(&self, interval: Duration) -> TlsWatcher {
         let interval = interval.max(Duration::from_millis(1));
@@ -980,6 +985,30 @@ mod tests {
         assert!(der_time(0x18, b"2049123123595Z").is_none());
         assert!(not_after(&CertificateDer::from(&b"\x30\x03\x30\x01"[..])).is_none());
         assert!(not_after(&CertificateDer::from(&b""[..])).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_watcher_ends_its_task() {
+        let key = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
+        let pem = key.cert.pem();
+        let material = TlsMaterial::from_pem(
+            pem.as_bytes(),
+            key.signing_key.serialize_pem().as_bytes(),
+            pem.as_bytes(),
+        )
+        .unwrap();
+        let watcher = material.watch(Duration::from_secs(5));
+        tokio::task::yield_now().await;
+        assert_eq!(Arc::strong_count(&material.shared), 2, "the task holds a clone");
+        drop(watcher);
+        // The aborted task drops its clone when the runtime next polls it.
+        for _ in 0..100 {
+            if Arc::strong_count(&material.shared) == 1 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the watcher's task still holds the material");
     }
 
     #[test]
