@@ -999,7 +999,11 @@ mod tests {
         .unwrap();
         let watcher = material.watch(Duration::from_secs(5));
         tokio::task::yield_now().await;
-        assert_eq!(Arc::strong_count(&material.shared), 2, "the task holds a clone");
+        assert_eq!(
+            Arc::strong_count(&material.shared),
+            2,
+            "the task holds a clone"
+        );
         drop(watcher);
         // The aborted task drops its clone when the runtime next polls it.
         for _ in 0..100 {

@@ -735,6 +735,14 @@ async fn the_proxy_accepts_upstreams_by_spiffe_id() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
 
+    // So is an expired certificate with the expected ID.
+    let expired = Echo::start(strict(&ca.material(&ca.expired_workload(API)))).await;
+    let response = proxy(&[API])
+        .call(get(&format!("https://{}/", expired.addr)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+
     // Without identities, the name is verified against the material's bundle.
     let mut by_name = Proxy::builder().tls_material(web.clone()).build().unwrap();
     let response = by_name
@@ -749,7 +757,7 @@ async fn the_proxy_accepts_upstreams_by_spiffe_id() {
         "127.0.0.1 is not in the certificate"
     );
 
-    for stop in [api, other, impostor] {
+    for stop in [api, other, impostor, expired] {
         stop.stop().await;
     }
 }
