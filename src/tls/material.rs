@@ -145,6 +145,14 @@ impl Generation {
             .end_entity_cert()
             .ok()
             .and_then(|leaf| not_after(leaf));
+        // Peers refuse it, but the material is what the operator gave: keep
+        // it and say so, so a stalled rotation is noticed.
+        if not_after.is_some_and(|not_after| not_after < SystemTime::now()) {
+            tracing::warn!(
+                identity = identity.as_ref().map(SpiffeId::as_str),
+                "the TLS certificate has expired; peers will refuse it"
+            );
+        }
         Ok(Self {
             number,
             certified_key: Arc::new(certified_key),
