@@ -23,7 +23,7 @@
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
 //! | [`gateway`] | the gateway assembly: config → per-route stacks, HTTP/1.1 + h2c server with limits and graceful shutdown, admin endpoints | `gateway` |
 //! | [`cache`] | RFC 9111 shared response cache on moka: freshness, `Vary`, revalidation, coalescing, stale-while-revalidate / stale-if-error, invalidation and purge | `cache` |
-//! | [`tls`] | rustls (aws-lc-rs): `https` upstreams with ALPN h2 for the proxy, TLS listeners with ALPN and mTLS for the server, `PeerCertificate` | `tls` |
+//! | [`tls`] | rustls (aws-lc-rs): `https` upstreams with ALPN h2 for the proxy, TLS listeners with ALPN and mTLS for the server, `PeerCertificate`; rotating `TlsMaterial` (files, reload, watcher), SPIFFE secure naming for the proxy, permissive listeners | `tls` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
 //! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
@@ -33,7 +33,7 @@
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
-//! | [`peer`] | the `PeerAddr` and `PeerCertificate` extensions: the connection's remote address and verified client certificate | always |
+//! | [`peer`] | the `PeerAddr` and `PeerCertificate` extensions: the connection's remote address and verified client certificate; `SpiffeId` | always |
 //!
 //! ## A stack
 //!

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     http2: bool,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
+    #[cfg(feature = "tls")]
+    tls_permissive: bool,
 }
 
 /// hyper refuses an HTTP/1 read buffer smaller than this.
@@ -58,6 +60,8 @@ impl Default for ServerConfig {
             http2: true,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            tls_permissive: false,
         }
     }
 }
@@ -141,13 +145,36 @@ impl ServerConfig {
     /// off). With client-certificate verification
     /// ([`ServerTls::mutual_from_pem`](crate::tls::ServerTls::mutual_from_pem))
     /// each request carries the verified chain as a
-    /// [`PeerCertificate`](crate::peer::PeerCertificate) extension.
+    /// [`PeerCertificate`](crate::peer::PeerCertificate) extension. A
+    /// [`TlsMaterial`](crate::tls::TlsMaterial)'s
+    /// [`server_tls`](crate::tls::TlsMaterial::server_tls) rotates without
+    /// a restart. Plain-text clients are refused unless
+    /// [`tls_permissive`](Self::tls_permissive).
     ///
     /// Default: none (plain TCP: HTTP/1.1 and h2c).
     #[cfg(feature = "tls")]
     #[must_use]
     pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Permissive mode, as Istio's `PeerAuthentication` `PERMISSIVE` for a
+    /// migration to mutual TLS: with [TLS](Self::tls) configured, a
+    /// connection whose first byte is not a TLS handshake record (`0x16`)
+    /// is served as plain HTTP (HTTP/1.1, and h2c when
+    /// [`http2`](Self::http2) is on), without a
+    /// [`PeerCertificate`](crate::peer::PeerCertificate); the others go
+    /// through the TLS handshake as usual. Waiting for that first byte
+    /// counts in the [header read timeout](Self::header_read_timeout).
+    /// Without TLS configured it changes nothing.
+    ///
+    /// Default: `false` (STRICT: a plain-text client fails the handshake
+    /// and its connection is closed).
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_permissive(mut self, permissive: bool) -> Self {
+        self.tls_permissive = permissive;
         self
     }
 
@@ -358,6 +385,8 @@ impl Server {
                 peer,
                 stop: stop.clone(),
                 header_read_timeout: config.header_read_timeout,
+                #[cfg(feature = "tls")]
+                tls_permissive: config.tls_permissive,
             };
             tasks.spawn(connection.serve(
                 protocols.clone(),
@@ -408,6 +437,9 @@ struct Connection {
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
     header_read_timeout: Duration,
+    /// Plain-text clients are served beside TLS ones.
+    #[cfg(feature = "tls")]
+    tls_permissive: bool,
 }
 
 impl Connection {
@@ -440,6 +472,30 @@ impl Connection {
             #[cfg(feature = "tls")]
             Some(acceptor) => {
                 let peer = self.peer;
+                if self.tls_permissive {
+                    let first = tokio::time::timeout_at(deadline, first_byte(&stream));
+                    let first = tokio::select! {
+                        first = first => first,
+                        () = stopped(&mut self.stop) => return,
+                    };
+                    match first {
+                        Ok(Ok(Some(TLS_HANDSHAKE_RECORD))) => {}
+                        Ok(Ok(Some(_))) => {
+                            self.serve_io(protocols, TokioIo::new(stream), service, None, deadline)
+                                .await;
+                            return;
+                        }
+                        Ok(Ok(None)) => return,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "reading the first byte failed");
+                            return;
+                        }
+                        Err(_elapsed) => {
+                            tracing::debug!(%peer, "closing a connection that sent nothing in time");
+                            return;
+                        }
+                    }
+                }
                 let accept = tokio::time::timeout_at(deadline, acceptor.accept(stream));
                 let handshake = tokio::select! {
                     handshake = accept => handshake,
@@ -543,6 +599,20 @@ impl Connection {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }
     }
+}
+
+/// The content type of a TLS handshake record, the first byte a TLS client
+/// sends.
+#[cfg(feature = "tls")]
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The first byte the client sent, left in the socket; `None` when it
+/// closed without sending any.
+#[cfg(feature = "tls")]
+async fn first_byte(stream: &TcpStream) -> io::Result<Option<u8>> {
+    let mut byte = [0_u8; 1];
+    let read = stream.peek(&mut byte).await?;
+    Ok((read == 1).then_some(byte[0]))
 }
 
 /// Completes once the server stops (or is gone).

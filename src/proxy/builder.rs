@@ -322,6 +322,57 @@ impl ProxyBuilder {
         self
     }
 
+    /// Uses rotating TLS material for `https` upstreams: the proxy presents
+    /// the material's current certificate as its client certificate and
+    /// trusts its current trust bundle, both read at each new connection's
+    /// handshake, so a [`reload`](crate::tls::TlsMaterial::reload) or
+    /// [`replace_pem`](crate::tls::TlsMaterial::replace_pem) applies to the
+    /// next connection (pooled ones keep theirs until they close). Replaces
+    /// [`tls_roots_pem`](Self::tls_roots_pem),
+    /// [`tls_roots`](Self::tls_roots) and
+    /// [`tls_client_identity`](Self::tls_client_identity).
+    ///
+    /// Default: none.
+    ///
+    /// ```
+    /// use meshgate::proxy::Proxy;
+    /// use meshgate::tls::TlsMaterial;
+    ///
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["web.test".to_owned()]).unwrap();
+    /// # let (chain, key, bundle) = (ca.cert.pem(), ca.signing_key.serialize_pem(), ca.cert.pem());
+    /// let material = TlsMaterial::from_pem(chain.as_bytes(), key.as_bytes(), bundle.as_bytes()).unwrap();
+    /// let proxy = Proxy::builder()
+    ///     .upstream("https://10.0.0.7:8443".parse().unwrap())
+    ///     .tls_material(material)
+    ///     .tls_peer_identities(["spiffe://cluster.local/ns/shop/sa/payments"])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_material(mut self, material: crate::tls::TlsMaterial) -> Self {
+        self.tls.material = Some(material);
+        self
+    }
+
+    /// SPIFFE secure naming, as Istio does it: accept an `https` upstream
+    /// whose certificate chains to the trusted roots (the
+    /// [material](Self::tls_material)'s bundle, or the configured roots),
+    /// is valid now, and whose SPIFFE ID (its only URI SAN) is one of
+    /// `ids` — instead of checking the server name against its DNS names.
+    /// An ID matches exactly; one ending in `/*` (`spiffe://td/ns/shop/*`)
+    /// accepts every ID under that path. A server with another identity
+    /// fails the handshake: 502 `UpstreamConnect`, like other handshake
+    /// failures. Checked by [`build`](Self::build): each ID must be a valid
+    /// SPIFFE ID (or one followed by `/*`), and the list not empty.
+    ///
+    /// Default: none (the server name is verified).
+    #[cfg(feature = "tls")]
+    pub fn tls_peer_identities(mut self, ids: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tls.peer_identities = Some(ids.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Whether `h2` is offered in ALPN to `https` upstreams beside
     /// `http/1.1`, so HTTP/2 is used with the upstreams that choose it.
     /// Turn it off to keep HTTP/1.1 (WebSocket upgrades need it). With

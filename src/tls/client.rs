@@ -1,8 +1,15 @@
 //! The client side: what the proxy trusts and presents to `https` upstreams.
 
+use std::sync::Arc;
+
+use rustls::client::Resumption;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::{ClientConfig, RootCertStore};
 
-use super::{TlsError, certificates_from_pem, private_key_from_pem, provider, roots_from_pem};
+use super::material::{IdentityPattern, PeerRoots, SpiffeServerVerifier};
+use super::{
+    TlsError, TlsMaterial, certificates_from_pem, private_key_from_pem, provider, roots_from_pem,
+};
 
 /// Where the trusted roots come from.
 #[derive(Debug, Clone, Default)]
@@ -25,12 +32,48 @@ pub(crate) struct ClientTls {
     pub(crate) roots: Roots,
     /// Certificate chain and private key, both PEM.
     pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Rotating material: its certificate and bundle replace `identity`
+    /// and `roots`.
+    pub(crate) material: Option<TlsMaterial>,
+    /// SPIFFE IDs (or `…/*` prefixes) accepted from servers, instead of
+    /// the server name.
+    pub(crate) peer_identities: Option<Vec<String>>,
 }
 
 #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
 impl ClientTls {
     /// The rustls configuration, without ALPN (the connector sets it).
     pub(crate) fn config(&self) -> Result<ClientConfig, TlsError> {
+        let identities = self
+            .peer_identities
+            .as_ref()
+            .map(|ids| {
+                if ids.is_empty() {
+                    return Err(TlsError::new(
+                        "upstream TLS: the list of peer identities is empty, so no server would be accepted",
+                    ));
+                }
+                ids.iter().map(|id| IdentityPattern::parse(id)).collect()
+            })
+            .transpose()?;
+        if let Some(material) = &self.material {
+            let verifier: Arc<dyn ServerCertVerifier> = match identities {
+                Some(identities) => Arc::new(SpiffeServerVerifier {
+                    roots: PeerRoots::Material(material.clone()),
+                    identities,
+                    provider: provider(),
+                }),
+                None => material.server_verifier(),
+            };
+            let mut config = ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|error| TlsError::new(format!("upstream TLS: {error}")))?
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_client_cert_resolver(material.client_certificate());
+            config.resumption = Resumption::store(material.client_sessions());
+            return Ok(config);
+        }
         let roots = match &self.roots {
             Roots::Mozilla => RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -43,8 +86,17 @@ impl ClientTls {
         }
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|error| TlsError::new(format!("upstream TLS: {error}")))?
-            .with_root_certificates(roots);
+            .map_err(|error| TlsError::new(format!("upstream TLS: {error}")))?;
+        let builder = match identities {
+            Some(identities) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier {
+                    roots: PeerRoots::Fixed(Arc::new(roots)),
+                    identities,
+                    provider: provider(),
+                })),
+            None => builder.with_root_certificates(roots),
+        };
         match &self.identity {
             None => Ok(builder.with_no_client_auth()),
             Some((chain, key)) => {
@@ -78,6 +130,7 @@ mod tests {
                 one.cert.pem().into_bytes(),
                 two.signing_key.serialize_pem().into_bytes(),
             )),
+            ..ClientTls::default()
         };
         let error = tls.config().unwrap_err();
         assert!(error.to_string().contains("client certificate"), "{error}");

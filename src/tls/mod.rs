@@ -1,7 +1,8 @@
 //! TLS on rustls (with the aws-lc-rs crypto provider): certificates and
 //! keys from PEM, the client side the [`proxy`](crate::proxy) uses for
-//! `https` upstreams, and the server side the
-//! [`gateway`](crate::gateway) server uses for TLS listeners.
+//! `https` upstreams, the server side the [`gateway`](crate::gateway)
+//! server uses for TLS listeners, and rotating mesh material with SPIFFE
+//! identities.
 //!
 //! With the `tls` feature:
 //!
@@ -20,6 +21,46 @@
 //!   verifying client certificates against a CA bundle ([`ClientAuth`]).
 //!   The verified chain reaches services as a
 //!   [`PeerCertificate`](crate::peer::PeerCertificate) request extension.
+//!
+//! # Rotation
+//!
+//! A [`TlsMaterial`] holds a workload's certificate chain, private key and
+//! trust bundle, and can be replaced at run time:
+//! [`replace_pem`](TlsMaterial::replace_pem) (from an admin endpoint or a
+//! signal handler), [`reload`](TlsMaterial::reload) (re-reads the files it
+//! was made [`from_files`](TlsMaterial::from_files) with) or
+//! [`watch`](TlsMaterial::watch) (reloads every few seconds until the
+//! returned [`TlsWatcher`] is dropped). Every swap validates the whole set
+//! first — a key that does not match the certificate, as when files are
+//! caught half-written, leaves the old material in place. Listeners made
+//! with [`TlsMaterial::server_tls`] and proxies given it with
+//! `ProxyBuilder::tls_material` read the current material at each
+//! handshake: new connections get the new certificate and the new trust
+//! bundle (clients of a CA dropped from it are refused), established
+//! connections keep theirs, and TLS sessions are not resumed across a
+//! swap.
+//!
+//! # SPIFFE identities
+//!
+//! A mesh workload's identity is the SPIFFE ID in its certificate's URI
+//! SAN ([`SpiffeId`](crate::peer::SpiffeId), e.g.
+//! `spiffe://cluster.local/ns/shop/sa/web`). On a listener, services read
+//! the client's with
+//! [`PeerCertificate::spiffe_id`](crate::peer::PeerCertificate::spiffe_id);
+//! [`TlsMaterial::identity`] is the workload's own. The proxy checks the
+//! server's with `ProxyBuilder::tls_peer_identities` (secure naming, as
+//! Istio does it): the upstream's certificate must chain to the trust
+//! bundle and carry one of the expected IDs (or one under a
+//! `spiffe://td/ns/shop/*` prefix), whatever address it was reached at; a
+//! server with another identity is a 502 `UpstreamConnect`.
+//!
+//! # Permissive mode
+//!
+//! `ServerConfig::tls_permissive(true)` serves plain-text HTTP beside TLS
+//! on the same port (Istio's `PERMISSIVE`, for a migration to mTLS): a
+//! connection whose first byte is not a TLS handshake record is served in
+//! clear, without a `PeerCertificate`. The default is STRICT: plain text
+//! fails the handshake and the connection is closed.
 //!
 //! The [`rustls`] crate is re-exported for callers that build their own
 //! `RootCertStore` or `ServerConfig`.
@@ -42,10 +83,66 @@
 //! # let _ = mtls;
 //! assert!(ServerTls::from_pem(b"not pem", key_pem.as_bytes()).is_err());
 //! ```
+//!
+//! A mesh workload: rotating material from files, a STRICT mTLS listener,
+//! and a proxy that accepts one peer identity.
+//!
+//! ```
+//! use std::time::Duration;
+//! use meshgate::gateway::ServerConfig;
+//! use meshgate::proxy::Proxy;
+//! use meshgate::tls::{ClientAuth, TlsFiles, TlsMaterial};
+//!
+//! # fn pem() -> (String, String, String) {
+//! #     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+//! #     params.subject_alt_names.push(rcgen::SanType::URI(
+//! #         "spiffe://cluster.local/ns/shop/sa/web".try_into().unwrap(),
+//! #     ));
+//! #     let key = rcgen::KeyPair::generate().unwrap();
+//! #     let cert = params.self_signed(&key).unwrap();
+//! #     (cert.pem(), key.serialize_pem(), cert.pem())
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("meshgate-tls-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let (chain, key, bundle) = pem();
+//! # std::fs::write(dir.join("cert.pem"), chain)?;
+//! # std::fs::write(dir.join("key.pem"), key)?;
+//! # std::fs::write(dir.join("bundle.pem"), bundle)?;
+//! let material = TlsMaterial::from_files(TlsFiles::new(
+//!     dir.join("cert.pem"),
+//!     dir.join("key.pem"),
+//!     dir.join("bundle.pem"),
+//! ))?;
+//! assert_eq!(
+//!     material.identity().map(|id| id.to_string()).as_deref(),
+//!     Some("spiffe://cluster.local/ns/shop/sa/web")
+//! );
+//! // Picks up rotated files every 5 s until `_watcher` is dropped.
+//! let _watcher = material.watch(Duration::from_secs(5));
+//!
+//! // Inbound: mutual TLS required (STRICT); `tls_permissive(true)` would
+//! // also serve plain text.
+//! let inbound = ServerConfig::new().tls(material.server_tls(ClientAuth::Required));
+//! # let _ = inbound;
+//!
+//! // Outbound: present our certificate, accept only the payments workload.
+//! let outbound = Proxy::builder()
+//!     .tls_material(material.clone())
+//!     .tls_peer_identities(["spiffe://cluster.local/ns/shop/sa/payments"])
+//!     .build()?;
+//! # let _ = outbound;
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub(crate) mod client;
+mod material;
 mod server;
 
+pub use material::{TlsFiles, TlsMaterial, TlsWatcher};
 pub use rustls;
 pub use server::{ClientAuth, ServerTls};
 

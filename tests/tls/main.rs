@@ -2,6 +2,7 @@
 //! test time: the proxy to `https` upstreams, and the gateway server as a
 //! TLS listener.
 
+mod mesh;
 mod proxy;
 mod server;
 
