@@ -1,5 +1,6 @@
-//! A throw-away PKI for tests: a CA made by `rcgen` and the server and
-//! client identities it issued. Included by test crates with
+//! A throw-away PKI for tests, made by `rcgen`: a CA with a server and a
+//! client identity ([`Pki`]), and a mesh CA issuing workload certificates
+//! with SPIFFE IDs ([`MeshCa`]). Included by test crates with
 //! `#[path = "../common/pki.rs"] mod pki;`.
 
 #![allow(dead_code, unreachable_pub)]
@@ -70,5 +71,81 @@ impl Pki {
             server,
             client,
         }
+    }
+}
+
+/// A test CA that issues workload certificates with a SPIFFE ID.
+pub(crate) struct MeshCa {
+    pub(crate) pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A workload's certificate chain and key, PEM, and its leaf, DER.
+#[derive(Clone)]
+pub(crate) struct Workload {
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) der: Vec<u8>,
+}
+
+impl MeshCa {
+    pub(crate) fn new(name: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} mesh CA"));
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A workload certificate for `localhost` with this SPIFFE ID, usable
+    /// as a server and a client certificate (as mesh workloads' are).
+    pub(crate) fn workload(&self, spiffe_id: &str) -> Workload {
+        self.issue(spiffe_id, false)
+    }
+
+    /// As [`workload`](Self::workload), expired since 2021.
+    pub(crate) fn expired_workload(&self, spiffe_id: &str) -> Workload {
+        self.issue(spiffe_id, true)
+    }
+
+    fn issue(&self, spiffe_id: &str, expired: bool) -> Workload {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, spiffe_id.to_owned());
+        params
+            .subject_alt_names
+            .push(SanType::URI(spiffe_id.try_into().unwrap()));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Workload {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+
+    /// The workload's material, trusting this CA.
+    pub(crate) fn material(&self, workload: &Workload) -> meshgate::tls::TlsMaterial {
+        meshgate::tls::TlsMaterial::from_pem(
+            workload.chain_pem.as_bytes(),
+            workload.key_pem.as_bytes(),
+            self.pem.as_bytes(),
+        )
+        .unwrap()
     }
 }

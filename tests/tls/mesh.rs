@@ -18,92 +18,15 @@ use meshgate::peer::{PeerCertificate, SpiffeId};
 use meshgate::proxy::Proxy;
 use meshgate::tls::{ClientAuth, TlsFiles, TlsMaterial, rustls};
 use meshgate::{Body, Rejection, RejectionKind};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    SanType,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::Service;
 
+use crate::pki::{MeshCa as Ca, Workload};
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A test CA that issues workload certificates with a SPIFFE ID.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A workload's certificate chain and key, PEM, and its leaf, DER.
-#[derive(Clone)]
-struct Workload {
-    chain_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} mesh CA"));
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A workload certificate for `localhost` with this SPIFFE ID, usable
-    /// as a server and a client certificate (as mesh workloads' are).
-    fn workload(&self, spiffe_id: &str) -> Workload {
-        self.issue(spiffe_id, false)
-    }
-
-    /// As [`workload`](Self::workload), expired since 2021.
-    fn expired_workload(&self, spiffe_id: &str) -> Workload {
-        self.issue(spiffe_id, true)
-    }
-
-    fn issue(&self, spiffe_id: &str, expired: bool) -> Workload {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, spiffe_id.to_owned());
-        params
-            .subject_alt_names
-            .push(SanType::URI(spiffe_id.try_into().unwrap()));
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Workload {
-            chain_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-
-    fn material(&self, workload: &Workload) -> TlsMaterial {
-        TlsMaterial::from_pem(
-            workload.chain_pem.as_bytes(),
-            workload.key_pem.as_bytes(),
-            self.pem.as_bytes(),
-        )
-        .unwrap()
-    }
-}
 
 /// A rustls client trusting `trusted` (PEM bundles) and presenting
 /// `identity`.
