@@ -405,6 +405,7 @@ impl Config {
         {
             *request.uri_mut() = uri;
         }
+        request.extensions_mut().insert(consumer.identity());
         request.extensions_mut().insert(consumer);
     }
 }

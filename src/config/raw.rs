@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::auth::{JwtAlgorithm, RouteAuth};
-use super::cidr::Cidr;
+use super::Cidr;
 use super::policy::{
     CachePolicy, CircuitBreakerPolicy, CorsPolicy, Fault, IpRestriction, Quota, RateLimitPolicy,
     RetryPolicy, Terminate, Transform,

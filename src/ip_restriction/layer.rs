@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{ClientIp, IpNet};
+use crate::net::{IpNet, TrustedProxies};
 use crate::body::ResponseBody;
 use crate::error::{Rejection, RejectionKind, is_grpc};
 
@@ -21,7 +21,7 @@ use crate::error::{Rejection, RejectionKind, is_grpc};
 pub struct IpRestrictionLayer {
     allow: Vec<IpNet>,
     deny: Vec<IpNet>,
-    client_ip: ClientIp,
+    client_ip: TrustedProxies,
 }
 
 impl IpRestrictionLayer {
@@ -47,11 +47,11 @@ impl IpRestrictionLayer {
         self
     }
 
-    /// How the client address is resolved: which proxies' `X-Forwarded-For`
-    /// is believed.
+    /// How the client address is resolved: which proxies' forwarding
+    /// header is believed.
     ///
-    /// Default: [`ClientIp::new`], the socket peer only.
-    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+    /// Default: no trusted proxy, the socket peer only.
+    pub fn client_ip(mut self, client_ip: TrustedProxies) -> Self {
         self.client_ip = client_ip;
         self
     }
@@ -64,9 +64,9 @@ impl IpRestrictionLayer {
         trusted_proxies: &[crate::config::Cidr],
     ) -> Self {
         Self {
-            allow: config.allow.iter().copied().map(IpNet::from).collect(),
-            deny: config.deny.iter().copied().map(IpNet::from).collect(),
-            client_ip: ClientIp::trusting(trusted_proxies.iter().copied().map(IpNet::from)),
+            allow: config.allow.clone(),
+            deny: config.deny.clone(),
+            client_ip: TrustedProxies::new(trusted_proxies.iter().copied()),
         }
     }
 }
@@ -110,7 +110,7 @@ impl Rules {
 pub struct IpRestriction<S> {
     inner: S,
     rules: Arc<Rules>,
-    client_ip: ClientIp,
+    client_ip: TrustedProxies,
 }
 
 impl<S> IpRestriction<S> {
@@ -141,7 +141,7 @@ where
         if !self.rules.is_empty() {
             let admitted = self
                 .client_ip
-                .resolve_request(&request)
+                .client_ip(request.headers(), request.extensions())
                 .is_some_and(|ip| self.rules.admits(ip));
             if !admitted {
                 return ResponseFuture {

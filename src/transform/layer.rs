@@ -13,7 +13,7 @@ pub struct TransformLayer {
     pub(crate) request: Arc<HeaderOps>,
     pub(crate) response: Arc<HeaderOps>,
     #[cfg(feature = "ip-restriction")]
-    pub(crate) client_ip: Option<crate::ip_restriction::ClientIp>,
+    pub(crate) client_ip: Option<crate::net::TrustedProxies>,
 }
 
 impl TransformLayer {
@@ -40,11 +40,11 @@ impl TransformLayer {
 
     /// How `${client_ip}` is resolved: with trusted proxies, the right-most
     /// untrusted `X-Forwarded-For` entry (see
-    /// [`ClientIp`](crate::ip_restriction::ClientIp)).
+    /// [`TrustedProxies`](crate::net::TrustedProxies)).
     ///
     /// Default: the socket peer ([`PeerAddr`](crate::peer::PeerAddr)).
     #[cfg(feature = "ip-restriction")]
-    pub fn client_ip(mut self, resolver: crate::ip_restriction::ClientIp) -> Self {
+    pub fn client_ip(mut self, resolver: crate::net::TrustedProxies) -> Self {
         self.client_ip = Some(resolver);
         self
     }

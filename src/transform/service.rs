@@ -49,7 +49,7 @@ impl<S> Transform<S> {
     fn client_ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
         #[cfg(feature = "ip-restriction")]
         if let Some(resolver) = &self.config.client_ip {
-            return resolver.resolve_request(request);
+            return resolver.client_ip(request.headers(), request.extensions());
         }
         request
             .extensions()
