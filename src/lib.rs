@@ -76,6 +76,8 @@ pub mod cors;
 pub mod error;
 #[cfg(feature = "fault")]
 pub mod fault;
+#[cfg(any(feature = "auth", feature = "ip-restriction", feature = "limit"))]
+mod future;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod identity;

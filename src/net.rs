@@ -742,10 +742,8 @@ mod tests {
         }
         // Trusting nobody: the peer, whatever the header says.
         assert_eq!(
-            TrustedProxies::default().resolve(
-                ip("10.0.0.1"),
-                &headers(&X_FORWARDED_FOR, &["1.1.1.1"])
-            ),
+            TrustedProxies::default()
+                .resolve(ip("10.0.0.1"), &headers(&X_FORWARDED_FOR, &["1.1.1.1"])),
             Some(ip("10.0.0.1"))
         );
         // `Forwarded` is not read when `X-Forwarded-For` is configured.
@@ -775,9 +773,15 @@ mod tests {
                 &["for=6.6.6.6, for=\"198.51.100.7:1234\";proto=https, for=10.0.0.1"],
                 Some("198.51.100.7"),
             ),
-            (&["for=6.6.6.6", "for=198.51.100.8;by=10.0.0.1"], Some("198.51.100.8")),
+            (
+                &["for=6.6.6.6", "for=198.51.100.8;by=10.0.0.1"],
+                Some("198.51.100.8"),
+            ),
             (&["for=\"[2001:db8::1]:4711\""], Some("2001:db8::1")),
-            (&["for=10.0.0.5;host=\"a,b\", for=10.0.0.6"], Some("10.0.0.5")),
+            (
+                &["for=10.0.0.5;host=\"a,b\", for=10.0.0.6"],
+                Some("10.0.0.5"),
+            ),
             (&["for=6.6.6.6;host=\"x, for=10.0.0.9\""], Some("6.6.6.6")),
             (&["for=unknown"], None),
             (&["for=_hidden, for=10.0.0.1"], None),

@@ -61,4 +61,5 @@
 
 mod layer;
 
-pub use layer::{IpRestriction, IpRestrictionLayer, ResponseFuture};
+pub use crate::future::ResponseFuture;
+pub use layer::{IpRestriction, IpRestrictionLayer};

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::{KeyBy, Quota, RateLimitLayer};
-use crate::net::TrustedProxies;
 use crate::config::{Cidr, RateLimitBackend, RateLimitPolicy};
+use crate::net::TrustedProxies;
 
 /// The policy asks for the `redis` backend: build it with
 /// `RateLimitLayer::redis_from_policy` (feature `redis`), which needs a

@@ -7,12 +7,12 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::headers::HeaderInfo;
 use super::key::{IpSource, Key};
-use crate::identity::{ConsumerIdentity, RouteName};
-use crate::net::ClientIp;
 use super::layer::Limiter;
 use super::quota::Verdict;
 use super::store::{Admission, InFlight};
 use crate::body::ResponseBody;
+use crate::identity::{ConsumerIdentity, RouteName};
+use crate::net::ClientIp;
 
 /// The service of [`RateLimitLayer`](super::RateLimitLayer).
 #[derive(Clone, Debug)]

@@ -343,9 +343,8 @@ impl<B: 'static> Route<B> {
             Some(Target::Split(split)) => RouteTarget::Split(split.compile().map_err(err)?),
         };
         let methods = (!self.methods.is_empty()).then(|| self.methods.into_boxed_slice());
-        let route_name = crate::identity::RouteName(
-            self.reported_as.map_or_else(|| name.clone(), Arc::from),
-        );
+        let route_name =
+            crate::identity::RouteName(self.reported_as.map_or_else(|| name.clone(), Arc::from));
         Ok((
             RouteRule {
                 name,

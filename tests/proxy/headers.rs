@@ -5,8 +5,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meshgate::Body;
-use meshgate::peer::PeerAddr;
 use meshgate::net::TrustedProxies;
+use meshgate::peer::PeerAddr;
 use meshgate::proxy::{HostHeader, IncomingForwarded, Proxy};
 use tower::ServiceExt;
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use meshgate::error::{Rejection, RejectionKind};
-use meshgate::peer::PeerAddr;
 use meshgate::identity::{ConsumerIdentity, RouteName};
 use meshgate::net::ClientIp;
+use meshgate::peer::PeerAddr;
 use meshgate::rate_limit::{Decision, KeyBy, Quota, RateLimitLayer};
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -279,7 +279,9 @@ async fn anonymous_requests_fall_back_to_the_client_ip() {
     assert_eq!(send(&service, from("192.0.2.2")).await.status(), 200);
     // The consumer "192.0.2.3" is not the client 192.0.2.3.
     let mut named = from("192.0.2.3");
-    named.extensions_mut().insert(ConsumerIdentity::new("192.0.2.3"));
+    named
+        .extensions_mut()
+        .insert(ConsumerIdentity::new("192.0.2.3"));
     assert_eq!(send(&service, named).await.status(), 200);
     assert_eq!(send(&service, from("192.0.2.3")).await.status(), 200);
 }
