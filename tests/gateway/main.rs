@@ -3,6 +3,9 @@
 mod assembly;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;

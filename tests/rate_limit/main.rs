@@ -21,6 +21,9 @@ mod client_ip;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 mod shedding;
 
 /// An inner service that counts its calls and echoes the `ClientIp` it saw.
