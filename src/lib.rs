@@ -91,6 +91,8 @@ pub mod net;
 #[cfg(feature = "observe")]
 pub mod observe;
 pub mod peer;
+#[cfg(any(feature = "auth", feature = "routing"))]
+mod percent;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 #[cfg(feature = "rate-limit")]
