@@ -18,6 +18,8 @@ use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod client_ip;
+#[cfg(all(feature = "auth", feature = "routing"))]
+mod identity;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
