@@ -36,7 +36,9 @@
 //! entries are read from the right, bounding the work a long client-made
 //! header can cause; if all 32 are trusted, the left-most of them is the
 //! client. IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`, as a dual-stack
-//! socket reports IPv4 peers) are matched and reported as IPv4.
+//! socket reports IPv4 peers) are matched and reported as IPv4. Reading
+//! `X-Forwarded-For` allocates nothing; `Forwarded` allocates one list of
+//! the elements of a line, as its quoted values may hold commas.
 //!
 //! ```
 //! use http::Request;
