@@ -26,13 +26,15 @@
 //! | [`tls`] | rustls (aws-lc-rs): `https` upstreams with ALPN h2 for the proxy, TLS listeners with ALPN and mTLS for the server, `PeerCertificate`; rotating `TlsMaterial` (files, reload, watcher), SPIFFE secure naming for the proxy, permissive listeners | `tls` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |
-//! | [`ip_restriction`] | client IP allow / deny lists by CIDR, 403 problem; `ClientIp`: right-most untrusted `X-Forwarded-For` behind trusted proxies | `ip-restriction` |
+//! | [`ip_restriction`] | client IP allow / deny lists by CIDR (`net::IpNet`), trusted-proxy aware (`net::TrustedProxies`), 403 problem | `ip-restriction` |
 //! | [`transform`] | request / response header and request query remove, rename, set, add with templates (`${request_id}`, `${client_ip}`, `${route}`, `${consumer}`, `${claim.*}`, `${header.*}`, `${query.*}`); JSON body fields with a size cap; gzip / brotli compression (tower-http) | `transform` |
 //! | [`cors`] | CORS: tower-http's `CorsLayer`, built from the config's `cors` section with checks instead of request-time panics | `cors` |
 //! | [`aggregate`] | BFF fan-out: parallel sub-requests with per-call timeout, deadline, required / optional policy, JSON merged under keys, size cap, bounded concurrency | `aggregate` |
 //! | [`error`] | `Rejection` extension and problem+json responses | always |
 //! | [`classify`] | one outcome classification for retry, breaker, metrics | always |
 //! | [`body`] | the boxed `Body` and layers' `ResponseBody` | always |
+//! | [`net`] | `IpNet` (CIDR), `TrustedProxies`: the client IP behind trusted proxies (right-most untrusted `X-Forwarded-For` / `Forwarded` entry), `ClientIp` extension | always |
+//! | [`identity`] | the `ConsumerIdentity`, `Subject` and `RouteName` extensions auth and routing insert and the rate limiter reads | always |
 //! | [`peer`] | the `PeerAddr` and `PeerCertificate` extensions: the connection's remote address and verified client certificate; `SpiffeId` | always |
 //!
 //! ## A stack
@@ -74,17 +76,23 @@ pub mod cors;
 pub mod error;
 #[cfg(feature = "fault")]
 pub mod fault;
+#[cfg(any(feature = "auth", feature = "ip-restriction", feature = "limit"))]
+mod future;
 #[cfg(feature = "gateway")]
 pub mod gateway;
+pub mod identity;
 #[cfg(feature = "ip-restriction")]
 pub mod ip_restriction;
 #[cfg(feature = "limit")]
 pub mod limit;
 #[cfg(feature = "load-balancer")]
 pub mod load_balancer;
+pub mod net;
 #[cfg(feature = "observe")]
 pub mod observe;
 pub mod peer;
+#[cfg(any(feature = "auth", feature = "routing"))]
+mod percent;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 #[cfg(feature = "rate-limit")]

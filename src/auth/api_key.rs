@@ -54,9 +54,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::consumer::{Consumer, ConsumerStore};
-use super::future::ResponseFuture;
 use super::query;
 use crate::error::{Rejection, RejectionKind};
+use crate::future::ResponseFuture;
 
 /// `X-Consumer-ID`.
 pub const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
@@ -405,6 +405,7 @@ impl Config {
         {
             *request.uri_mut() = uri;
         }
+        request.extensions_mut().insert(consumer.identity());
         request.extensions_mut().insert(consumer);
     }
 }

@@ -37,10 +37,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::consumer::Consumer;
-use super::future::ResponseFuture;
 use super::jwt::Claims;
 use crate::ResponseBody;
 use crate::error::{Rejection, RejectionKind};
+use crate::future::ResponseFuture;
 
 /// The identity of the peer of a mutually authenticated connection (a
 /// SPIFFE id such as `spiffe://cluster.local/ns/shop/sa/checkout`), as a

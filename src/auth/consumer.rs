@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use http::HeaderValue;
 
+use crate::identity::ConsumerIdentity;
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -17,9 +19,10 @@ pub const MAX_KEYS: usize = 1_000_000;
 ///
 /// [`ApiKeyLayer`](super::api_key::ApiKeyLayer) inserts the consumer a key
 /// belongs to (or the anonymous consumer) into the request's extensions, so
-/// inner layers read it with `request.extensions().get::<Consumer>()`: the
-/// rate limiter keys on [`id`](Self::id) and [`tier`](Self::tier), access
-/// policies on [`name`](Self::name) and [`groups`](Self::groups).
+/// inner layers read it with `request.extensions().get::<Consumer>()`
+/// (access policies match [`name`](Self::name) and [`groups`](Self::groups)),
+/// and its [`identity`](Self::identity) next to it, which the rate limiter
+/// reads (name and [`tier`](Self::tier)).
 ///
 /// Cloning is cheap (one reference count).
 ///
@@ -44,6 +47,8 @@ struct ConsumerData {
     anonymous: bool,
     /// `X-Consumer-ID`, `-Username`, `-Groups` values, made on first use.
     headers: OnceLock<ConsumerHeaders>,
+    /// The identity extension, made on first use.
+    identity: OnceLock<ConsumerIdentity>,
 }
 
 impl PartialEq for ConsumerData {
@@ -81,13 +86,29 @@ impl Consumer {
             metadata: BTreeMap::new(),
             anonymous: false,
             headers: OnceLock::new(),
+            identity: OnceLock::new(),
         }))
     }
 
     fn data_mut(&mut self) -> &mut ConsumerData {
         let data = Arc::make_mut(&mut self.0);
         data.headers = OnceLock::new();
+        data.identity = OnceLock::new();
         data
+    }
+
+    /// The [`ConsumerIdentity`] extension of this consumer (its name and
+    /// tier), made once per consumer: inserted next to it by the API-key
+    /// layer for layers that need no `auth` feature, such as the rate
+    /// limiter.
+    pub fn identity(&self) -> ConsumerIdentity {
+        self.0
+            .identity
+            .get_or_init(|| ConsumerIdentity {
+                name: Arc::from(self.0.name.as_str()),
+                tier: self.0.tier.as_deref().map(Arc::from),
+            })
+            .clone()
     }
 
     /// The upstream header values, made once per consumer.

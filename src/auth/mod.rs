@@ -36,12 +36,11 @@ pub mod any;
 pub mod api_key;
 pub mod authz;
 mod consumer;
-mod future;
 pub mod jwt;
 mod query;
 
+pub use crate::future::ResponseFuture;
 pub use consumer::{Consumer, ConsumerStore, MAX_KEYS, StoreError};
-pub use future::ResponseFuture;
 
 /// A configuration the auth layers cannot be built from (an unknown
 /// consumer, a key that does not fit its algorithm, …). The message names

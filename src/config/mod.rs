@@ -96,7 +96,6 @@
 //! ```
 
 mod auth;
-mod cidr;
 mod error;
 mod fields;
 mod locate;
@@ -114,11 +113,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`) or one
+/// address: [`net::IpNet`](crate::net::IpNet), which deserializes from a string.
+pub use crate::net::{IpNet as Cidr, IpNetError as CidrError};
 pub use auth::{
     ApiKeyAuth, AuthzAction, AuthzRule, Consumer, JwtAlgorithm, JwtAuth, JwtIssuer, JwtKey,
     JwtKeys, KeyMaterial, RouteAuth, TokenSource,
 };
-pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use policy::{
     BackoffPolicy, BodyTransform, BodyValue, CachePolicy, CircuitBreakerPolicy, CompressionPolicy,

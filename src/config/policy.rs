@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
-use super::cidr::Cidr;
+use super::Cidr;
 use super::units::{ByteSize, Percent, duration, opt_duration, status_code, status_codes};
 
 /// Retries of failed attempts (see `meshgate::retry`).

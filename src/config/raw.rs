@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
+use super::Cidr;
 use super::auth::{JwtAlgorithm, RouteAuth};
-use super::cidr::Cidr;
 use super::policy::{
     CachePolicy, CircuitBreakerPolicy, CorsPolicy, Fault, IpRestriction, Quota, RateLimitPolicy,
     RetryPolicy, Terminate, Transform,

@@ -27,8 +27,9 @@ use crate::load_balancer::{
     self, ConsistentHash, DnsDiscovery, HashKey, HealthCheck, LoadBalancerLayer, OutlierDetection,
     Strategy,
 };
-use crate::proxy::{IncomingForwarded, Proxy, TrustedProxies};
-use crate::rate_limit::{RateLimitLayer, RouteName};
+use crate::net::TrustedProxies;
+use crate::proxy::{IncomingForwarded, Proxy};
+use crate::rate_limit::RateLimitLayer;
 use crate::retry::{Jitter, RetryLayer, RetryOn};
 use crate::routing::{Backend, Route, Router, Split, boxed};
 use crate::timeout::TimeoutLayer;
@@ -403,7 +404,11 @@ fn routes_for(route: &config::Route, target: Target<'_>) -> Vec<Route<GatewayBod
         } else {
             format!("{}#{}", route.name, i + 1)
         };
-        let mut built = Route::new(name).priority(route.priority);
+        // Every alternative reports the config route's name, so per-route
+        // limits count them together.
+        let mut built = Route::new(name)
+            .reported_as(route.name.clone())
+            .priority(route.priority);
         for host in &route.matcher.hosts {
             built = match host {
                 config::HostMatch::Exact(host) => built.host(host.clone()),
@@ -537,9 +542,7 @@ fn build_upstream(
     let incoming = if trusted_proxies.is_empty() {
         IncomingForwarded::Replace
     } else {
-        let trusted = TrustedProxies::new(trusted_proxies.iter().map(ToString::to_string))
-            .map_err(|e| format!(": trusted_proxies: {e}"))?;
-        IncomingForwarded::AppendFrom(trusted)
+        IncomingForwarded::AppendFrom(TrustedProxies::new(trusted_proxies.iter().copied()))
     };
     let proxy = Proxy::builder()
         .incoming_forwarded(incoming)
@@ -792,7 +795,6 @@ struct Policies {
     /// Response compression, outermost of the route's layers.
     compression: Option<CompressionLayer>,
     fault: Option<FaultLayer>,
-    route: Option<RouteName>,
 }
 
 /// How a route authenticates.
@@ -869,7 +871,6 @@ impl Policies {
                 #[cfg(not(feature = "redis"))]
                 let _ = redis;
             }
-            policies.route = Some(RouteName(Arc::from(route.name.as_str())));
         }
         if let Some(cache) = &route.cache {
             policies.cache = Some(CacheLayer::from(cache));
@@ -892,34 +893,6 @@ impl Policies {
             policies.fault = Some(FaultLayer::from_config(fault).map_err(|e| at("fault", &e))?);
         }
         Ok(policies)
-    }
-
-    /// The limiter keys on its own extension types; the router and the
-    /// authentication layers insert theirs. Bridges them in front of it.
-    fn bridged(&self, limited: Stack<GatewayBody>) -> Stack<GatewayBody> {
-        let route = self.route.clone();
-        let bridged =
-            tower::util::MapRequest::new(limited, move |mut request: Request<GatewayBody>| {
-                let extensions = request.extensions_mut();
-                if let Some(consumer) = extensions.get::<crate::auth::Consumer>() {
-                    let bridged = crate::rate_limit::Consumer {
-                        name: Arc::from(consumer.name()),
-                        tier: consumer.tier().map(Arc::from),
-                    };
-                    extensions.insert(bridged);
-                }
-                if let Some(subject) = extensions
-                    .get::<crate::auth::jwt::Claims>()
-                    .and_then(|claims| claims.subject().map(Arc::from))
-                {
-                    extensions.insert(crate::rate_limit::JwtSubject(subject));
-                }
-                if let Some(route) = &route {
-                    extensions.insert(route.clone());
-                }
-                request
-            });
-        boxed::<GatewayBody, _, _>(bridged)
     }
 
     /// Fault injection, innermost of the policies, for the request body the
@@ -945,11 +918,11 @@ impl Policies {
             stack = boxed::<GatewayBody, _, _>(cache.layer(stack));
         }
         if let Some(limit) = &self.rate_limit {
-            stack = self.bridged(boxed::<GatewayBody, _, _>(limit.layer(stack)));
+            stack = boxed::<GatewayBody, _, _>(limit.layer(stack));
         }
         #[cfg(feature = "redis")]
         if let Some(limit) = &self.redis_limit {
-            stack = self.bridged(boxed::<GatewayBody, _, _>(limit.layer(stack)));
+            stack = boxed::<GatewayBody, _, _>(limit.layer(stack));
         }
         if let Some(authz) = &self.authz {
             stack = boxed::<GatewayBody, _, _>(authz.layer(stack));

@@ -1,17 +1,15 @@
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{ClientIp, IpNet};
 use crate::body::ResponseBody;
 use crate::error::{Rejection, RejectionKind, is_grpc};
+use crate::future::ResponseFuture;
+use crate::net::{IpNet, TrustedProxies};
 
 /// Refuses requests by client IP with `403` problem+json.
 ///
@@ -21,7 +19,7 @@ use crate::error::{Rejection, RejectionKind, is_grpc};
 pub struct IpRestrictionLayer {
     allow: Vec<IpNet>,
     deny: Vec<IpNet>,
-    client_ip: ClientIp,
+    client_ip: TrustedProxies,
 }
 
 impl IpRestrictionLayer {
@@ -47,11 +45,11 @@ impl IpRestrictionLayer {
         self
     }
 
-    /// How the client address is resolved: which proxies' `X-Forwarded-For`
-    /// is believed.
+    /// How the client address is resolved: which proxies' forwarding
+    /// header is believed.
     ///
-    /// Default: [`ClientIp::new`], the socket peer only.
-    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+    /// Default: no trusted proxy, the socket peer only.
+    pub fn client_ip(mut self, client_ip: TrustedProxies) -> Self {
         self.client_ip = client_ip;
         self
     }
@@ -64,9 +62,9 @@ impl IpRestrictionLayer {
         trusted_proxies: &[crate::config::Cidr],
     ) -> Self {
         Self {
-            allow: config.allow.iter().copied().map(IpNet::from).collect(),
-            deny: config.deny.iter().copied().map(IpNet::from).collect(),
-            client_ip: ClientIp::trusting(trusted_proxies.iter().copied().map(IpNet::from)),
+            allow: config.allow.clone(),
+            deny: config.deny.clone(),
+            client_ip: TrustedProxies::new(trusted_proxies.iter().copied()),
         }
     }
 }
@@ -110,7 +108,7 @@ impl Rules {
 pub struct IpRestriction<S> {
     inner: S,
     rules: Arc<Rules>,
-    client_ip: ClientIp,
+    client_ip: TrustedProxies,
 }
 
 impl<S> IpRestriction<S> {
@@ -131,7 +129,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -141,62 +139,16 @@ where
         if !self.rules.is_empty() {
             let admitted = self
                 .client_ip
-                .resolve_request(&request)
+                .client_ip(request.headers(), request.extensions())
                 .is_some_and(|ip| self.rules.admits(ip));
             if !admitted {
-                return ResponseFuture {
-                    state: State::Refused {
-                        grpc: is_grpc(request.headers()),
-                    },
-                };
+                return ResponseFuture::refused(
+                    Rejection::new(RejectionKind::Forbidden)
+                        .with_detail("the client address is not allowed")
+                        .into_layer_response_for(is_grpc(request.headers())),
+                );
             }
         }
-        ResponseFuture {
-            state: State::Inner {
-                future: self.inner.call(request),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`IpRestriction`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Inner { #[pin] future: F },
-        Refused { grpc: bool },
-    }
-}
-
-impl<F> std::fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => future
-                .poll(cx)
-                .map(|result| result.map(|r| r.map(ResponseBody::inner))),
-            StateProj::Refused { grpc } => {
-                Poll::Ready(Ok(Rejection::new(RejectionKind::Forbidden)
-                    .with_detail("the client address is not allowed")
-                    .into_layer_response_for(*grpc)))
-            }
-        }
+        ResponseFuture::inner(self.inner.call(request))
     }
 }

@@ -10,15 +10,17 @@
 //! * is in a **deny** network (deny always wins), or
 //! * is outside every **allow** network, when at least one is configured.
 //!
-//! The client address is resolved by [`ClientIp`]: the socket peer
+//! The client address is resolved by [`TrustedProxies`](crate::net::TrustedProxies)
+//! (the crate's one [rule](crate::net)): the socket peer
 //! ([`PeerAddr`](crate::peer::PeerAddr)), or — only when the peer is a
 //! configured trusted proxy — the right-most untrusted `X-Forwarded-For`
-//! entry. A client that is not behind a trusted proxy cannot choose its
-//! address by sending the header.
+//! (or `Forwarded`) entry. A client that is not behind a trusted proxy
+//! cannot choose its address by sending the header. Networks are
+//! [`IpNet`](crate::net::IpNet)s.
 //!
 //! When rules are configured and the client address cannot be determined
-//! (no `PeerAddr` extension in the request, or a malformed
-//! `X-Forwarded-For` entry reached through trusted proxies), the request is
+//! (no `PeerAddr` extension in the request, or an entry that is not an
+//! address, such as `unknown`, reached through trusted proxies), the request is
 //! refused: the layer fails closed. A layer with no rules lets everything
 //! through. gRPC requests get a trailers-only `PERMISSION_DENIED` instead
 //! of the problem document.
@@ -28,7 +30,8 @@
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode};
-//! use meshgate::ip_restriction::{ClientIp, IpRestrictionLayer};
+//! use meshgate::ip_restriction::IpRestrictionLayer;
+//! use meshgate::net::TrustedProxies;
 //! use meshgate::peer::PeerAddr;
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
@@ -37,7 +40,7 @@
 //! let layer = IpRestrictionLayer::new()
 //!     .allow("192.0.2.0/24".parse().unwrap())
 //!     .deny("192.0.2.66".parse().unwrap())
-//!     .client_ip(ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]));
+//!     .client_ip(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
 //! let service = layer.layer(service_fn(|_: Request<()>| async {
 //!     Ok::<_, Infallible>(Response::new(String::from("ok")))
 //! }));
@@ -56,10 +59,7 @@
 //! # }
 //! ```
 
-mod client_ip;
 mod layer;
-mod net;
 
-pub use client_ip::ClientIp;
-pub use layer::{IpRestriction, IpRestrictionLayer, ResponseFuture};
-pub use net::{IpNet, IpNetError};
+pub use crate::future::ResponseFuture;
+pub use layer::{IpRestriction, IpRestrictionLayer};

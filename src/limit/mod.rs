@@ -33,19 +33,17 @@
 //! # }
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use http_body_util::Limited;
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::error::{Rejection, RejectionKind, is_grpc};
+pub use crate::future::ResponseFuture;
 
 /// Refuses request bodies larger than a limit with `413` problem+json.
 ///
@@ -88,7 +86,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -100,57 +98,16 @@ where
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max as u64) {
-            return ResponseFuture {
-                state: State::Refused {
-                    max: self.max,
-                    grpc: is_grpc(request.headers()),
-                },
-            };
+            return ResponseFuture::refused(
+                Rejection::new(RejectionKind::PayloadTooLarge)
+                    .with_detail(format!(
+                        "the request body is larger than {} bytes",
+                        self.max
+                    ))
+                    .into_layer_response_for(is_grpc(request.headers())),
+            );
         }
         let request = request.map(|body| Limited::new(body, self.max));
-        ResponseFuture {
-            state: State::Inner {
-                future: self.inner.call(request),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`RequestBodyLimit`].
-    #[derive(Debug)]
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    #[derive(Debug)]
-    enum State<F> {
-        Inner { #[pin] future: F },
-        Refused { max: usize, grpc: bool },
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
-            }
-            StateProj::Refused { max, grpc } => {
-                Poll::Ready(Ok(Rejection::new(RejectionKind::PayloadTooLarge)
-                    .with_detail(format!("the request body is larger than {max} bytes"))
-                    .into_layer_response_for(*grpc)))
-            }
-        }
+        ResponseFuture::inner(self.inner.call(request))
     }
 }

@@ -8,6 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 
 use super::builder::BuildError;
+use crate::net::TrustedProxies;
 
 /// `Keep-Alive` (RFC 9112 appendix C.2.2): hop-by-hop, not in `http::header`.
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -119,70 +120,6 @@ impl IncomingForwarded {
             Self::AppendFrom(trusted) => peer.is_some_and(|ip| trusted.contains(ip)),
         }
     }
-}
-
-/// A list of CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`, or a bare address)
-/// whose forwarded headers are trusted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies {
-    blocks: Vec<(IpAddr, u8)>,
-}
-
-impl TrustedProxies {
-    /// Parses CIDR blocks; a bare address is a block of one. IPv4-mapped
-    /// IPv6 peers (`::ffff:10.0.0.1`) match IPv4 blocks.
-    ///
-    /// # Errors
-    ///
-    /// A block that is not an address, or whose prefix length is longer
-    /// than the address.
-    pub fn new<I, S>(blocks: I) -> Result<Self, BuildError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let blocks = blocks
-            .into_iter()
-            .map(|block| parse_cidr(block.as_ref()))
-            .collect::<Result<_, _>>()?;
-        Ok(Self { blocks })
-    }
-
-    /// Whether `ip` is in one of the blocks.
-    #[must_use]
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.blocks.iter().any(|&(net, len)| match (net, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        })
-    }
-}
-
-fn parse_cidr(block: &str) -> Result<(IpAddr, u8), BuildError> {
-    let bad = || BuildError::new(format!("trusted proxy {block:?} is not a CIDR block"));
-    let (addr, len) = match block.trim().split_once('/') {
-        Some((addr, len)) => (addr, Some(len)),
-        None => (block.trim(), None),
-    };
-    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-    let addr = addr.to_canonical();
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        Some(len) => len.parse::<u8>().map_err(|_| bad())?,
-        None => max,
-    };
-    if len > max {
-        return Err(bad());
-    }
-    Ok((addr, len))
 }
 
 /// Which forwarding headers the proxy writes, and how.
@@ -527,21 +464,11 @@ mod tests {
     }
 
     #[test]
-    fn trusted_proxies_match_by_prefix() {
-        let trusted = TrustedProxies::new(["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]).unwrap();
-        assert!(trusted.contains("10.200.3.4".parse().unwrap()));
-        assert!(trusted.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(trusted.contains("2001:db8:1::5".parse().unwrap()));
-        assert!(trusted.contains("192.0.2.1".parse().unwrap()));
-        assert!(!trusted.contains("192.0.2.2".parse().unwrap()));
-        assert!(!trusted.contains("11.0.0.1".parse().unwrap()));
-        assert!(TrustedProxies::new(["10.0.0.0/33"]).is_err());
-        assert!(TrustedProxies::new(["ten"]).is_err());
-        let all = TrustedProxies::new(["0.0.0.0/0"]).unwrap();
-        assert!(all.contains("8.8.8.8".parse().unwrap()));
-
+    fn append_from_appends_only_for_trusted_peers() {
+        let trusted = TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
         let append_from = IncomingForwarded::AppendFrom(trusted);
         assert!(append_from.appends(Some("10.1.1.1".parse().unwrap())));
+        assert!(append_from.appends(Some("::ffff:10.1.1.1".parse().unwrap())));
         assert!(!append_from.appends(Some("8.8.8.8".parse().unwrap())));
         assert!(!append_from.appends(None));
     }

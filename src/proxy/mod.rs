@@ -193,5 +193,5 @@ mod upgrade;
 
 pub use builder::{BuildError, HostHeader, ProxyBuilder};
 pub use future::ResponseFuture;
-pub use headers::{IncomingForwarded, TrustedProxies};
+pub use headers::IncomingForwarded;
 pub use service::Proxy;

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{ClientIpResolver, KeyBy, Quota, RateLimitLayer};
+use super::{KeyBy, Quota, RateLimitLayer};
 use crate::config::{Cidr, RateLimitBackend, RateLimitPolicy};
+use crate::net::TrustedProxies;
 
 /// The policy asks for the `redis` backend: build it with
 /// `RateLimitLayer::redis_from_policy` (feature `redis`), which needs a
@@ -79,7 +80,7 @@ impl RateLimitLayer {
     ) -> Self {
         let mut layer = RateLimitLayer::new(policy.quotas.iter().map(Quota::from))
             .key_by(KeyBy::from(&policy.key))
-            .client_ip(ClientIpResolver::new().trust_all(trusted_proxies.iter().copied()))
+            .client_ip(TrustedProxies::new(trusted_proxies.iter().copied()))
             .legacy_headers(policy.legacy_headers);
         if policy.tiers {
             for (name, quotas) in tiers {

@@ -6,74 +6,27 @@ use std::sync::Arc;
 use http::HeaderName;
 use http::request::Request;
 
-use super::client_ip::ClientIpResolver;
-
-/// The authenticated API consumer, as a request extension.
-///
-/// The authentication layers (API key, JWT) insert it once they have
-/// identified the caller; an application can insert it itself from an outer
-/// layer. The rate limiter keys on [`name`](Self::name) with
-/// [`KeyBy::Consumer`], picks the quota set of [`tier`](Self::tier) when the
-/// layer has that tier, and skips consumers on its exempt list.
-///
-/// ```
-/// use meshgate::rate_limit::Consumer;
-///
-/// let mut request = http::Request::new(());
-/// request.extensions_mut().insert(Consumer::new("acme").with_tier("pro"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Consumer {
-    /// The consumer's name (unique per gateway).
-    pub name: Arc<str>,
-    /// Its rate-limit tier (`free`, `pro`, …), if it has one.
-    pub tier: Option<Arc<str>>,
-}
-
-impl Consumer {
-    /// A consumer without a tier.
-    #[must_use]
-    pub fn new(name: impl Into<Arc<str>>) -> Self {
-        Self {
-            name: name.into(),
-            tier: None,
-        }
-    }
-
-    /// Sets the tier.
-    #[must_use]
-    pub fn with_tier(mut self, tier: impl Into<Arc<str>>) -> Self {
-        self.tier = Some(tier.into());
-        self
-    }
-}
-
-/// The subject (`sub`) of the request's validated JWT, as a request
-/// extension the JWT layer inserts. Read by [`KeyBy::JwtSubject`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JwtSubject(pub Arc<str>);
-
-/// The name of the route that matched the request, as a request extension
-/// the router (or an application layer) inserts. Read by [`KeyBy::Route`]
-/// and by per-route overrides ([`RateLimitLayer::route`](super::RateLimitLayer::route)).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RouteName(pub Arc<str>);
+use crate::identity::{ConsumerIdentity, RouteName, Subject};
+use crate::net::{ClientIp, TrustedProxies};
+use crate::peer::PeerAddr;
 
 /// What a limit is counted per.
 ///
-/// A part the request lacks (no [`Consumer`], no header, no route) is
-/// replaced by the client IP, as Kong does, so unauthenticated traffic is
-/// still limited; a request that has no client IP either (no
-/// [`PeerAddr`](crate::peer::PeerAddr)) shares one "unknown client" counter.
+/// The parts are the request extensions of [`crate::identity`] and the
+/// [`ClientIp`]. A part the request lacks (no [`ConsumerIdentity`], no
+/// header, no route) is replaced by the client IP, as Kong does, so
+/// unauthenticated traffic is still limited; a request whose client IP is
+/// unknown too (no [`PeerAddr`], or an `unknown` forwarding entry, see
+/// [`crate::net`]) shares one "unknown client" counter.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum KeyBy {
-    /// The client IP (see [`ClientIpResolver`]). The default.
+    /// The client IP (see [`TrustedProxies`]). The default.
     #[default]
     ClientIp,
-    /// The [`Consumer`]'s name.
+    /// The [`ConsumerIdentity`]'s name.
     Consumer,
-    /// The [`JwtSubject`].
+    /// The authenticated [`Subject`] (the JWT's `sub`).
     JwtSubject,
     /// The value of a request header (e.g. `x-tenant`); at most 256 bytes
     /// of it are used.
@@ -120,11 +73,11 @@ impl KeyBy {
         match self {
             Self::Global => Key::Global,
             Self::ClientIp => ip.key(request),
-            Self::Consumer => match request.extensions().get::<Consumer>() {
+            Self::Consumer => match request.extensions().get::<ConsumerIdentity>() {
                 Some(c) => Key::Text(Arc::clone(&c.name)),
                 None => ip.key(request),
             },
-            Self::JwtSubject => match request.extensions().get::<JwtSubject>() {
+            Self::JwtSubject => match request.extensions().get::<Subject>() {
                 Some(s) => Key::Text(Arc::clone(&s.0)),
                 None => ip.key(request),
             },
@@ -176,16 +129,16 @@ impl KeyBy {
 
 /// Resolves the client IP once per request, however many key parts need it.
 pub(crate) struct IpSource<'a> {
-    resolver: &'a ClientIpResolver,
+    trusted: &'a TrustedProxies,
     resolved: std::cell::Cell<Option<Option<IpAddr>>>,
-    /// Whether the request already carried a [`ClientIp`](super::ClientIp).
+    /// Whether the request already carried a [`ClientIp`].
     given: std::cell::Cell<bool>,
 }
 
 impl<'a> IpSource<'a> {
-    pub(crate) fn new(resolver: &'a ClientIpResolver) -> Self {
+    pub(crate) fn new(trusted: &'a TrustedProxies) -> Self {
         Self {
-            resolver,
+            trusted,
             resolved: std::cell::Cell::new(None),
             given: std::cell::Cell::new(false),
         }
@@ -195,14 +148,15 @@ impl<'a> IpSource<'a> {
         if let Some(ip) = self.resolved.get() {
             return ip;
         }
-        let ip = match request.extensions().get::<super::ClientIp>() {
+        let extensions = request.extensions();
+        let ip = match extensions.get::<ClientIp>() {
             Some(given) => {
                 self.given.set(true);
                 Some(given.0)
             }
-            None => self
-                .resolver
-                .resolve_from_peer(request.headers(), request.extensions()),
+            None => extensions
+                .get::<PeerAddr>()
+                .and_then(|peer| self.trusted.resolve(peer.0.ip(), request.headers())),
         };
         self.resolved.set(Some(ip));
         ip

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::client_ip::{ClientIpResolver, IpNetwork};
 use super::key::KeyBy;
 use super::quota::Verdict;
 use super::quota::{Gcra, Quota};
 use super::service::RateLimit;
 use super::store::{Admission, LocalStore};
+use crate::net::{IpNet, TrustedProxies};
 
 /// The default bound on keys held by the local backend.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -33,12 +33,12 @@ pub struct RateLimitLayer {
 #[derive(Clone, Debug)]
 struct Settings {
     key_by: KeyBy,
-    resolver: ClientIpResolver,
+    trusted_proxies: TrustedProxies,
     quotas: Vec<Quota>,
     tiers: Vec<(Arc<str>, Vec<Quota>)>,
     routes: Vec<(Arc<str>, Vec<Quota>)>,
     exempt_consumers: HashSet<Arc<str>>,
-    exempt_networks: Vec<IpNetwork>,
+    exempt_networks: Vec<IpNet>,
     max_in_flight: Option<u32>,
     legacy_headers: bool,
     max_keys: usize,
@@ -69,7 +69,7 @@ pub enum Decision {
 #[derive(Debug)]
 pub(crate) struct Limiter {
     pub(crate) key_by: KeyBy,
-    pub(crate) resolver: ClientIpResolver,
+    pub(crate) trusted_proxies: TrustedProxies,
     /// Quota sets: 0 is the default, then tiers, then routes.
     pub(crate) policies: Vec<Arc<[Gcra]>>,
     /// Each quota set's name (`default`, `tier:pro`, `route:login`), for
@@ -79,9 +79,9 @@ pub(crate) struct Limiter {
     pub(crate) tiers: HashMap<Arc<str>, u32>,
     pub(crate) routes: HashMap<Arc<str>, u32>,
     pub(crate) exempt_consumers: HashSet<Arc<str>>,
-    /// Whether tiers or exemptions need the [`Consumer`](super::Consumer).
+    /// Whether tiers or exemptions need the [`ConsumerIdentity`](crate::identity::ConsumerIdentity).
     pub(crate) reads_consumer: bool,
-    pub(crate) exempt_networks: Vec<IpNetwork>,
+    pub(crate) exempt_networks: Vec<IpNet>,
     pub(crate) max_in_flight: Option<u32>,
     pub(crate) legacy_headers: bool,
     pub(crate) store: Arc<LocalStore>,
@@ -95,7 +95,7 @@ impl RateLimitLayer {
         Self {
             settings: Settings {
                 key_by: KeyBy::ClientIp,
-                resolver: ClientIpResolver::new(),
+                trusted_proxies: TrustedProxies::default(),
                 quotas: quotas.into_iter().collect(),
                 tiers: Vec::new(),
                 routes: Vec::new(),
@@ -117,14 +117,15 @@ impl RateLimitLayer {
         self.configured(|s| s.key_by = key_by)
     }
 
-    /// How the client IP is found (trusted proxies).
+    /// How the client IP is found: which proxies' forwarding header is
+    /// believed (see [`crate::net`]).
     ///
     /// Default: the socket peer, no proxy trusted.
-    pub fn client_ip(self, resolver: ClientIpResolver) -> Self {
-        self.configured(|s| s.resolver = resolver)
+    pub fn client_ip(self, trusted_proxies: TrustedProxies) -> Self {
+        self.configured(|s| s.trusted_proxies = trusted_proxies)
     }
 
-    /// The quotas of consumers of `tier` ([`Consumer::tier`](super::Consumer)),
+    /// The quotas of consumers of `tier` ([`ConsumerIdentity::tier`](crate::identity::ConsumerIdentity::tier)),
     /// replacing the default quotas for them. A tier with no quota is not
     /// limited. Setting a tier twice replaces it.
     ///
@@ -137,7 +138,7 @@ impl RateLimitLayer {
         })
     }
 
-    /// The quotas of requests on `route` ([`RouteName`](super::RouteName)),
+    /// The quotas of requests on `route` ([`RouteName`](crate::identity::RouteName)),
     /// replacing the default and tier quotas there; counted apart from
     /// other routes. Setting a route twice replaces it.
     ///
@@ -163,7 +164,7 @@ impl RateLimitLayer {
     /// internal callers).
     ///
     /// Default: nobody is exempt.
-    pub fn exempt_network(self, network: IpNetwork) -> Self {
+    pub fn exempt_network(self, network: IpNet) -> Self {
         self.configured(|s| s.exempt_networks.push(network))
     }
 
@@ -225,7 +226,7 @@ impl RateLimitLayer {
     /// as messages on a WebSocket or a gRPC stream. Uses the layer's keys,
     /// tiers, routes, exemptions and counters; ignores
     /// [`max_in_flight`](Self::max_in_flight). Inserts the resolved
-    /// [`ClientIp`](super::ClientIp) into the request.
+    /// [`ClientIp`](crate::net::ClientIp) into the request.
     ///
     /// ```
     /// use meshgate::rate_limit::{Decision, KeyBy, Quota, RateLimitLayer};
@@ -297,7 +298,7 @@ impl Settings {
         }
         Limiter {
             key_by: self.key_by.clone(),
-            resolver: self.resolver.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
             policies,
             policy_names,
             tiers,

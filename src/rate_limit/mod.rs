@@ -2,8 +2,8 @@
 //! client IPs, load shedding and the IETF `RateLimit` headers.
 //!
 //! [`RateLimitLayer`] counts requests per key — the client IP (default),
-//! the authenticated [`Consumer`], the [`JwtSubject`], a header, the
-//! [`RouteName`], one global key, or a composite ([`KeyBy`]) — against a
+//! the authenticated consumer, the JWT subject, a header, the route (the
+//! request extensions of [`crate::identity`]), one global key, or a composite ([`KeyBy`]) — against a
 //! set of [`Quota`]s, for example 10/s with a burst of 20, 1 000/min and
 //! 100 000/day. Every quota is checked and a request is charged to all of
 //! them or to none: a refused request costs nothing.
@@ -23,7 +23,8 @@
 //!   of the quota that needs the longest wait (`r=0`) and `Retry-After`:
 //!   the seconds until every quota allows the request again, rounded up
 //!   (gRPC requests get `grpc-status: 8` instead).
-//! * **Tiers**: a consumer's [`tier`](Consumer::tier) selects the quota set
+//! * **Tiers**: a consumer's
+//!   [`tier`](crate::identity::ConsumerIdentity::tier) selects the quota set
 //!   given with [`tier`](RateLimitLayer::tier); [`route`](RateLimitLayer::route)
 //!   overrides quotas for one route (route beats tier beats default). Exempt
 //!   consumers and networks are never limited.
@@ -37,11 +38,13 @@
 //!
 //! # Client IP
 //!
-//! [`ClientIpResolver`] finds the client IP: the socket peer
+//! [`TrustedProxies`](crate::net::TrustedProxies) finds the client IP (the
+//! crate's one [rule](crate::net)): the socket peer
 //! ([`PeerAddr`](crate::peer::PeerAddr)) unless the peer is a trusted proxy,
 //! then the right-most untrusted `X-Forwarded-For` (or `Forwarded`) entry.
 //! Headers from untrusted peers are ignored. The layer inserts the
-//! [`ClientIp`] it resolved into the request, for inner layers to reuse.
+//! [`ClientIp`](crate::net::ClientIp) it resolved into the request, for
+//! inner layers to reuse.
 //!
 //! # Why not `governor`
 //!
@@ -122,7 +125,6 @@
 //! # }
 //! ```
 
-mod client_ip;
 mod future;
 mod headers;
 mod key;
@@ -131,10 +133,9 @@ mod quota;
 mod service;
 mod store;
 
-pub use client_ip::{ClientIp, ClientIpResolver, ForwardedHeader, InvalidNetwork, IpNetwork};
 pub use future::ResponseFuture;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
-pub use key::{Consumer, JwtSubject, KeyBy, RouteName};
+pub use key::KeyBy;
 pub use layer::{DEFAULT_MAX_KEYS, DEFAULT_SWEEP_INTERVAL, Decision, RateLimitLayer};
 pub use quota::Quota;
 pub use service::RateLimit;

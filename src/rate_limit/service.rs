@@ -4,14 +4,15 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::client_ip::ClientIp;
 use super::future::ResponseFuture;
 use super::headers::HeaderInfo;
-use super::key::{Consumer, IpSource, Key, RouteName};
+use super::key::{IpSource, Key};
 use super::layer::Limiter;
 use super::quota::Verdict;
 use super::store::{Admission, InFlight};
 use crate::body::ResponseBody;
+use crate::identity::{ConsumerIdentity, RouteName};
+use crate::net::ClientIp;
 
 /// The service of [`RateLimitLayer`](super::RateLimitLayer).
 #[derive(Clone, Debug)]
@@ -36,9 +37,9 @@ impl Limiter {
     /// quota and no in-flight bound), else its quota set and key. Inserts
     /// the [`ClientIp`] it resolved into the request.
     pub(crate) fn plan<B>(&self, request: &mut Request<B>) -> Option<(u32, Key)> {
-        let ip = IpSource::new(&self.resolver);
+        let ip = IpSource::new(&self.trusted_proxies);
         let consumer = if self.reads_consumer {
-            request.extensions().get::<Consumer>()
+            request.extensions().get::<ConsumerIdentity>()
         } else {
             None
         };

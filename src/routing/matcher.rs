@@ -4,7 +4,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use regex::bytes::Regex;
 
 use super::error::RouteErrorKind;
-use super::path::decode_query;
+use crate::percent::decode_form;
 
 /// How a header or query value is compared.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ impl QueryMatch {
             .filter(|p| !p.is_empty())
             .filter_map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (*decode_query(k) == *self.key).then(|| decode_query(v))
+                (*decode_form(k.as_bytes()) == *self.key).then(|| decode_form(v.as_bytes()))
             });
         match &self.test {
             // Decoded values may be owned, so they are tested one by one.

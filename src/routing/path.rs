@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::error::RouteErrorKind;
+use crate::percent::hex_value;
 
 /// Prefixes deeper than this are refused, so a lookup walks a bounded number
 /// of segments whatever the request path.
@@ -287,7 +288,7 @@ fn decode_unreserved(path: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+            && let (Some(h), Some(l)) = (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
             && is_unreserved(h * 16 + l)
         {
             out.push(char::from(h * 16 + l));
@@ -316,15 +317,6 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// RFC 3986 §5.2.4 for an absolute path.
 fn remove_dot_segments(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
@@ -349,35 +341,6 @@ fn remove_dot_segments(path: &str) -> String {
         result.push('/');
     }
     result
-}
-
-/// Percent-decodes a query component (`+` is a space), borrowed when there
-/// is nothing to decode.
-pub(crate) fn decode_query(s: &str) -> Cow<'_, [u8]> {
-    let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(bytes);
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let high = bytes.get(i + 1).copied().and_then(hex);
-                let low = bytes.get(i + 2).copied().and_then(hex);
-                if let (Some(h), Some(l)) = (high, low) {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(out)
 }
 
 /// A path rewrite: literal text and captured parameters.
@@ -535,14 +498,6 @@ mod tests {
         assert_eq!(normalize("/x/%4"), "/x/%4");
         assert_eq!(normalize("/é/%7e"), "/é/~");
         assert_eq!(normalize("/.well-known/x"), "/.well-known/x");
-    }
-
-    #[test]
-    fn query_decoding() {
-        assert_eq!(&*decode_query("a+b%21"), b"a b!");
-        assert_eq!(&*decode_query("%"), b"%");
-        assert_eq!(&*decode_query("%zz"), b"%zz");
-        assert!(matches!(decode_query("plain"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub struct Route<B> {
     rewrite_path: Option<String>,
     rewrite_host: Option<String>,
     target: Option<Target<B>>,
+    reported_as: Option<String>,
 }
 
 impl<B> fmt::Debug for Route<B> {
@@ -64,6 +65,7 @@ impl<B> fmt::Debug for Route<B> {
             .field("strip_prefix", &self.strip_prefix)
             .field("rewrite_path", &self.rewrite_path)
             .field("rewrite_host", &self.rewrite_host)
+            .field("reported_as", &self.reported_as)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +86,7 @@ impl<B: 'static> Route<B> {
             rewrite_path: None,
             rewrite_host: None,
             target: None,
+            reported_as: None,
         }
     }
 
@@ -246,6 +249,17 @@ impl<B: 'static> Route<B> {
         self
     }
 
+    /// The [`RouteName`](crate::identity::RouteName) the router inserts into
+    /// the requests of this route, which per-route rate limits read. Routes
+    /// that are alternatives of one logical route (the gateway's `orders`,
+    /// `orders#2`) report the same name, so they are counted together.
+    ///
+    /// Default: the route's name.
+    pub fn reported_as(mut self, name: impl Into<String>) -> Self {
+        self.reported_as = Some(name.into());
+        self
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -329,6 +343,8 @@ impl<B: 'static> Route<B> {
             Some(Target::Split(split)) => RouteTarget::Split(split.compile().map_err(err)?),
         };
         let methods = (!self.methods.is_empty()).then(|| self.methods.into_boxed_slice());
+        let route_name =
+            crate::identity::RouteName(self.reported_as.map_or_else(|| name.clone(), Arc::from));
         Ok((
             RouteRule {
                 name,
@@ -344,6 +360,7 @@ impl<B: 'static> Route<B> {
                 rewrite,
                 host,
                 target,
+                route_name,
             },
         ))
     }
@@ -357,6 +374,8 @@ pub(crate) struct RouteAction<B> {
     pub(crate) rewrite: Option<Template>,
     pub(crate) host: Option<HeaderValue>,
     pub(crate) target: RouteTarget<B>,
+    /// The identity extension inserted into the route's requests.
+    pub(crate) route_name: crate::identity::RouteName,
 }
 
 pub(crate) enum RouteTarget<B> {

@@ -275,6 +275,7 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
                 service.clone()
             }
         };
+        req.extensions_mut().insert(action.route_name.clone());
         req.extensions_mut().insert(matched.clone());
         RouteFuture::called(service.oneshot(req), matched)
     }

@@ -78,8 +78,7 @@ pub struct JsonBodyLayer {
     request: JsonOps,
     response: JsonOps,
     max_body: usize,
-    #[cfg(feature = "ip-restriction")]
-    client_ip: Option<crate::ip_restriction::ClientIp>,
+    client_ip: Option<crate::net::TrustedProxies>,
     counters: Arc<Counters>,
 }
 
@@ -89,7 +88,6 @@ impl Default for JsonBodyLayer {
             request: JsonOps::new(),
             response: JsonOps::new(),
             max_body: DEFAULT_MAX_BODY,
-            #[cfg(feature = "ip-restriction")]
             client_ip: None,
             counters: Arc::default(),
         }
@@ -130,8 +128,7 @@ impl JsonBodyLayer {
     /// [`TransformLayer::client_ip`](super::TransformLayer::client_ip).
     ///
     /// Default: the socket peer.
-    #[cfg(feature = "ip-restriction")]
-    pub fn client_ip(mut self, resolver: crate::ip_restriction::ClientIp) -> Self {
+    pub fn client_ip(mut self, resolver: crate::net::TrustedProxies) -> Self {
         self.client_ip = Some(resolver);
         self
     }
@@ -162,12 +159,9 @@ impl JsonBodyLayer {
                 JsonOps::from_config(&config.response.body).map_err(|e| e.at("response.body"))?,
             )
             .max_body(usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX));
-        #[cfg(feature = "ip-restriction")]
-        let layer = layer.client_ip(crate::ip_restriction::ClientIp::trusting(
-            trusted_proxies.iter().copied().map(Into::into),
+        let layer = layer.client_ip(crate::net::TrustedProxies::new(
+            trusted_proxies.iter().copied(),
         ));
-        #[cfg(not(feature = "ip-restriction"))]
-        let _ = trusted_proxies;
         Ok((!layer.is_empty()).then_some(layer))
     }
 }
@@ -178,8 +172,7 @@ struct Shared {
     request: JsonOps,
     response: JsonOps,
     max_body: usize,
-    #[cfg(feature = "ip-restriction")]
-    client_ip: Option<crate::ip_restriction::ClientIp>,
+    client_ip: Option<crate::net::TrustedProxies>,
     vars: Arc<VarSet>,
     counters: Arc<Counters>,
 }
@@ -197,7 +190,6 @@ impl<S> Layer<S> for JsonBodyLayer {
                 request: self.request.clone(),
                 response: self.response.clone(),
                 max_body: self.max_body,
-                #[cfg(feature = "ip-restriction")]
                 client_ip: self.client_ip.clone(),
                 vars: Arc::new(vars),
                 counters: Arc::clone(&self.counters),
@@ -220,9 +212,8 @@ impl<S> JsonBody<S> {
     }
 
     fn client_ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
-        #[cfg(feature = "ip-restriction")]
         if let Some(resolver) = &self.shared.client_ip {
-            return resolver.resolve_request(request);
+            return resolver.client_ip(request.headers(), request.extensions());
         }
         request
             .extensions()

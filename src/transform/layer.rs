@@ -17,8 +17,7 @@ pub struct TransformLayer {
     request: HeaderOps,
     query: QueryOps,
     response: HeaderOps,
-    #[cfg(feature = "ip-restriction")]
-    client_ip: Option<crate::ip_restriction::ClientIp>,
+    client_ip: Option<crate::net::TrustedProxies>,
     counters: Arc<Counters>,
 }
 
@@ -30,8 +29,7 @@ pub(crate) struct Shared {
     pub(crate) request: HeaderOps,
     pub(crate) query: QueryOps,
     pub(crate) response: HeaderOps,
-    #[cfg(feature = "ip-restriction")]
-    pub(crate) client_ip: Option<crate::ip_restriction::ClientIp>,
+    pub(crate) client_ip: Option<crate::net::TrustedProxies>,
     /// Every variable of every template (empty when all values are
     /// fixed), and the layer's counters.
     pub(crate) vars: Arc<VarSet>,
@@ -70,11 +68,10 @@ impl TransformLayer {
 
     /// How `${client_ip}` is resolved: with trusted proxies, the right-most
     /// untrusted `X-Forwarded-For` entry (see
-    /// [`ClientIp`](crate::ip_restriction::ClientIp)).
+    /// [`TrustedProxies`](crate::net::TrustedProxies)).
     ///
     /// Default: the socket peer ([`PeerAddr`](crate::peer::PeerAddr)).
-    #[cfg(feature = "ip-restriction")]
-    pub fn client_ip(mut self, resolver: crate::ip_restriction::ClientIp) -> Self {
+    pub fn client_ip(mut self, resolver: crate::net::TrustedProxies) -> Self {
         self.client_ip = Some(resolver);
         self
     }
@@ -102,12 +99,9 @@ impl TransformLayer {
             .request(HeaderOps::from_config(&config.request).map_err(|e| e.at("request"))?)
             .query(QueryOps::from_config(&config.request.query).map_err(|e| e.at("request.query"))?)
             .response(HeaderOps::from_config(&config.response).map_err(|e| e.at("response"))?);
-        #[cfg(feature = "ip-restriction")]
-        let layer = layer.client_ip(crate::ip_restriction::ClientIp::trusting(
-            trusted_proxies.iter().copied().map(Into::into),
+        let layer = layer.client_ip(crate::net::TrustedProxies::new(
+            trusted_proxies.iter().copied(),
         ));
-        #[cfg(not(feature = "ip-restriction"))]
-        let _ = trusted_proxies;
         Ok(layer)
     }
 
@@ -127,7 +121,6 @@ impl TransformLayer {
             request: self.request.clone(),
             query: self.query.clone(),
             response: self.response.clone(),
-            #[cfg(feature = "ip-restriction")]
             client_ip: self.client_ip.clone(),
             vars: Arc::new(vars),
         }

@@ -39,9 +39,8 @@ impl<S> Transform<S> {
     }
 
     fn client_ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
-        #[cfg(feature = "ip-restriction")]
         if let Some(resolver) = &self.shared.client_ip {
-            return resolver.resolve_request(request);
+            return resolver.client_ip(request.headers(), request.extensions());
         }
         request
             .extensions()

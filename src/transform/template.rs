@@ -10,7 +10,7 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 /// | variable | value | comes from |
 /// | --- | --- | --- |
 /// | `${request_id}` | the request id | [`RequestId`](crate::observe::RequestId), put by `observe::RequestIdLayer` (feature `observe`) |
-/// | `${client_ip}` | the client address | the socket peer ([`PeerAddr`](crate::peer::PeerAddr)), or the trusted-proxy-aware address when the layer has a resolver (`TransformLayer::client_ip`, feature `ip-restriction`) |
+/// | `${client_ip}` | the client address | the socket peer ([`PeerAddr`](crate::peer::PeerAddr)), or the trusted-proxy-aware address when the layer has a resolver (`TransformLayer::client_ip`) |
 /// | `${route}` | the route's name | [`MatchedRoute`](crate::routing::MatchedRoute) (feature `routing`) |
 /// | `${consumer}` | the consumer's name | the `auth::Consumer` an API key resolved to (feature `auth`) |
 /// | `${claim.<name>}` | a JWT claim | `auth::jwt::Claims` (feature `auth`): strings as they are, numbers and booleans in JSON form, arrays of those joined with `,`; objects and `null` count as missing. A dotted name is a top-level key if there is one, else a path into nested objects (`${claim.org.id}`) |

@@ -6,6 +6,9 @@ mod assembly;
 mod pki;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use meshgate::error::{Rejection, RejectionKind};
-use meshgate::ip_restriction::{ClientIp, IpRestrictionLayer};
+use meshgate::ip_restriction::IpRestrictionLayer;
+use meshgate::net::TrustedProxies;
 use meshgate::peer::PeerAddr;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -54,8 +55,8 @@ impl Harness {
     }
 }
 
-fn trusted() -> ClientIp {
-    ClientIp::trusting(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()])
+fn trusted() -> TrustedProxies {
+    TrustedProxies::new(["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()])
 }
 
 #[tokio::test]

@@ -5,8 +5,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meshgate::Body;
+use meshgate::net::TrustedProxies;
 use meshgate::peer::PeerAddr;
-use meshgate::proxy::{HostHeader, IncomingForwarded, Proxy, TrustedProxies};
+use meshgate::proxy::{HostHeader, IncomingForwarded, Proxy};
 use tower::ServiceExt;
 
 use crate::support::{exchange, head, recording_upstream, serve_proxy, upstream};
@@ -183,7 +184,7 @@ async fn an_incoming_chain_is_replaced_by_default_and_appended_when_asked() {
     let proxy = Proxy::builder()
         .upstream(format!("http://{upstream_addr}").parse().unwrap())
         .incoming_forwarded(IncomingForwarded::AppendFrom(
-            TrustedProxies::new(["10.0.0.0/8"]).unwrap(),
+            TrustedProxies::parse(["10.0.0.0/8"]).unwrap(),
         ))
         .build()
         .unwrap();

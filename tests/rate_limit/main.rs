@@ -10,15 +10,22 @@ use std::time::Duration;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use meshgate::error::{Rejection, RejectionKind};
+use meshgate::identity::{ConsumerIdentity, RouteName};
+use meshgate::net::ClientIp;
 use meshgate::peer::PeerAddr;
-use meshgate::rate_limit::{ClientIp, Consumer, Decision, KeyBy, Quota, RateLimitLayer, RouteName};
+use meshgate::rate_limit::{Decision, KeyBy, Quota, RateLimitLayer};
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod client_ip;
+#[cfg(all(feature = "auth", feature = "routing"))]
+mod identity;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 mod shedding;
 
 /// An inner service that counts its calls and echoes the `ClientIp` it saw.
@@ -63,7 +70,7 @@ fn from(peer: &str) -> Request<()> {
 
 fn consumer(name: &str, tier: Option<&str>) -> Request<()> {
     let mut request = from("192.0.2.1");
-    let mut c = Consumer::new(name);
+    let mut c = ConsumerIdentity::new(name);
     if let Some(tier) = tier {
         c = c.with_tier(tier);
     }
@@ -277,7 +284,9 @@ async fn anonymous_requests_fall_back_to_the_client_ip() {
     assert_eq!(send(&service, from("192.0.2.2")).await.status(), 200);
     // The consumer "192.0.2.3" is not the client 192.0.2.3.
     let mut named = from("192.0.2.3");
-    named.extensions_mut().insert(Consumer::new("192.0.2.3"));
+    named
+        .extensions_mut()
+        .insert(ConsumerIdentity::new("192.0.2.3"));
     assert_eq!(send(&service, named).await.status(), 200);
     assert_eq!(send(&service, from("192.0.2.3")).await.status(), 200);
 }

@@ -1,10 +1,6 @@
-//! The Redis backend against a real `redis-server` on a free loopback port.
-//!
-//! `redis-server` must be on PATH (`scripts/test` installs it); these tests
-//! fail, not skip, when it is missing.
+//! The Redis backend against a real `redis-server` on a free loopback port
+//! ([`RedisServer`]).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -12,70 +8,8 @@ use meshgate::error::{Rejection, RejectionKind};
 use meshgate::rate_limit::{OnRedisError, Quota, RateLimitLayer, RedisBackend};
 use tower::Layer;
 
+use super::redis_server::RedisServer;
 use super::{Upstream, from, send};
-
-/// A `redis-server` child process, killed when dropped.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self { child: None, port };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): the Redis backend tests need it on PATH; \
-                     install it (apt-get install redis-server) or run scripts/test, which does"
-                )
-            });
-        self.child = Some(child);
-        // Ready when it accepts connections: bounded polling.
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "redis-server did not listen on port {} within 5 s",
-            self.port
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 #[tokio::test]
 async fn two_gateways_share_one_limit() {

@@ -164,10 +164,12 @@ async fn request_id_comes_from_the_request_id_layer() {
 #[cfg(feature = "ip-restriction")]
 #[tokio::test]
 async fn client_ip_honours_trusted_proxies_when_given_a_resolver() {
-    use meshgate::ip_restriction::ClientIp;
+    use meshgate::net::{IpNet, TrustedProxies};
     let layer = TransformLayer::new()
         .request(HeaderOps::new().set(name("x-real-ip"), tpl("${client_ip}")))
-        .client_ip(ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]));
+        .client_ip(TrustedProxies::new(["10.0.0.0/8"
+            .parse::<IpNet>()
+            .unwrap()]));
     let via_proxy = from_peer("10.0.0.5:1")
         .header("x-forwarded-for", "6.6.6.6, 203.0.113.4")
         .body(())

@@ -619,6 +619,10 @@ impl Config {
                 TokenSource::Cookie(_) => {}
             }
         }
+        if let Some(subject) = claims.subject() {
+            let subject = crate::identity::Subject(std::sync::Arc::from(subject));
+            request.extensions_mut().insert(subject);
+        }
         request.extensions_mut().insert(claims);
     }
 
