@@ -243,6 +243,9 @@ pub fn consumer_from_config(consumer: &crate::config::Consumer) -> Consumer {
     if let Some(tier) = &consumer.tier {
         value = value.with_tier(tier.clone());
     }
+    for group in &consumer.groups {
+        value = value.with_group(group.clone());
+    }
     for (k, v) in &consumer.metadata {
         value = value.with_metadata(k.clone(), v.clone());
     }

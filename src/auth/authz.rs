@@ -284,6 +284,7 @@ impl AuthzRule {
         };
         out = out
             .consumers(rule.consumers.iter().cloned())
+            .groups(rule.groups.iter().cloned())
             .subjects(&rule.subjects)
             .roles(rule.roles.iter().cloned())
             .scopes(rule.scopes.iter().cloned())

@@ -115,7 +115,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use auth::{
-    ApiKeyAuth, AuthzAction, AuthzRule, Consumer, JwtAlgorithm, JwtAuth, JwtIssuer, JwtKey,
+    ApiKeyAuth, AuthzAction, AuthzRule, Consumer, JwksCa, JwtAlgorithm, JwtAuth, JwtIssuer, JwtKey,
     JwtKeys, KeyMaterial, RouteAuth, TokenSource,
 };
 pub use cidr::{Cidr, CidrError};

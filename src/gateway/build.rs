@@ -1,6 +1,7 @@
 //! Config → layers: the one place that turns a validated [`Config`] into
 //! the stacks the gateway serves. No request logic lives here.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tower_layer::Layer;
 use crate::auth::any::JwtOrApiKeyLayer;
 use crate::auth::api_key::ApiKeyLayer;
 use crate::auth::authz::AuthzLayer;
-use crate::auth::jwt::JwtLayer;
+use crate::auth::jwt::{Jwks, JwtLayer};
 use crate::body::Body;
 use crate::cache::CacheLayer;
 use crate::circuit_breaker::CircuitBreakerLayer;
@@ -107,6 +108,7 @@ pub(crate) struct Built {
 /// Builds the router and its per-route stacks.
 pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut problems = unsupported(config);
+    let jwks = jwks_caches(config, &mut problems);
     let mut upstreams = Vec::new();
     for (i, upstream) in config.upstreams.iter().enumerate() {
         match build_upstream(upstream, &config.trusted_proxies, client_scheme(config)) {
@@ -127,7 +129,7 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut router = Router::builder();
     for (index, route) in config.routes.iter().enumerate() {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
-        let policies = match Policies::for_route(config, index, route, &mut redis) {
+        let policies = match Policies::for_route(config, index, route, &jwks, &mut redis) {
             Ok(policies) => {
                 if let Some(limiter) = &policies.rate_limit {
                     limiters.push((route.name.clone(), limiter.clone()));
@@ -583,6 +585,24 @@ fn unsupported(config: &Config) -> Vec<String> {
             }
         }
     }
+    for (i, issuer) in config.jwt_issuers.iter().enumerate() {
+        if let config::JwtKeys::Jwks { url, ca, .. } = &issuer.keys
+            && !cfg!(feature = "tls")
+        {
+            if url.starts_with("https://") {
+                refuse(
+                    format!("jwt_issuers[{i}].jwks_url"),
+                    "an https JWKS URL (cargo feature `tls`)",
+                );
+            }
+            if ca.is_some() {
+                refuse(
+                    format!("jwt_issuers[{i}].jwks_ca"),
+                    "private JWKS roots (cargo feature `tls`)",
+                );
+            }
+        }
+    }
     for (i, listener) in config.listeners.iter().enumerate() {
         if listener.tls.is_some() && !cfg!(feature = "tls") {
             refuse(
@@ -598,6 +618,30 @@ fn unsupported(config: &Config) -> Vec<String> {
         );
     }
     problems
+}
+
+/// One JWKS cache per issuer with a `jwks_url`, shared by every route that
+/// names the issuer (one background refresh, one unknown-`kid` budget).
+/// A `jwks_ca` file is read here; problems name the issuer's field.
+fn jwks_caches(config: &Config, problems: &mut Vec<String>) -> HashMap<String, Jwks> {
+    let mut caches = HashMap::new();
+    for (i, issuer) in config.jwt_issuers.iter().enumerate() {
+        // An issuer already refused (a feature this build lacks) is not
+        // reported twice.
+        let field = format!("jwt_issuers[{i}].");
+        if problems.iter().any(|p| p.starts_with(&field)) {
+            continue;
+        }
+        match Jwks::from_config(issuer) {
+            Ok(Some(jwks)) => {
+                caches.insert(issuer.name.clone(), jwks);
+            }
+            Ok(None) => {}
+            // The message starts with the field (`jwks_url: `, `jwks_ca: `).
+            Err(error) => problems.push(format!("jwt_issuers[{i}].{error}")),
+        }
+    }
+    caches
 }
 
 /// The gateway's one Redis connection, opened (lazily: it connects on first
@@ -663,6 +707,7 @@ impl Policies {
         config: &Config,
         index: usize,
         route: &config::Route,
+        jwks: &HashMap<String, Jwks>,
         redis: &mut RedisConnection,
     ) -> Result<Self, String> {
         let at = |section: &str, e: &dyn fmt::Display| format!("routes[{index}].{section}: {e}");
@@ -678,7 +723,7 @@ impl Policies {
             let jwt = auth
                 .jwt
                 .as_ref()
-                .map(|jwt| JwtLayer::from_config(jwt, &config.jwt_issuers))
+                .map(|jwt| JwtLayer::from_config_with_jwks(jwt, &config.jwt_issuers, jwks))
                 .transpose()
                 .map_err(|e| at("auth.jwt", &e))?;
             let key = auth

@@ -238,6 +238,7 @@ fn full_example_parses_to_the_expected_values() {
             url: "https://auth.example.com/.well-known/jwks.json".into(),
             refresh_interval: secs(600),
             min_refresh_interval: secs(60),
+            ca: None,
         }
     );
     assert_eq!(

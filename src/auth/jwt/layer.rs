@@ -303,12 +303,25 @@ impl JwtLayer {
 impl JwtLayer {
     /// The layer for a route's `jwt` section, with the config's issuers.
     ///
-    /// JWKS issuers are fetched with [`Jwks::new`] (plain HTTP); fails for
-    /// an unknown issuer name, an `https` JWKS URL, or a bad static key.
-    /// Claim headers are the union of the issuers' mappings.
+    /// Each JWKS issuer gets its own cache ([`Jwks::from_config`]); to share
+    /// one cache per issuer between routes, build them once and use
+    /// [`from_config_with_jwks`](Self::from_config_with_jwks). Fails for an
+    /// unknown issuer name, a bad JWKS URL or `jwks_ca`, or a bad static
+    /// key. Claim headers are the union of the issuers' mappings.
     pub fn from_config(
         auth: &crate::config::JwtAuth,
         issuers: &[crate::config::JwtIssuer],
+    ) -> Result<Self, ConfigError> {
+        Self::from_config_with_jwks(auth, issuers, &std::collections::HashMap::new())
+    }
+
+    /// As [`from_config`](Self::from_config), taking the JWKS cache of an
+    /// issuer from `jwks` (by issuer name) when it is there, so that every
+    /// route naming the issuer shares one cache and one background refresh.
+    pub fn from_config_with_jwks(
+        auth: &crate::config::JwtAuth,
+        issuers: &[crate::config::JwtIssuer],
+        jwks: &std::collections::HashMap<String, Jwks>,
     ) -> Result<Self, ConfigError> {
         let mut layer: Option<JwtLayer> = None;
         let mut headers: Vec<(String, HeaderName)> = Vec::new();
@@ -317,32 +330,21 @@ impl JwtLayer {
                 .iter()
                 .find(|i| &i.name == name)
                 .ok_or_else(|| ConfigError::new(format!("jwt issuer {name:?} is not defined")))?;
+            let in_issuer = |e: ConfigError| ConfigError::new(format!("jwt issuer {name:?}: {e}"));
             let mut issuer = Issuer::new()
                 .issuer(config.issuer.clone())
                 .leeway(config.leeway);
             for aud in &config.audiences {
                 issuer = issuer.audience(aud.clone());
             }
-            match &config.keys {
-                crate::config::JwtKeys::Static(keys) => {
-                    for key in keys {
-                        issuer =
-                            issuer.key(JwtKey::from_config(key).map_err(|e| {
-                                ConfigError::new(format!("jwt issuer {name:?}: {e}"))
-                            })?);
-                    }
+            if let crate::config::JwtKeys::Static(keys) = &config.keys {
+                for key in keys {
+                    issuer = issuer.key(JwtKey::from_config(key).map_err(in_issuer)?);
                 }
-                crate::config::JwtKeys::Jwks {
-                    url,
-                    refresh_interval,
-                    min_refresh_interval,
-                } => {
-                    let jwks = Jwks::new(url)
-                        .map_err(|e| ConfigError::new(format!("jwt issuer {name:?}: {e}")))?
-                        .refresh_interval(*refresh_interval)
-                        .min_refresh_interval(*min_refresh_interval);
-                    issuer = issuer.jwks(jwks);
-                }
+            } else if let Some(shared) = jwks.get(name) {
+                issuer = issuer.jwks(shared.clone());
+            } else if let Some(own) = Jwks::from_config(config).map_err(in_issuer)? {
+                issuer = issuer.jwks(own);
             }
             for mapping in &config.claims_to_headers {
                 if !headers.contains(mapping) {
