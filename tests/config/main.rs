@@ -14,6 +14,8 @@ use meshgate::config::{
     RouteAction, Scheme, Sticky, TokenSource, ValueMatch,
 };
 
+mod auth;
+
 const EXAMPLE: &str = include_str!("../../examples/gateway.yaml");
 
 const HS_SECRET: &str = "hs-secret-that-is-long-enough-for-hs256!";
