@@ -12,8 +12,9 @@ use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 
+use crate::auth::ConsumerStore;
 use crate::auth::any::JwtOrApiKeyLayer;
-use crate::auth::api_key::ApiKeyLayer;
+use crate::auth::api_key::{ApiKeyLayer, consumer_store_from_config};
 use crate::auth::authz::AuthzLayer;
 use crate::auth::jwt::{Jwks, JwtLayer};
 use crate::body::Body;
@@ -108,7 +109,7 @@ pub(crate) struct Built {
 /// Builds the router and its per-route stacks.
 pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut problems = unsupported(config);
-    let jwks = jwks_caches(config, &mut problems);
+    let identities = Identities::new(config, &mut problems);
     let mut upstreams = Vec::new();
     for (i, upstream) in config.upstreams.iter().enumerate() {
         match build_upstream(upstream, &config.trusted_proxies, client_scheme(config)) {
@@ -129,7 +130,7 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut router = Router::builder();
     for (index, route) in config.routes.iter().enumerate() {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
-        let policies = match Policies::for_route(config, index, route, &jwks, &mut redis) {
+        let policies = match Policies::for_route(config, index, route, &identities, &mut redis) {
             Ok(policies) => {
                 if let Some(limiter) = &policies.rate_limit {
                     limiters.push((route.name.clone(), limiter.clone()));
@@ -620,28 +621,41 @@ fn unsupported(config: &Config) -> Vec<String> {
     problems
 }
 
-/// One JWKS cache per issuer with a `jwks_url`, shared by every route that
-/// names the issuer (one background refresh, one unknown-`kid` budget).
-/// A `jwks_ca` file is read here; problems name the issuer's field.
-fn jwks_caches(config: &Config, problems: &mut Vec<String>) -> HashMap<String, Jwks> {
-    let mut caches = HashMap::new();
-    for (i, issuer) in config.jwt_issuers.iter().enumerate() {
-        // An issuer already refused (a feature this build lacks) is not
-        // reported twice.
-        let field = format!("jwt_issuers[{i}].");
-        if problems.iter().any(|p| p.starts_with(&field)) {
-            continue;
-        }
-        match Jwks::from_config(issuer) {
-            Ok(Some(jwks)) => {
-                caches.insert(issuer.name.clone(), jwks);
+/// Who the gateway knows, built once and shared by every route: one
+/// consumer store with every consumer's key digests, and one JWKS cache per
+/// issuer with a `jwks_url` (one background refresh and one unknown-`kid`
+/// budget per issuer, however many routes name it).
+struct Identities {
+    consumers: ConsumerStore,
+    jwks: HashMap<String, Jwks>,
+}
+
+impl Identities {
+    /// Reads `jwks_ca` files; problems name the field.
+    fn new(config: &Config, problems: &mut Vec<String>) -> Self {
+        let consumers = consumer_store_from_config(&config.consumers).unwrap_or_else(|error| {
+            problems.push(format!("consumers: {error}"));
+            ConsumerStore::new()
+        });
+        let mut jwks = HashMap::new();
+        for (i, issuer) in config.jwt_issuers.iter().enumerate() {
+            // An issuer already refused (a feature this build lacks) is
+            // not reported twice.
+            let field = format!("jwt_issuers[{i}].");
+            if problems.iter().any(|p| p.starts_with(&field)) {
+                continue;
             }
-            Ok(None) => {}
-            // The message starts with the field (`jwks_url: `, `jwks_ca: `).
-            Err(error) => problems.push(format!("jwt_issuers[{i}].{error}")),
+            match Jwks::from_config(issuer) {
+                Ok(Some(cache)) => {
+                    jwks.insert(issuer.name.clone(), cache);
+                }
+                Ok(None) => {}
+                // The message starts with the field (`jwks_url: `, `jwks_ca: `).
+                Err(error) => problems.push(format!("{field}{error}")),
+            }
         }
+        Identities { consumers, jwks }
     }
-    caches
 }
 
 /// The gateway's one Redis connection, opened (lazily: it connects on first
@@ -707,7 +721,7 @@ impl Policies {
         config: &Config,
         index: usize,
         route: &config::Route,
-        jwks: &HashMap<String, Jwks>,
+        identities: &Identities,
         redis: &mut RedisConnection,
     ) -> Result<Self, String> {
         let at = |section: &str, e: &dyn fmt::Display| format!("routes[{index}].{section}: {e}");
@@ -723,13 +737,21 @@ impl Policies {
             let jwt = auth
                 .jwt
                 .as_ref()
-                .map(|jwt| JwtLayer::from_config_with_jwks(jwt, &config.jwt_issuers, jwks))
+                .map(|jwt| {
+                    JwtLayer::from_config_with_jwks(jwt, &config.jwt_issuers, &identities.jwks)
+                })
                 .transpose()
                 .map_err(|e| at("auth.jwt", &e))?;
             let key = auth
                 .api_key
                 .as_ref()
-                .map(|key| ApiKeyLayer::from_config(key, &config.consumers))
+                .map(|key| {
+                    ApiKeyLayer::from_config_with_store(
+                        key,
+                        &config.consumers,
+                        identities.consumers.clone(),
+                    )
+                })
                 .transpose()
                 .map_err(|e| at("auth.api_key", &e))?;
             policies.authn = match (jwt, key) {
