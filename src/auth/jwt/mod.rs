@@ -9,7 +9,8 @@
 //!   must equal the key's, so it never chooses the key type; `alg: none`
 //!   has no key; an `HS256` token is never checked against an RSA key.
 //!   Keys are static (HMAC secrets, PEM, JWK) or come from a JWKS URL
-//!   ([`Jwks`]) refreshed in the background and on an unknown `kid`, at
+//!   ([`Jwks`], `https` with the `tls` feature: Mozilla's roots or a
+//!   private CA) refreshed in the background and on an unknown `kid`, at
 //!   most once per interval.
 //! * **Claims**: `exp` is always required, `nbf` checked, `iss` and `aud`
 //!   required and checked when the issuer sets them, with a leeway
@@ -68,6 +69,7 @@ mod jwks;
 mod key;
 mod layer;
 mod service;
+mod verify;
 
 pub use claims::Claims;
 pub use jsonwebtoken::Algorithm;
