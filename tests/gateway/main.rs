@@ -1,8 +1,9 @@
 //! Integration tests of the gateway assembly over real sockets on loopback.
 
 mod assembly;
-#[cfg(feature = "tls")]
 mod auth;
+#[cfg(feature = "tls")]
+mod auth_https;
 #[cfg(feature = "redis")]
 mod redis;
 mod server;
