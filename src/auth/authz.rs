@@ -291,6 +291,15 @@ impl AuthzRule {
             .peers(&rule.peers)
             .methods(rule.methods.iter().cloned())
             .paths(&rule.paths);
+        for (name, values) in &rule.headers {
+            // Validation refused names that are not header names.
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                out = out.header(name, values);
+            }
+        }
+        for (name, values) in &rule.claims {
+            out = out.claim(name.clone(), values);
+        }
         out
     }
 }

@@ -115,6 +115,15 @@ pub struct AuthzRule {
     /// Request paths: exact, `/prefix/*`, or `*` for any.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Request headers, by name: each must be present with a value
+    /// matching one of its patterns (exact, `prefix*`, `*suffix`, or `*`
+    /// for any value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// JWT claims, by name: each must be a string (or an array holding a
+    /// string) matching one of its patterns, as for `headers`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, Vec<String>>,
 }
 
 /// What an authorization rule does when it matches.

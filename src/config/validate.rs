@@ -1396,6 +1396,23 @@ impl Validator<'_> {
                 );
             }
         }
+        for (name, values) in &rule.headers {
+            let field = format!("{path}.headers.{name}");
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.push(&field, format!("invalid header name {name:?}"));
+            }
+            if values.is_empty() {
+                self.push(field, "at least one value is needed (\"*\" for any)");
+            }
+        }
+        for (name, values) in &rule.claims {
+            if values.is_empty() {
+                self.push(
+                    format!("{path}.claims.{name}"),
+                    "at least one value is needed (\"*\" for any)",
+                );
+            }
+        }
         for (i, p) in rule.paths.iter().enumerate() {
             let glob_ok =
                 p == "*" || (p.starts_with('/') && !p.trim_end_matches('*').contains('*'));

@@ -119,3 +119,43 @@ fn bad_jwks_ca_names_the_field() {
     }
     assert_eq!(problems.len(), expected.len(), "{problems:#?}");
 }
+
+#[test]
+fn policy_headers_and_claims() {
+    let config = load(&format!(
+        "{BASE}routes:
+  - name: r
+    upstream: up
+    auth:
+      policies:
+        - action: allow
+          headers: {{ X-Env: [prod, \"stag*\"] }}
+          claims: {{ tenant: [acme] }}
+"
+    ));
+    let rule = &config.routes[0].auth.as_ref().unwrap().policies[0];
+    assert_eq!(rule.headers["X-Env"], ["prod", "stag*"]);
+    assert_eq!(rule.claims["tenant"], ["acme"]);
+
+    let problems = errors(&format!(
+        "{BASE}routes:
+  - name: r
+    upstream: up
+    auth:
+      policies:
+        - {{ action: deny, headers: {{ \"bad name\": [x], x-ok: [] }}, claims: {{ tenant: [] }} }}
+"
+    ));
+    let expected = [
+        r#"routes[0].auth.policies[0].headers.bad name: invalid header name "bad name""#,
+        r#"routes[0].auth.policies[0].headers.x-ok: at least one value is needed ("*" for any)"#,
+        r#"routes[0].auth.policies[0].claims.tenant: at least one value is needed ("*" for any)"#,
+    ];
+    for needle in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(needle)),
+            "{needle} missing from {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+}
