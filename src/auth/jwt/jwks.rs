@@ -71,8 +71,8 @@ struct Shared {
 ///
 /// * [`Jwks::new`] fetches `http://` and, with the `tls` cargo feature,
 ///   `https://` URLs (rustls with aws-lc-rs, Mozilla's roots);
-///   [`Jwks::with_roots_pem`] trusts a private CA instead. Without `tls`,
-///   an `https` URL is refused when the `Jwks` is built.
+///   `Jwks::with_roots_pem` (feature `tls`) trusts a private CA instead.
+///   Without `tls`, an `https` URL is refused when the `Jwks` is built.
 /// * The keys are fetched on first use and then in the background: after
 ///   the document's `Cache-Control: max-age`, bounded to
 ///   [`min_refresh_interval`](Self::min_refresh_interval) ..
