@@ -37,8 +37,9 @@ const NOT_YET: Refused = "the token is not valid yet";
 const WRONG_ISS: Refused = "the token's issuer is not accepted";
 const WRONG_AUD: Refused = "the token's audience is not accepted";
 
-/// The three segments of a compact JWS.
-#[derive(Debug, Clone, Copy)]
+/// The three segments of a compact JWS. No `Debug`: it would print the
+/// token.
+#[derive(Clone, Copy)]
 pub(crate) struct Parts<'t> {
     header: &'t str,
     payload: &'t str,
