@@ -529,6 +529,9 @@ impl Shared {
                 })
             }
             Err(error) => {
+                // The causes too: a client error alone says "Connect", its
+                // source says which certificate check failed.
+                let error = causes(&*error);
                 tracing::warn!(url = %redacted(&self.url), %error, "JWKS refresh failed; keeping the last good keys");
                 settings.min_refresh_interval
             }
@@ -538,6 +541,21 @@ impl Shared {
         // Dropping the sender wakes every waiter.
         state.in_flight = None;
     }
+}
+
+/// An error and its sources, `: `-joined.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Refreshes at the interval the last fetch set, until the keys are dropped.
@@ -575,6 +593,29 @@ mod tests {
         assert!(error.to_string().starts_with("JWKS roots: "), "{error}");
         let ca = rcgen::generate_simple_self_signed(vec!["idp".to_owned()]).unwrap();
         assert!(Jwks::with_roots_pem("https://idp/keys", ca.cert.pem().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn causes_are_joined() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Outer(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert_eq!(
+            causes(&error),
+            "client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
     }
 
     #[test]
