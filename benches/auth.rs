@@ -1,5 +1,8 @@
 //! API-key and JWT checks through the layers against a bare `service_fn`
 //! and a raw `jsonwebtoken::decode` of the same token, in the same run.
+//! `auth/jwt_hs256` includes building the request, the claim headers, the
+//! extension and the inner `service_fn`; `auth/jwt_hs256_raw_decode` is
+//! the decode alone.
 //!
 //! `cargo bench --bench auth`
 
@@ -46,6 +49,16 @@ fn issuer(key: JwtKey) -> Issuer {
         .key(key)
 }
 
+/// The validation the layer applies for `issuer(..)`.
+fn raw_validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&["https://idp.bench/"]);
+    validation.set_audience(&["orders"]);
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -85,11 +98,7 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let raw_key = jsonwebtoken::DecodingKey::from_secret(SECRET);
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["https://idp.bench/"]);
-    validation.set_audience(&["orders"]);
-    validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let validation = raw_validation();
     c.bench_function("auth/jwt_hs256_raw_decode", |b| {
         b.iter(|| {
             black_box(
@@ -142,9 +151,64 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// `AUTH_PROFILE=<service_fn|raw_hs256|jwt_hs256>:<n>` runs `n` calls of
+/// one variant and exits, for instruction counts (callgrind or `perf stat
+/// -e instructions`), which a loaded machine does not blur.
+fn profile(spec: &str) {
+    let (variant, n) = spec.split_once(':').expect("variant:n");
+    let n: u64 = n.parse().expect("n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    rt.block_on(async {
+        match variant {
+            "service_fn" => {
+                let mut s = service_fn(ok);
+                for _ in 0..n {
+                    black_box(s.call(request("authorization", &bearer)).await.unwrap());
+                }
+            }
+            "raw_hs256" => {
+                let key = jsonwebtoken::DecodingKey::from_secret(SECRET);
+                let validation = raw_validation();
+                for _ in 0..n {
+                    black_box(
+                        jsonwebtoken::decode::<Map<String, Value>>(
+                            black_box(&token),
+                            &key,
+                            &validation,
+                        )
+                        .unwrap(),
+                    );
+                }
+            }
+            _ => {
+                let key = JwtKey::hmac(Algorithm::HS256, SECRET).unwrap();
+                let mut s = JwtLayer::new(issuer(key)).layer(service_fn(ok));
+                for _ in 0..n {
+                    let res = s.call(request("authorization", &bearer)).await.unwrap();
+                    assert_eq!(res.status(), 200);
+                    black_box(res);
+                }
+            }
+        }
+    });
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
+    if let Ok(spec) = std::env::var("AUTH_PROFILE") {
+        profile(&spec);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -16,7 +16,7 @@
 //! | [`load_balancer`] | endpoints (static, DNS, run-time updates), round robin, smooth WRR, random, P2C least-request and peak-EWMA, consistent hashing; active health checks, outlier ejection | `load-balancer` |
 //! | [`retry`] | retries: Istio `retryOn` conditions, jittered backoff, `Retry-After`, retry budget, body replay | `retry` |
 //! | [`routing`] | host, path (`matchit`), method, header, query routes; rewrites; weighted, sticky splits; 404/405 problems | `routing` |
-//! | [`auth`] | API keys of consumers (SHA-256 digests, constant-time compare), JWT with algorithm-bound keys and JWKS refresh, claims to headers, JWT-or-key, Istio-style ALLOW/DENY policies | `auth` |
+//! | [`auth`] | API keys of consumers (SHA-256 digests, constant-time compare), JWT with algorithm-bound keys and JWKS refresh (HTTPS with `tls`), claims to headers, JWT-or-key, Istio-style ALLOW/DENY policies (consumers, groups, subjects, roles, scopes, peers, methods, paths, headers, claims) | `auth` |
 //! | [`rate_limit`] | keyed multi-quota GCRA limits (all or none), tiers, route overrides, trusted-proxy client IP, load shedding, 429 with `Retry-After` and IETF `RateLimit` headers, bounded keys | `rate-limit` |
 //! | [`observe`] | request id, W3C trace context (and B3) propagation; request metrics (`metrics`), access log | `observe`, `metrics` |
 //! | [`proxy`] | streaming reverse proxy on a pooled client: hop-by-hop, `X-Forwarded-*`/`Forwarded`, `Via`, WebSocket tunnels, failures as 502/504 | `proxy` |

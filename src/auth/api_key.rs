@@ -190,7 +190,7 @@ impl ApiKeyLayer {
 #[cfg(feature = "config")]
 impl ApiKeyLayer {
     /// The layer for a route's `api_key` section, with the config's
-    /// consumers loaded into a new store.
+    /// consumers loaded into a new store ([`consumer_store_from_config`]).
     ///
     /// Fails when the route's `anonymous` consumer is not among `consumers`
     /// or a key belongs to two consumers.
@@ -198,17 +198,7 @@ impl ApiKeyLayer {
         auth: &crate::config::ApiKeyAuth,
         consumers: &[crate::config::Consumer],
     ) -> Result<Self, super::ConfigError> {
-        let store = ConsumerStore::new();
-        for consumer in consumers {
-            let value = consumer_from_config(consumer);
-            for key in &consumer.keys {
-                store
-                    .add_digest(value.clone(), *key.as_bytes())
-                    .map_err(|e| {
-                        super::ConfigError::new(format!("consumer {:?}: {e}", consumer.name))
-                    })?;
-            }
-        }
+        let store = consumer_store_from_config(consumers)?;
         Self::from_config_with_store(auth, consumers, store)
     }
 
@@ -236,12 +226,39 @@ impl ApiKeyLayer {
     }
 }
 
+/// A store holding every configured consumer's key digests, to be shared
+/// by the routes that accept API keys (each route still filters by its
+/// `consumers` list).
+///
+/// Fails when a key belongs to two consumers, or there are more keys than
+/// the store holds ([`MAX_KEYS`](super::MAX_KEYS)).
+#[cfg(feature = "config")]
+pub fn consumer_store_from_config(
+    consumers: &[crate::config::Consumer],
+) -> Result<ConsumerStore, super::ConfigError> {
+    let store = ConsumerStore::new();
+    for consumer in consumers {
+        let value = consumer_from_config(consumer);
+        for key in &consumer.keys {
+            store
+                .add_digest(value.clone(), *key.as_bytes())
+                .map_err(|e| {
+                    super::ConfigError::new(format!("consumer {:?}: {e}", consumer.name))
+                })?;
+        }
+    }
+    Ok(store)
+}
+
 /// The request-extension value of a configured consumer.
 #[cfg(feature = "config")]
 pub fn consumer_from_config(consumer: &crate::config::Consumer) -> Consumer {
     let mut value = Consumer::new(consumer.name.clone()).with_id(consumer.id.clone());
     if let Some(tier) = &consumer.tier {
         value = value.with_tier(tier.clone());
+    }
+    for group in &consumer.groups {
+        value = value.with_group(group.clone());
     }
     for (k, v) in &consumer.metadata {
         value = value.with_metadata(k.clone(), v.clone());

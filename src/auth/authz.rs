@@ -284,12 +284,22 @@ impl AuthzRule {
         };
         out = out
             .consumers(rule.consumers.iter().cloned())
+            .groups(rule.groups.iter().cloned())
             .subjects(&rule.subjects)
             .roles(rule.roles.iter().cloned())
             .scopes(rule.scopes.iter().cloned())
             .peers(&rule.peers)
             .methods(rule.methods.iter().cloned())
             .paths(&rule.paths);
+        for (name, values) in &rule.headers {
+            // Validation refused names that are not header names.
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                out = out.header(name, values);
+            }
+        }
+        for (name, values) in &rule.claims {
+            out = out.claim(name.clone(), values);
+        }
         out
     }
 }

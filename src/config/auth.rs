@@ -93,6 +93,10 @@ pub struct AuthzRule {
     /// Consumer names (from `consumers`).
     #[serde(default)]
     pub consumers: Vec<String>,
+    /// Consumer groups (from `consumers[].groups`): the consumer is in one
+    /// of them.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// JWT subjects.
     #[serde(default)]
     pub subjects: Vec<String>,
@@ -111,6 +115,15 @@ pub struct AuthzRule {
     /// Request paths: exact, `/prefix/*`, or `*` for any.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Request headers, by name: each must be present with a value
+    /// matching one of its patterns (exact, `prefix*`, `*suffix`, or `*`
+    /// for any value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// JWT claims, by name: each must be a string (or an array holding a
+    /// string) matching one of its patterns, as for `headers`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, Vec<String>>,
 }
 
 /// What an authorization rule does when it matches.
@@ -129,6 +142,7 @@ pub enum AuthzAction {
 /// consumers:
 ///   - name: mobile-app
 ///     tier: pro
+///     groups: [partners, mobile]
 ///     keys:
 ///       - ${MOBILE_APP_KEY}        # plain key from the environment, hashed at load
 ///       - 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  # SHA-256 hex
@@ -141,6 +155,9 @@ pub struct Consumer {
     pub id: String,
     /// Rate-limit tier (a key of `rate_limit_tiers`). Default: none.
     pub tier: Option<String>,
+    /// Groups the consumer is in, matched by access policies' `groups` and
+    /// sent upstream as `X-Consumer-Groups` (comma-joined). Default: none.
+    pub groups: Vec<String>,
     /// The SHA-256 digests of the consumer's keys.
     pub keys: Vec<ApiKeyDigest>,
     /// Free-form metadata.
@@ -178,9 +195,22 @@ pub enum JwtKeys {
         /// Least time between refreshes caused by an unknown `kid`.
         /// Default: `30s`.
         min_refresh_interval: Duration,
+        /// The roots trusted for an `https` URL (`jwks_ca`). Default:
+        /// none, Mozilla's root certificates.
+        ca: Option<JwksCa>,
     },
     /// Keys given in the file.
     Static(Vec<JwtKey>),
+}
+
+/// The root certificates trusted for an `https` JWKS URL (a private IdP's
+/// CA), given as `jwks_ca`: a PEM bundle in the file, or the path of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksCa {
+    /// PEM text (`jwks_ca: "-----BEGIN CERTIFICATE-----..."`).
+    Pem(String),
+    /// A PEM file, read when the gateway is built.
+    File(std::path::PathBuf),
 }
 
 /// One static JWT verification key, bound to its algorithm.

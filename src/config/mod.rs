@@ -18,8 +18,8 @@
 //! | `redis` | [`Redis`] for cluster-wide rate limits. |
 //! | `upstreams` | [`Upstream`]s: endpoints, discovery, balancing, health, outliers, pool. |
 //! | `routes` | [`Route`]s: matcher, destination (upstream, split, terminate, [`Aggregation`]) and policies. |
-//! | `consumers` | API clients ([`Consumer`]) with SHA-256 key digests and a tier. |
-//! | `jwt_issuers` | [`JwtIssuer`]s: JWKS URL or static keys bound to an algorithm. |
+//! | `consumers` | API clients ([`Consumer`]) with SHA-256 key digests, a tier and groups. |
+//! | `jwt_issuers` | [`JwtIssuer`]s: a JWKS URL (`https` with an optional private CA, `jwks_ca`) or static keys bound to an algorithm. |
 //! | `rate_limit_tiers` | Named sets of [`Quota`]s a consumer's tier selects. |
 //!
 //! `examples/gateway.yaml` in the repository uses every section;
@@ -117,7 +117,7 @@ use serde::Deserialize;
 /// address: [`net::IpNet`](crate::net::IpNet), which deserializes from a string.
 pub use crate::net::{IpNet as Cidr, IpNetError as CidrError};
 pub use auth::{
-    ApiKeyAuth, AuthzAction, AuthzRule, Consumer, JwtAlgorithm, JwtAuth, JwtIssuer, JwtKey,
+    ApiKeyAuth, AuthzAction, AuthzRule, Consumer, JwksCa, JwtAlgorithm, JwtAuth, JwtIssuer, JwtKey,
     JwtKeys, KeyMaterial, RouteAuth, TokenSource,
 };
 pub use error::{ConfigError, ConfigErrors};

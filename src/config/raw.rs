@@ -258,6 +258,8 @@ pub(crate) struct RawConsumer {
     #[serde(default)]
     pub(crate) tier: Option<String>,
     #[serde(default)]
+    pub(crate) groups: Vec<String>,
+    #[serde(default)]
     pub(crate) keys: Vec<String>,
     #[serde(default)]
     pub(crate) metadata: BTreeMap<String, String>,
@@ -272,6 +274,8 @@ pub(crate) struct RawJwtIssuer {
     pub(crate) audiences: Vec<String>,
     #[serde(default)]
     pub(crate) jwks_url: Option<String>,
+    #[serde(default)]
+    pub(crate) jwks_ca: Option<String>,
     #[serde(default = "default_jwks_refresh", with = "duration")]
     pub(crate) jwks_refresh_interval: Duration,
     #[serde(default = "default_jwks_min_refresh", with = "duration")]

@@ -10,7 +10,7 @@ use regex::RegexBuilder;
 
 use super::Config;
 use super::auth::{
-    ApiKeyAuth, AuthzRule, Consumer, JwtIssuer, JwtKey, JwtKeys, KeyMaterial, RouteAuth,
+    ApiKeyAuth, AuthzRule, Consumer, JwksCa, JwtIssuer, JwtKey, JwtKeys, KeyMaterial, RouteAuth,
 };
 use super::error::{ConfigErrors, Problems};
 use super::policy::{
@@ -88,6 +88,10 @@ pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Con
     let known = Known {
         upstreams: upstreams.iter().map(|u| u.name.as_str()).collect(),
         consumers: consumers.iter().map(|c| c.name.as_str()).collect(),
+        groups: consumers
+            .iter()
+            .flat_map(|c| c.groups.iter().map(String::as_str))
+            .collect(),
         issuers: jwt_issuers.iter().map(|i| i.name.as_str()).collect(),
         has_tiers: !tiers.is_empty(),
         has_redis: redis.is_some(),
@@ -114,6 +118,8 @@ pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Con
 struct Known<'a> {
     upstreams: HashSet<&'a str>,
     consumers: HashSet<&'a str>,
+    /// Every group some consumer is in.
+    groups: HashSet<&'a str>,
     issuers: HashSet<&'a str>,
     has_tiers: bool,
     has_redis: bool,
@@ -532,6 +538,16 @@ impl Validator<'_> {
             {
                 self.push(format!("{path}.tier"), format!("unknown tier {tier:?}"));
             }
+            let mut groups: Vec<String> = Vec::with_capacity(c.groups.len());
+            for (j, group) in c.groups.into_iter().enumerate() {
+                let group_path = format!("{path}.groups[{j}]");
+                self.name(&group_path, &group);
+                if groups.contains(&group) {
+                    self.push(group_path, format!("duplicate group {group:?}"));
+                } else {
+                    groups.push(group);
+                }
+            }
             let mut keys = Vec::new();
             for (j, key) in c.keys.iter().enumerate() {
                 let key_path = format!("{path}.keys[{j}]");
@@ -570,6 +586,7 @@ impl Validator<'_> {
                 id: c.id.unwrap_or_else(|| c.name.clone()),
                 name: c.name,
                 tier: c.tier,
+                groups,
                 keys,
                 metadata: c.metadata,
             });
@@ -602,6 +619,9 @@ impl Validator<'_> {
         if r.issuer.trim().is_empty() {
             self.push(format!("{path}.issuer"), "must not be empty");
         }
+        if r.jwks_ca.is_some() && r.jwks_url.is_none() {
+            self.push(format!("{path}.jwks_ca"), "only used with jwks_url");
+        }
         let keys = match (&r.jwks_url, r.keys.is_empty()) {
             (Some(_), false) => {
                 self.push(path, "give either jwks_url or keys, not both");
@@ -623,6 +643,10 @@ impl Validator<'_> {
                     self.push(&url_path, "must be an http:// or https:// URL");
                 }
                 let url = expanded.unwrap_or_default();
+                let ca = r
+                    .jwks_ca
+                    .as_deref()
+                    .and_then(|ca| self.jwks_ca(&format!("{path}.jwks_ca"), ca, &url));
                 self.positive(
                     format!("{path}.jwks_refresh_interval"),
                     r.jwks_refresh_interval,
@@ -641,6 +665,7 @@ impl Validator<'_> {
                     url,
                     refresh_interval: r.jwks_refresh_interval,
                     min_refresh_interval: r.jwks_min_refresh_interval,
+                    ca,
                 }
             }
             (None, false) => JwtKeys::Static(self.jwt_keys(path, r.keys)),
@@ -673,6 +698,29 @@ impl Validator<'_> {
             keys,
             leeway: r.leeway,
             claims_to_headers,
+        }
+    }
+
+    /// `jwks_ca`: PEM text when it holds a PEM block, else a file path
+    /// (read when the gateway is built); only for an `https` URL.
+    fn jwks_ca(&mut self, path: &str, ca: &str, url: &str) -> Option<JwksCa> {
+        if url.starts_with("http://") {
+            self.push(path, "only used with an https:// jwks_url");
+        }
+        let ca = ca.trim();
+        if ca.is_empty() {
+            self.push(path, "must not be empty (a PEM bundle or the path of one)");
+            None
+        } else if ca.starts_with("-----BEGIN ") {
+            if !ca.contains("-----BEGIN CERTIFICATE-----") {
+                self.push(
+                    path,
+                    "the PEM holds no certificate (expected -----BEGIN CERTIFICATE-----)",
+                );
+            }
+            Some(JwksCa::Pem(ca.to_owned()))
+        } else {
+            Some(JwksCa::File(ca.into()))
         }
     }
 
@@ -1429,6 +1477,31 @@ impl Validator<'_> {
                 self.push(
                     format!("{path}.consumers[{i}]"),
                     format!("unknown consumer {name:?}"),
+                );
+            }
+        }
+        for (i, group) in rule.groups.iter().enumerate() {
+            if !known.groups.contains(group.as_str()) {
+                self.push(
+                    format!("{path}.groups[{i}]"),
+                    format!("unknown group {group:?} (no consumer is in it)"),
+                );
+            }
+        }
+        for (name, values) in &rule.headers {
+            let field = format!("{path}.headers.{name}");
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.push(&field, format!("invalid header name {name:?}"));
+            }
+            if values.is_empty() {
+                self.push(field, "at least one value is needed (\"*\" for any)");
+            }
+        }
+        for (name, values) in &rule.claims {
+            if values.is_empty() {
+                self.push(
+                    format!("{path}.claims.{name}"),
+                    "at least one value is needed (\"*\" for any)",
                 );
             }
         }

@@ -1,6 +1,7 @@
 //! Config → layers: the one place that turns a validated [`Config`] into
 //! the stacks the gateway serves. No request logic lives here.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 
 use crate::aggregate::{Aggregate, AggregateCall};
+use crate::auth::ConsumerStore;
 use crate::auth::any::JwtOrApiKeyLayer;
-use crate::auth::api_key::ApiKeyLayer;
+use crate::auth::api_key::{ApiKeyLayer, consumer_store_from_config};
 use crate::auth::authz::AuthzLayer;
-use crate::auth::jwt::JwtLayer;
+use crate::auth::jwt::{Jwks, JwtLayer};
 use crate::body::Body;
 use crate::cache::CacheLayer;
 use crate::circuit_breaker::CircuitBreakerLayer;
@@ -115,6 +117,7 @@ const AGGREGATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1
 /// Builds the router and its per-route stacks.
 pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut problems = unsupported(config);
+    let identities = Identities::new(config, &mut problems);
     let mut upstreams = Vec::new();
     for (i, upstream) in config.upstreams.iter().enumerate() {
         match build_upstream(upstream, &config.trusted_proxies, client_scheme(config)) {
@@ -135,7 +138,7 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut router = Router::builder();
     for (index, route) in config.routes.iter().enumerate() {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
-        let policies = match Policies::for_route(config, index, route, &mut redis) {
+        let policies = match Policies::for_route(config, index, route, &identities, &mut redis) {
             Ok(policies) => {
                 if let Some(limiter) = &policies.rate_limit {
                     limiters.push((route.name.clone(), limiter.clone()));
@@ -727,6 +730,24 @@ fn unsupported(config: &Config) -> Vec<String> {
             }
         }
     }
+    for (i, issuer) in config.jwt_issuers.iter().enumerate() {
+        if let config::JwtKeys::Jwks { url, ca, .. } = &issuer.keys
+            && !cfg!(feature = "tls")
+        {
+            if url.starts_with("https://") {
+                refuse(
+                    format!("jwt_issuers[{i}].jwks_url"),
+                    "an https JWKS URL (cargo feature `tls`)",
+                );
+            }
+            if ca.is_some() {
+                refuse(
+                    format!("jwt_issuers[{i}].jwks_ca"),
+                    "private JWKS roots (cargo feature `tls`)",
+                );
+            }
+        }
+    }
     for (i, listener) in config.listeners.iter().enumerate() {
         if listener.tls.is_some() && !cfg!(feature = "tls") {
             refuse(
@@ -742,6 +763,43 @@ fn unsupported(config: &Config) -> Vec<String> {
         );
     }
     problems
+}
+
+/// Who the gateway knows, built once and shared by every route: one
+/// consumer store with every consumer's key digests, and one JWKS cache per
+/// issuer with a `jwks_url` (one background refresh and one unknown-`kid`
+/// budget per issuer, however many routes name it).
+struct Identities {
+    consumers: ConsumerStore,
+    jwks: HashMap<String, Jwks>,
+}
+
+impl Identities {
+    /// Reads `jwks_ca` files; problems name the field.
+    fn new(config: &Config, problems: &mut Vec<String>) -> Self {
+        let consumers = consumer_store_from_config(&config.consumers).unwrap_or_else(|error| {
+            problems.push(format!("consumers: {error}"));
+            ConsumerStore::new()
+        });
+        let mut jwks = HashMap::new();
+        for (i, issuer) in config.jwt_issuers.iter().enumerate() {
+            // An issuer already refused (a feature this build lacks) is
+            // not reported twice.
+            let field = format!("jwt_issuers[{i}].");
+            if problems.iter().any(|p| p.starts_with(&field)) {
+                continue;
+            }
+            match Jwks::from_config(issuer) {
+                Ok(Some(cache)) => {
+                    jwks.insert(issuer.name.clone(), cache);
+                }
+                Ok(None) => {}
+                // The message starts with the field (`jwks_url: `, `jwks_ca: `).
+                Err(error) => problems.push(format!("{field}{error}")),
+            }
+        }
+        Identities { consumers, jwks }
+    }
 }
 
 /// The gateway's one Redis connection, opened (lazily: it connects on first
@@ -811,6 +869,7 @@ impl Policies {
         config: &Config,
         index: usize,
         route: &config::Route,
+        identities: &Identities,
         redis: &mut RedisConnection,
     ) -> Result<Self, String> {
         let at = |section: &str, e: &dyn fmt::Display| format!("routes[{index}].{section}: {e}");
@@ -826,13 +885,21 @@ impl Policies {
             let jwt = auth
                 .jwt
                 .as_ref()
-                .map(|jwt| JwtLayer::from_config(jwt, &config.jwt_issuers))
+                .map(|jwt| {
+                    JwtLayer::from_config_with_jwks(jwt, &config.jwt_issuers, &identities.jwks)
+                })
                 .transpose()
                 .map_err(|e| at("auth.jwt", &e))?;
             let key = auth
                 .api_key
                 .as_ref()
-                .map(|key| ApiKeyLayer::from_config(key, &config.consumers))
+                .map(|key| {
+                    ApiKeyLayer::from_config_with_store(
+                        key,
+                        &config.consumers,
+                        identities.consumers.clone(),
+                    )
+                })
                 .transpose()
                 .map_err(|e| at("auth.api_key", &e))?;
             policies.authn = match (jwt, key) {

@@ -110,6 +110,35 @@ impl ClientTls {
     }
 }
 
+/// An `http`-or-`https` connector for the crate's own small fetches (the
+/// auth layer's JWKS): rustls trusting only the roots of `roots_pem`, or
+/// Mozilla's when `None`; SNI from the URI's host; HTTP/1.1.
+///
+/// # Errors
+///
+/// A roots PEM that does not parse or holds no usable certificate.
+#[cfg(feature = "auth")]
+pub(crate) fn fetch_connector(
+    roots_pem: Option<&[u8]>,
+) -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    TlsError,
+> {
+    let tls = ClientTls {
+        roots: roots_pem.map_or(Roots::Mozilla, |pem| Roots::Pem(pem.to_vec())),
+        ..ClientTls::default()
+    }
+    .config()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    // The TLS connector picks by scheme; the TCP one must let `https` through.
+    http.enforce_http(false);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ rate_limit_tiers: { pro: [{ limit: 10, per: second }] }
 consumers:
   - name: alice
     tier: pro
+    groups: [partners]
     keys: [2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824]
   - { name: guest }
 jwt_issuers:
@@ -34,6 +35,13 @@ routes:
       jwt: { issuers: [corp], required_roles: [reader] }
       policies:
         - { action: deny, consumers: [guest], methods: [DELETE] }
+  - name: partners
+    match: { paths: [{ prefix: /partners }] }
+    upstream: users
+    auth:
+      policies:
+        - { action: allow, groups: [partners], headers: { x-env: ["prod*"] } }
+        - { action: allow, claims: { tenant: [acme, "beta-*"] } }
 "#;
 
 async fn ok(_: Request<()>) -> Result<Response<String>, Infallible> {
@@ -91,4 +99,40 @@ async fn layers_from_config() {
     req.extensions_mut()
         .insert(meshgate::auth::Consumer::new("guest"));
     assert!(authz.permits(&req));
+}
+
+/// Groups, header and claim conditions of a config policy reach the layer.
+#[test]
+fn policy_conditions_from_config() {
+    let config = Config::from_yaml_str(YAML).unwrap();
+    let alice = meshgate::auth::api_key::consumer_from_config(config.consumer("alice").unwrap());
+    assert_eq!(alice.groups(), ["partners".to_owned()]);
+    let authz = AuthzLayer::from_config(&config.routes[1].auth.as_ref().unwrap().policies);
+    let request = |consumer: Option<&meshgate::auth::Consumer>, env: &str, tenant: Option<&str>| {
+        let mut req = Request::get("/").header("x-env", env).body(()).unwrap();
+        if let Some(consumer) = consumer {
+            req.extensions_mut().insert(consumer.clone());
+        }
+        if let Some(tenant) = tenant {
+            req.extensions_mut().insert(
+                meshgate::auth::jwt::Claims::from_json(json!({ "tenant": tenant })).unwrap(),
+            );
+        }
+        req
+    };
+    let guest = meshgate::auth::api_key::consumer_from_config(config.consumer("guest").unwrap());
+    assert!(authz.permits(&request(Some(&alice), "prod-eu", None)));
+    assert!(
+        !authz.permits(&request(Some(&alice), "dev", None)),
+        "header"
+    );
+    assert!(
+        !authz.permits(&request(Some(&guest), "prod", None)),
+        "group"
+    );
+    assert!(authz.permits(&request(None, "dev", Some("beta-7"))));
+    assert!(
+        !authz.permits(&request(None, "dev", Some("other"))),
+        "claim"
+    );
 }

@@ -1,17 +1,17 @@
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode as AxumStatus;
-use axum::routing::get;
 use bytes::Bytes;
 use http::StatusCode;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use meshgate::auth::jwt::{Algorithm, Issuer, Jwks, JwksDocument, JwtLayer};
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::jwt::{RSA_PRIVATE, assert_invalid, bearer, call, now, sign};
@@ -54,39 +54,145 @@ struct Server {
     hits: AtomicUsize,
 }
 
-async fn serve_jwks(
-    State(server): State<Arc<Server>>,
-) -> (AxumStatus, [(&'static str, &'static str); 1], String) {
+fn answer(server: &Server) -> http::Response<Full<Bytes>> {
     server.hits.fetch_add(1, Ordering::SeqCst);
-    if server.fail.load(Ordering::SeqCst) {
-        return (
-            AxumStatus::INTERNAL_SERVER_ERROR,
-            [("cache-control", "no-store")],
-            "oops".into(),
-        );
-    }
-    let body = server.body.lock().unwrap().clone();
-    (AxumStatus::OK, [("cache-control", "max-age=300")], body)
+    let (status, cache_control, body) = if server.fail.load(Ordering::SeqCst) {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no-store",
+            "oops".to_owned(),
+        )
+    } else {
+        let body = server.body.lock().unwrap().clone();
+        (StatusCode::OK, "max-age=300", body)
+    };
+    http::Response::builder()
+        .status(status)
+        .header("cache-control", cache_control)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
 
-async fn start(server: Arc<Server>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// How the test server is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    #[cfg(feature = "tls")]
+    Https,
+}
+
+/// A running JWKS server on 127.0.0.1: its URL and, over HTTPS, the PEM
+/// of its self-signed certificate (the root a client must trust).
+struct Running {
+    url: String,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    ca_pem: String,
+}
+
+/// A TLS server configuration (nothing without the `tls` feature).
+#[cfg(feature = "tls")]
+type TlsConfig = Arc<meshgate::tls::rustls::ServerConfig>;
+#[cfg(not(feature = "tls"))]
+type TlsConfig = Infallible;
+
+/// Serves `server` on 127.0.0.1 port 0, over HTTP/1.1, in TLS when
+/// `tls` holds a server configuration.
+async fn serve(server: Arc<Server>, tls: Option<TlsConfig>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/.well-known/jwks.json", get(serve_jwks))
-        .with_state(server);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/.well-known/jwks.json")
+    #[cfg(feature = "tls")]
+    let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    #[cfg(not(feature = "tls"))]
+    let _ = &tls;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let server = Arc::clone(&server);
+            #[cfg(feature = "tls")]
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let response = answer(&server);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let http = hyper::server::conn::http1::Builder::new();
+                #[cfg(feature = "tls")]
+                if let Some(acceptor) = acceptor {
+                    if let Ok(stream) = acceptor.accept(tcp).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    return;
+                }
+                let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+            });
+        }
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    format!("{scheme}://{addr}/.well-known/jwks.json")
 }
 
-#[tokio::test]
-async fn http_jwks_rotation_on_unknown_kid_and_failure_keeps_keys() {
+/// A self-signed certificate for 127.0.0.1 (an IP SAN) and the server
+/// configuration presenting it.
+#[cfg(feature = "tls")]
+fn certificate() -> (String, Arc<meshgate::tls::rustls::ServerConfig>) {
+    use meshgate::tls::rustls;
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let chain = meshgate::tls::certificates_from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let key = meshgate::tls::private_key_from_pem(certified.signing_key.serialize_pem().as_bytes())
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    (certified.cert.pem(), Arc::new(config))
+}
+
+/// Starts the JWKS server in `scheme`.
+async fn start_jwks(server: Arc<Server>, https: bool) -> Running {
+    if !https {
+        return Running {
+            url: serve(server, None).await,
+            ca_pem: String::new(),
+        };
+    }
+    #[cfg(feature = "tls")]
+    {
+        let (ca_pem, config) = certificate();
+        Running {
+            url: serve(server, Some(config)).await,
+            ca_pem,
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    unreachable!("https needs the tls feature")
+}
+
+/// The client side of `scheme`: plain, or trusting the server's own
+/// certificate.
+async fn start(server: Arc<Server>, scheme: Scheme) -> (Running, Jwks) {
+    let running = start_jwks(server, scheme != Scheme::Http).await;
+    let jwks = match scheme {
+        Scheme::Http => Jwks::new(&running.url).unwrap(),
+        #[cfg(feature = "tls")]
+        Scheme::Https => Jwks::with_roots_pem(&running.url, running.ca_pem.as_bytes()).unwrap(),
+    };
+    (running, jwks)
+}
+
+/// Rotation picked up on an unknown kid; a failed fetch or an unusable
+/// set keeps the last good keys.
+async fn rotation_on_unknown_kid_and_failure_keeps_keys(scheme: Scheme) {
     let server = Arc::new(Server::default());
     *server.body.lock().unwrap() = set(vec![jwk(&rsa(), Algorithm::RS256, "k1")]);
-    let url = start(Arc::clone(&server)).await;
-    let jwks = Jwks::new(&url)
-        .unwrap()
-        .min_refresh_interval(Duration::from_millis(1));
+    let (_running, jwks) = start(Arc::clone(&server), scheme).await;
+    let jwks = jwks.min_refresh_interval(Duration::from_millis(1));
     let layer = JwtLayer::new(Issuer::new().jwks(jwks.clone()));
 
     // First use fetches the set.
@@ -113,8 +219,10 @@ async fn http_jwks_rotation_on_unknown_kid_and_failure_keeps_keys() {
     // The server fails: the last good set is kept.
     server.fail.store(true, Ordering::SeqCst);
     let before = jwks.fetch_count();
+    let hits = server.hits.load(Ordering::SeqCst);
     assert_eq!(jwks.refresh().await, 1);
     assert_eq!(jwks.fetch_count(), before + 1);
+    assert_eq!(server.hits.load(Ordering::SeqCst), hits + 1, "it was asked");
     assert_eq!(call(&layer, bearer(&k2)).await.status, StatusCode::OK);
     // So is a set with no usable key.
     server.fail.store(false, Ordering::SeqCst);
@@ -124,17 +232,16 @@ async fn http_jwks_rotation_on_unknown_kid_and_failure_keeps_keys() {
     assert_eq!(call(&layer, bearer(&k2)).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn http_flood_of_random_kids_does_not_amplify() {
+/// 1 000 random kids within the interval fetch nothing.
+async fn flood_of_random_kids_does_not_amplify(scheme: Scheme) {
     let server = Arc::new(Server::default());
     *server.body.lock().unwrap() = set(vec![jwk(&rsa(), Algorithm::RS256, "k1")]);
-    let url = start(Arc::clone(&server)).await;
-    let jwks = Jwks::new(&url)
-        .unwrap()
-        .min_refresh_interval(Duration::from_secs(60));
+    let (_running, jwks) = start(Arc::clone(&server), scheme).await;
+    let jwks = jwks.min_refresh_interval(Duration::from_secs(60));
     let layer = JwtLayer::new(Issuer::new().jwks(jwks.clone()));
     assert_eq!(jwks.refresh().await, 1);
     let hits = server.hits.load(Ordering::SeqCst);
+    assert_eq!(hits, 1);
 
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
@@ -150,6 +257,73 @@ async fn http_flood_of_random_kids_does_not_amplify() {
     // The set was fetched less than a minute ago: no fetch at all.
     assert_eq!(server.hits.load(Ordering::SeqCst), hits);
     assert_eq!(jwks.fetch_count(), 1);
+    // The good key still passes.
+    let k1 = token(Algorithm::RS256, "k1", &rsa());
+    assert_eq!(call(&layer, bearer(&k1)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn http_jwks_rotation_on_unknown_kid_and_failure_keeps_keys() {
+    rotation_on_unknown_kid_and_failure_keeps_keys(Scheme::Http).await;
+}
+
+#[tokio::test]
+async fn http_flood_of_random_kids_does_not_amplify() {
+    flood_of_random_kids_does_not_amplify(Scheme::Http).await;
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn https_jwks_rotation_on_unknown_kid_and_failure_keeps_keys() {
+    rotation_on_unknown_kid_and_failure_keeps_keys(Scheme::Https).await;
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn https_flood_of_random_kids_does_not_amplify() {
+    flood_of_random_kids_does_not_amplify(Scheme::Https).await;
+}
+
+/// A server whose certificate is not trusted gives no keys: the handshake
+/// fails (Mozilla's roots do not hold a self-signed test certificate, nor
+/// does another CA), the request is refused 401, and a trusted client
+/// still works against the same server.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn https_jwks_with_an_untrusted_certificate_gives_no_keys() {
+    let server = Arc::new(Server::default());
+    *server.body.lock().unwrap() = set(vec![jwk(&rsa(), Algorithm::RS256, "k1")]);
+    let running = start_jwks(Arc::clone(&server), true).await;
+    let k1 = token(Algorithm::RS256, "k1", &rsa());
+
+    let other_ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    for jwks in [
+        Jwks::new(&running.url).unwrap(),
+        Jwks::with_roots_pem(&running.url, other_ca.cert.pem().as_bytes()).unwrap(),
+    ] {
+        assert_eq!(jwks.refresh().await, 0);
+        assert_eq!(jwks.fetch_count(), 1);
+        let layer = JwtLayer::new(Issuer::new().jwks(jwks));
+        assert_invalid(&layer, &k1, "no key is known for the token's kid").await;
+    }
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        0,
+        "no request got through"
+    );
+
+    let trusted = Jwks::with_roots_pem(&running.url, running.ca_pem.as_bytes()).unwrap();
+    assert_eq!(trusted.refresh().await, 1);
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+}
+
+/// Without the `tls` feature an https JWKS URL is refused when it is
+/// built, with the reason.
+#[cfg(not(feature = "tls"))]
+#[test]
+fn https_jwks_needs_the_tls_feature() {
+    let error = Jwks::new("https://idp.test/jwks").unwrap_err();
+    assert!(error.to_string().contains("`tls` cargo feature"), "{error}");
 }
 
 /// A fetcher in memory, for paused time: counts calls, serves `body` with

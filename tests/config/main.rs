@@ -14,6 +14,8 @@ use meshgate::config::{
     RouteAction, Scheme, Sticky, TokenSource, ValueMatch,
 };
 
+mod auth;
+
 const EXAMPLE: &str = include_str!("../../examples/gateway.yaml");
 
 const HS_SECRET: &str = "hs-secret-that-is-long-enough-for-hs256!";
@@ -238,6 +240,7 @@ fn full_example_parses_to_the_expected_values() {
             url: "https://auth.example.com/.well-known/jwks.json".into(),
             refresh_interval: secs(600),
             min_refresh_interval: secs(60),
+            ca: None,
         }
     );
     assert_eq!(

@@ -78,7 +78,7 @@ impl Running {
         Self::start_config(Config::from_yaml_str(yaml).unwrap_or_else(|e| panic!("{e}"))).await
     }
 
-    async fn start_config(config: Config) -> Running {
+    pub(crate) async fn start_config(config: Config) -> Running {
         let gateway = Gateway::from_config(config).unwrap_or_else(|e| panic!("{e}"));
         let bound = gateway.bind().await.unwrap();
         let addr = bound.listener_addrs()[0].1;
@@ -102,6 +102,14 @@ impl Running {
         headers: &[(&str, &str)],
     ) -> (StatusCode, http::HeaderMap, String) {
         self.send(self.addr, "GET", path, headers).await
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, http::HeaderMap, String) {
+        self.send(self.addr, "DELETE", path, headers).await
     }
 
     async fn admin(&self, path: &str) -> (StatusCode, String) {

@@ -1,6 +1,9 @@
 //! Integration tests of the gateway assembly over real sockets on loopback.
 
 mod assembly;
+mod auth;
+#[cfg(feature = "tls")]
+mod auth_https;
 #[cfg(feature = "tls")]
 #[path = "../common/pki.rs"]
 mod pki;

@@ -105,34 +105,35 @@ impl Claims {
     /// printed, an array of those comma-joined. `None` for objects, nulls,
     /// empty arrays and values a header cannot carry.
     pub fn header_value(&self, name: &str) -> Option<HeaderValue> {
-        fn push(out: &mut String, value: &Value) -> Option<()> {
-            use std::fmt::Write as _;
+        fn push(out: &mut Vec<u8>, value: &Value) -> Option<()> {
+            use std::io::Write as _;
             match value {
-                Value::String(s) => out.push_str(s),
+                Value::String(s) => out.extend_from_slice(s.as_bytes()),
                 Value::Number(n) => write!(out, "{n}").ok()?,
                 Value::Bool(b) => write!(out, "{b}").ok()?,
                 _ => return None,
             }
             Some(())
         }
-        // `from_str` refuses control characters, so a claim cannot split
-        // or inject headers.
+        // The value is checked as `from_bytes` does: control characters are
+        // refused, so a claim cannot split or inject headers. A joined value
+        // is built once and handed over without a copy.
         match self.get(name)? {
             Value::String(s) => HeaderValue::from_str(s).ok(),
             Value::Array(items) if !items.is_empty() => {
-                let mut out = String::with_capacity(16 * items.len());
+                let mut out = Vec::with_capacity(16 * items.len());
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     push(&mut out, item)?;
                 }
-                HeaderValue::from_str(&out).ok()
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
             }
             other => {
-                let mut out = String::new();
+                let mut out = Vec::new();
                 push(&mut out, other)?;
-                HeaderValue::from_str(&out).ok()
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
             }
         }
     }
@@ -146,7 +147,7 @@ mod tests {
     fn header_values() {
         let claims = Claims::from_json(serde_json::json!({
             "sub": "u1", "n": 5, "ok": true, "roles": ["a", "b"], "obj": {}, "bad": "x\ny",
-            "scp": ["s1"], "scope": "s2 s3",
+            "scp": ["s1"], "scope": "s2 s3", "injected": ["a", "b\r\nx-evil: 1"], "mixed": ["a", 1, true],
         }))
         .unwrap();
         assert_eq!(claims.header_value("sub").unwrap(), "u1");
@@ -155,6 +156,8 @@ mod tests {
         assert_eq!(claims.header_value("roles").unwrap(), "a,b");
         assert!(claims.header_value("obj").is_none());
         assert!(claims.header_value("bad").is_none());
+        assert!(claims.header_value("injected").is_none());
+        assert_eq!(claims.header_value("mixed").unwrap(), "a,1,true");
         assert!(claims.header_value("none").is_none());
         assert_eq!(claims.scopes().collect::<Vec<_>>(), ["s2", "s3", "s1"]);
         assert!(!format!("{claims:?}").contains("u1"));

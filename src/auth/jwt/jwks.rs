@@ -1,4 +1,4 @@
-//! A JWKS URL: keys fetched over HTTP, cached, refreshed in the background.
+//! A JWKS URL: keys fetched over HTTP(S), cached, refreshed in the background.
 
 use std::fmt;
 use std::future::Future;
@@ -67,8 +67,12 @@ struct Shared {
     started: AtomicBool,
 }
 
-/// The keys of a JWKS URL, fetched over HTTP and kept fresh.
+/// The keys of a JWKS URL, fetched over HTTP(S) and kept fresh.
 ///
+/// * [`Jwks::new`] fetches `http://` and, with the `tls` cargo feature,
+///   `https://` URLs (rustls with aws-lc-rs, Mozilla's roots);
+///   `Jwks::with_roots_pem` (feature `tls`) trusts a private CA instead.
+///   Without `tls`, an `https` URL is refused when the `Jwks` is built.
 /// * The keys are fetched on first use and then in the background: after
 ///   the document's `Cache-Control: max-age`, bounded to
 ///   [`min_refresh_interval`](Self::min_refresh_interval) ..
@@ -114,44 +118,42 @@ fn redacted(url: &Uri) -> String {
 }
 
 impl Jwks {
-    /// Keys from `url`, fetched with a plain-HTTP client. For `https` URLs
-    /// use [`with_client`](Self::with_client) with a TLS connector.
+    /// Keys from `url`, fetched over `http://` or, with the `tls` cargo
+    /// feature, `https://` trusting Mozilla's root certificates (the
+    /// built-in `webpki-roots` bundle).
+    ///
+    /// # Errors
+    ///
+    /// A URL that is not an absolute `http(s)` URL, or an `https` URL in a
+    /// build without the `tls` feature (refused here, never at request time).
     pub fn new(url: &str) -> Result<Self, ConfigError> {
-        let uri = parse_url(url)?;
-        if uri.scheme_str() != Some("http") {
-            return Err(ConfigError::new(
-                "JWKS URL: Jwks::new fetches http:// only; give Jwks::with_client an HTTPS connector",
-            ));
-        }
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Self::with_client(uri, client))
+        let uri = parse_url(url).map_err(|e| ConfigError::new(format!("JWKS URL: {e}")))?;
+        let fetch = default_fetcher(&uri, None).map_err(ConfigError::new)?;
+        Ok(Self::from_fetcher(uri, fetch))
     }
 
-    /// Keys from `url`, fetched with `client` (for instance one with an
-    /// HTTPS connector).
+    /// Keys from an `https://` (or `http://`) `url`, trusting only the root
+    /// certificates of `roots_pem` (a private IdP's CA). Needs the `tls`
+    /// cargo feature.
+    ///
+    /// # Errors
+    ///
+    /// A URL that is not an absolute `http(s)` URL, or a PEM bundle without
+    /// a usable certificate.
+    #[cfg(feature = "tls")]
+    pub fn with_roots_pem(url: &str, roots_pem: &[u8]) -> Result<Self, ConfigError> {
+        let uri = parse_url(url).map_err(|e| ConfigError::new(format!("JWKS URL: {e}")))?;
+        let fetch = default_fetcher(&uri, Some(roots_pem)).map_err(ConfigError::new)?;
+        Ok(Self::from_fetcher(uri, fetch))
+    }
+
+    /// Keys from `url`, fetched with `client` (for instance one with a
+    /// connector of your own).
     pub fn with_client<C>(url: Uri, client: Client<C, Empty<Bytes>>) -> Self
     where
         C: Connect + Clone + Send + Sync + 'static,
     {
-        let fetch: Fetcher = Arc::new(move |uri: Uri| {
-            let client = client.clone();
-            Box::pin(async move {
-                let request = Request::get(uri)
-                    .header(ACCEPT, "application/json")
-                    .body(Empty::new())?;
-                let response = client.request(request).await?;
-                if response.status() != StatusCode::OK {
-                    return Err(format!("the JWKS URL answered {}", response.status()).into());
-                }
-                let max_age = max_age(response.headers());
-                let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-                    .collect()
-                    .await?
-                    .to_bytes();
-                Ok(JwksDocument { body, max_age })
-            }) as FetchFuture
-        });
-        Self::from_fetcher(url, fetch)
+        Self::from_fetcher(url, client_fetcher(client))
     }
 
     /// Keys fetched by a function of the URL (tests, or a transport of
@@ -273,16 +275,132 @@ impl Jwks {
     }
 }
 
-fn parse_url(url: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ConfigError::new("JWKS URL: not a valid URL"))?;
+#[cfg(feature = "config")]
+impl Jwks {
+    /// The JWKS cache of a configured issuer (`None` for one with static
+    /// keys), with its refresh intervals and, for `jwks_ca`, its roots (a
+    /// file is read now).
+    ///
+    /// # Errors
+    ///
+    /// The message starts with the issuer's field at fault: `jwks_url: `
+    /// (not an `http(s)` URL; `https` without the `tls` feature) or
+    /// `jwks_ca: ` (unreadable file, no usable certificate, no `tls`
+    /// feature).
+    pub fn from_config(issuer: &crate::config::JwtIssuer) -> Result<Option<Self>, ConfigError> {
+        let crate::config::JwtKeys::Jwks {
+            url,
+            refresh_interval,
+            min_refresh_interval,
+            ca,
+        } = &issuer.keys
+        else {
+            return Ok(None);
+        };
+        let uri = parse_url(url).map_err(|e| ConfigError::new(format!("jwks_url: {e}")))?;
+        let fetch = match ca {
+            None => default_fetcher(&uri, None)
+                .map_err(|e| ConfigError::new(format!("jwks_url: {e}")))?,
+            #[cfg(feature = "tls")]
+            Some(ca) => {
+                let pem = match ca {
+                    crate::config::JwksCa::Pem(pem) => pem.clone().into_bytes(),
+                    crate::config::JwksCa::File(path) => std::fs::read(path).map_err(|e| {
+                        ConfigError::new(format!("jwks_ca: cannot read {}: {e}", path.display()))
+                    })?,
+                };
+                default_fetcher(&uri, Some(&pem))
+                    .map_err(|e| ConfigError::new(format!("jwks_ca: {e}")))?
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "jwks_ca: private JWKS roots need the `tls` cargo feature",
+                ));
+            }
+        };
+        Ok(Some(
+            Self::from_fetcher(uri, fetch)
+                .refresh_interval(*refresh_interval)
+                .min_refresh_interval(*min_refresh_interval),
+        ))
+    }
+}
+
+fn parse_url(url: &str) -> Result<Uri, &'static str> {
+    let uri: Uri = url.parse().map_err(|_| "not a valid URL")?;
     if uri.authority().is_none() || !matches!(uri.scheme_str(), Some("http" | "https")) {
-        return Err(ConfigError::new(
-            "JWKS URL: must be an absolute http(s) URL",
-        ));
+        return Err("must be an absolute http(s) URL");
     }
     Ok(uri)
+}
+
+/// Whether the URL's host is this machine (plain HTTP is then no risk).
+fn is_loopback(uri: &Uri) -> bool {
+    let host = uri.host().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The fetcher [`Jwks::new`] uses: a pooled hyper client, with rustls for
+/// `https` when the `tls` feature is on.
+fn default_fetcher(uri: &Uri, roots_pem: Option<&[u8]>) -> Result<Fetcher, String> {
+    if uri.scheme_str() == Some("http") && !is_loopback(uri) {
+        tracing::warn!(
+            url = %redacted(uri),
+            "JWKS over plain http: the keys can be replaced in transit; use https"
+        );
+    }
+    #[cfg(feature = "tls")]
+    {
+        let connector = crate::tls::client::fetch_connector(roots_pem)
+            .map_err(|error| format!("JWKS roots: {error}"))?;
+        Ok(client_fetcher(
+            Client::builder(TokioExecutor::new()).build(connector),
+        ))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = roots_pem;
+        if uri.scheme_str() == Some("https") {
+            return Err(
+                "JWKS URL: https:// needs the `tls` cargo feature (or give Jwks::with_client an HTTPS connector)"
+                    .to_owned(),
+            );
+        }
+        Ok(client_fetcher(
+            Client::builder(TokioExecutor::new()).build_http(),
+        ))
+    }
+}
+
+/// A fetcher that GETs the URL with `client`: `200` only, `Cache-Control:
+/// max-age` kept, the body read up to [`MAX_JWKS_BYTES`].
+fn client_fetcher<C>(client: Client<C, Empty<Bytes>>) -> Fetcher
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    Arc::new(move |uri: Uri| {
+        let client = client.clone();
+        Box::pin(async move {
+            let request = Request::get(uri)
+                .header(ACCEPT, "application/json")
+                .body(Empty::new())?;
+            let response = client.request(request).await?;
+            if response.status() != StatusCode::OK {
+                return Err(format!("the JWKS URL answered {}", response.status()).into());
+            }
+            let max_age = max_age(response.headers());
+            let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await?
+                .to_bytes();
+            Ok(JwksDocument { body, max_age })
+        }) as FetchFuture
+    })
 }
 
 /// The `max-age` of a `Cache-Control` header; `no-cache`/`no-store` count
@@ -411,6 +529,9 @@ impl Shared {
                 })
             }
             Err(error) => {
+                // The causes too: a client error alone says "Connect", its
+                // source says which certificate check failed.
+                let error = causes(&*error);
                 tracing::warn!(url = %redacted(&self.url), %error, "JWKS refresh failed; keeping the last good keys");
                 settings.min_refresh_interval
             }
@@ -420,6 +541,21 @@ impl Shared {
         // Dropping the sender wakes every waiter.
         state.in_flight = None;
     }
+}
+
+/// An error and its sources, `: `-joined.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Refreshes at the interval the last fetch set, until the keys are dropped.
@@ -450,10 +586,51 @@ mod tests {
         assert_eq!(max_age(&headers), Some(Duration::ZERO));
     }
 
+    #[cfg(feature = "tls")]
+    #[test]
+    fn private_roots_must_parse() {
+        let error = Jwks::with_roots_pem("https://idp/keys", b"not pem").unwrap_err();
+        assert!(error.to_string().starts_with("JWKS roots: "), "{error}");
+        let ca = rcgen::generate_simple_self_signed(vec!["idp".to_owned()]).unwrap();
+        assert!(Jwks::with_roots_pem("https://idp/keys", ca.cert.pem().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn causes_are_joined() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Outer(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert_eq!(
+            causes(&error),
+            "client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
+    }
+
     #[test]
     fn urls() {
-        assert!(Jwks::new("https://idp/keys").is_err());
+        assert_eq!(
+            Jwks::new("https://idp/keys").is_ok(),
+            cfg!(feature = "tls"),
+            "https needs the tls feature"
+        );
         assert!(Jwks::new("/keys").is_err());
+        assert!(Jwks::new("ftp://idp/keys").is_err());
+        assert!(is_loopback(&"http://127.0.0.1:8/k".parse().unwrap()));
+        assert!(is_loopback(&"http://[::1]:8/k".parse().unwrap()));
+        assert!(is_loopback(&"http://LocalHost/k".parse().unwrap()));
+        assert!(!is_loopback(&"http://idp.example/k".parse().unwrap()));
         assert!(Jwks::new("http://idp/keys").is_ok());
         assert_eq!(
             redacted(&"http://idp:8080/k?token=secret".parse().unwrap()),

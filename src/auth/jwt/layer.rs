@@ -4,15 +4,13 @@ use std::time::Duration;
 
 use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use http::{Request, Response};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
-use serde_json::{Map, Value};
 use tower_layer::Layer;
 
 use super::claims::Claims;
 use super::jwks::Jwks;
 use super::key::{self, JwtKey};
 use super::service::Jwt;
+use super::verify::{self, ClaimRules};
 use crate::ResponseBody;
 #[cfg(feature = "config")]
 use crate::auth::ConfigError;
@@ -21,25 +19,6 @@ use crate::error::{Rejection, RejectionKind};
 
 /// The default largest token accepted: 8 KiB.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
-fn algorithm_index(alg: Algorithm) -> Option<usize> {
-    ALGORITHMS.iter().position(|a| *a == alg)
-}
 
 /// Where the token is read from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -116,37 +95,19 @@ impl Issuer {
         self
     }
 
-    fn validations(&self) -> Vec<Validation> {
-        ALGORITHMS
-            .iter()
-            .map(|alg| {
-                let mut v = Validation::new(*alg);
-                let mut required = vec!["exp"];
-                v.validate_exp = true;
-                v.validate_nbf = true;
-                v.leeway = self.leeway.unwrap_or(Duration::from_secs(30)).as_secs();
-                if let Some(iss) = &self.issuer {
-                    v.set_issuer(&[iss]);
-                    required.push("iss");
-                }
-                if self.audiences.is_empty() {
-                    v.validate_aud = false;
-                } else {
-                    v.set_audience(&self.audiences);
-                    required.push("aud");
-                }
-                v.set_required_spec_claims(&required);
-                v
-            })
-            .collect()
+    fn rules(&self) -> ClaimRules {
+        ClaimRules {
+            issuer: self.issuer.clone(),
+            audiences: self.audiences.clone(),
+            leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs(),
+        }
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Verifier {
     issuer: Issuer,
-    /// One per entry of `ALGORITHMS`: `algorithms` holds only that one.
-    validations: Vec<Validation>,
+    rules: ClaimRules,
 }
 
 #[derive(Debug, Clone)]
@@ -193,7 +154,7 @@ impl JwtLayer {
         JwtLayer {
             config: Arc::new(Config {
                 verifiers: Arc::from(vec![Verifier {
-                    validations: issuer.validations(),
+                    rules: issuer.rules(),
                     issuer,
                 }]),
                 required_scopes: Vec::new(),
@@ -220,16 +181,9 @@ impl JwtLayer {
     /// Also accepts tokens of another issuer (tried in order).
     pub fn issuer(self, issuer: Issuer) -> Self {
         self.configured(|c| {
-            let mut verifiers: Vec<Verifier> = c
-                .verifiers
-                .iter()
-                .map(|v| Verifier {
-                    issuer: v.issuer.clone(),
-                    validations: v.validations.clone(),
-                })
-                .collect();
+            let mut verifiers: Vec<Verifier> = c.verifiers.to_vec();
             verifiers.push(Verifier {
-                validations: issuer.validations(),
+                rules: issuer.rules(),
                 issuer,
             });
             c.verifiers = Arc::from(verifiers);
@@ -303,12 +257,25 @@ impl JwtLayer {
 impl JwtLayer {
     /// The layer for a route's `jwt` section, with the config's issuers.
     ///
-    /// JWKS issuers are fetched with [`Jwks::new`] (plain HTTP); fails for
-    /// an unknown issuer name, an `https` JWKS URL, or a bad static key.
-    /// Claim headers are the union of the issuers' mappings.
+    /// Each JWKS issuer gets its own cache ([`Jwks::from_config`]); to share
+    /// one cache per issuer between routes, build them once and use
+    /// [`from_config_with_jwks`](Self::from_config_with_jwks). Fails for an
+    /// unknown issuer name, a bad JWKS URL or `jwks_ca`, or a bad static
+    /// key. Claim headers are the union of the issuers' mappings.
     pub fn from_config(
         auth: &crate::config::JwtAuth,
         issuers: &[crate::config::JwtIssuer],
+    ) -> Result<Self, ConfigError> {
+        Self::from_config_with_jwks(auth, issuers, &std::collections::HashMap::new())
+    }
+
+    /// As [`from_config`](Self::from_config), taking the JWKS cache of an
+    /// issuer from `jwks` (by issuer name) when it is there, so that every
+    /// route naming the issuer shares one cache and one background refresh.
+    pub fn from_config_with_jwks(
+        auth: &crate::config::JwtAuth,
+        issuers: &[crate::config::JwtIssuer],
+        jwks: &std::collections::HashMap<String, Jwks>,
     ) -> Result<Self, ConfigError> {
         let mut layer: Option<JwtLayer> = None;
         let mut headers: Vec<(String, HeaderName)> = Vec::new();
@@ -317,32 +284,21 @@ impl JwtLayer {
                 .iter()
                 .find(|i| &i.name == name)
                 .ok_or_else(|| ConfigError::new(format!("jwt issuer {name:?} is not defined")))?;
+            let in_issuer = |e: ConfigError| ConfigError::new(format!("jwt issuer {name:?}: {e}"));
             let mut issuer = Issuer::new()
                 .issuer(config.issuer.clone())
                 .leeway(config.leeway);
             for aud in &config.audiences {
                 issuer = issuer.audience(aud.clone());
             }
-            match &config.keys {
-                crate::config::JwtKeys::Static(keys) => {
-                    for key in keys {
-                        issuer =
-                            issuer.key(JwtKey::from_config(key).map_err(|e| {
-                                ConfigError::new(format!("jwt issuer {name:?}: {e}"))
-                            })?);
-                    }
+            if let crate::config::JwtKeys::Static(keys) = &config.keys {
+                for key in keys {
+                    issuer = issuer.key(JwtKey::from_config(key).map_err(in_issuer)?);
                 }
-                crate::config::JwtKeys::Jwks {
-                    url,
-                    refresh_interval,
-                    min_refresh_interval,
-                } => {
-                    let jwks = Jwks::new(url)
-                        .map_err(|e| ConfigError::new(format!("jwt issuer {name:?}: {e}")))?
-                        .refresh_interval(*refresh_interval)
-                        .min_refresh_interval(*min_refresh_interval);
-                    issuer = issuer.jwks(jwks);
-                }
+            } else if let Some(shared) = jwks.get(name) {
+                issuer = issuer.jwks(shared.clone());
+            } else if let Some(own) = Jwks::from_config(config).map_err(in_issuer)? {
+                issuer = issuer.jwks(own);
             }
             for mapping in &config.claims_to_headers {
                 if !headers.contains(mapping) {
@@ -398,57 +354,6 @@ impl<S> Layer<S> for JwtLayer {
     }
 }
 
-fn describe(kind: &ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::ExpiredSignature => "the token has expired",
-        ErrorKind::ImmatureSignature => "the token is not valid yet",
-        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
-        ErrorKind::InvalidAudience => "the token's audience is not accepted",
-        ErrorKind::InvalidSignature => "the token's signature is not valid",
-        ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted for its key",
-        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
-            "exp" => "the token has no exp claim",
-            "iss" => "the token has no iss claim",
-            "aud" => "the token has no aud claim",
-            _ => "the token lacks a required claim",
-        },
-        ErrorKind::InvalidClaimFormat(_) => "a claim of the token has the wrong type",
-        _ => "the token is malformed or its algorithm is not supported",
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct RawHeader<'b> {
-    #[serde(borrow)]
-    alg: Cow<'b, str>,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'b, str>>,
-}
-
-/// The two header fields a key is chosen by: `alg` and `kid`.
-/// `jsonwebtoken::decode` parses the whole header again and checks `alg`
-/// against the key's. `None` for a malformed header or an algorithm that
-/// does not exist here (`none` among them).
-fn peek_header(token: &str) -> Option<(Algorithm, Option<String>)> {
-    use base64::Engine as _;
-    let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let segment = token.split('.').next()?;
-    // Headers are small: decoded on the stack, on the heap when larger
-    // (bounded by the token size limit).
-    let mut stack = [0u8; 512];
-    let heap;
-    let bytes: &[u8] = match engine.decode_slice(segment, &mut stack) {
-        Ok(len) => &stack[..len],
-        Err(_) => {
-            heap = engine.decode(segment).ok()?;
-            &heap
-        }
-    };
-    let raw: RawHeader<'_> = serde_json::from_slice(bytes).ok()?;
-    let alg = raw.alg.parse::<Algorithm>().ok()?;
-    Some((alg, raw.kid.map(Cow::into_owned)))
-}
-
 impl Config {
     /// The token of a request: `Ok(None)` when there is none.
     pub(crate) fn token<'r, B>(
@@ -491,22 +396,15 @@ impl Config {
     /// Verifies a token against the issuers' keys; with `may_wait`, reports
     /// a missing key of a JWKS issuer instead of refusing.
     pub(crate) fn verify(&self, token: &str, may_wait: bool) -> Verdict {
-        // One issuer with one static key without a kid: that key verifies
-        // every token, and `decode` checks the token's alg against it, so
-        // the header need not be read twice.
-        if let [verifier] = &*self.verifiers
-            && verifier.issuer.jwks.is_none()
-            && let [key] = verifier.issuer.keys.as_slice()
-            && key.kid.is_none()
-        {
-            return self.decode(verifier, key, token);
-        }
-        let Some((alg, kid)) = peek_header(token) else {
-            return Verdict::Refused(Refusal::Invalid(
-                "the token is malformed or its algorithm is not supported",
-            ));
+        let Some(parts) = verify::Parts::split(token) else {
+            return Verdict::Refused(Refusal::Invalid(verify::MALFORMED));
         };
-        let kid = kid.as_deref();
+        let header = match verify::header(&parts) {
+            Ok(header) => header,
+            Err(description) => return Verdict::Refused(Refusal::Invalid(description)),
+        };
+        let (alg, kid) = (header.alg, header.kid.as_deref());
+        let now = jsonwebtoken::get_current_timestamp();
         let mut first_error: Option<&'static str> = None;
         let mut jwks_miss = false;
         for verifier in self.verifiers.iter() {
@@ -528,24 +426,14 @@ impl Config {
                 }
             }
             match candidate {
-                Ok(key) => {
-                    // A key of an algorithm this layer does not know has no
-                    // validation, and verifies nothing.
-                    let Some(validation) =
-                        algorithm_index(key.algorithm).and_then(|i| verifier.validations.get(i))
-                    else {
-                        first_error.get_or_insert("the token's algorithm is not supported");
-                        continue;
-                    };
-                    match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
-                        Ok(data) => return self.authorize(Claims::new(data.claims)),
-                        Err(error) => {
-                            first_error.get_or_insert(describe(error.kind()));
-                        }
+                Ok(key) => match verify::verify(&parts, alg, key, &verifier.rules, now) {
+                    Ok(claims) => return self.authorize(Claims::new(claims)),
+                    Err(description) => {
+                        first_error.get_or_insert(description);
                     }
-                }
+                },
                 Err(true) => {
-                    first_error.get_or_insert("the token's algorithm is not accepted for its key");
+                    first_error.get_or_insert(verify::WRONG_ALGORITHM);
                 }
                 Err(false) => {}
             }
@@ -557,18 +445,6 @@ impl Config {
             return Verdict::KeyMissing;
         }
         Verdict::Refused(Refusal::Invalid("no key is known for the token's kid"))
-    }
-
-    fn decode(&self, verifier: &Verifier, key: &JwtKey, token: &str) -> Verdict {
-        let Some(validation) =
-            algorithm_index(key.algorithm).and_then(|i| verifier.validations.get(i))
-        else {
-            return Verdict::Refused(Refusal::Invalid("the token's algorithm is not supported"));
-        };
-        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
-            Ok(data) => self.authorize(Claims::new(data.claims)),
-            Err(error) => Verdict::Refused(Refusal::Invalid(describe(error.kind()))),
-        }
     }
 
     fn authorize(&self, claims: Claims) -> Verdict {
