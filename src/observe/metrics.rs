@@ -83,6 +83,7 @@ pub type LabelFromExtensions = fn(&http::Extensions) -> Option<&str>;
 /// built from it.
 #[derive(Debug, Clone)]
 struct Settings {
+    route_key: &'static str,
     route: SharedString,
     constants: Vec<Label>,
     route_from: Option<RouteFromExtensions>,
@@ -98,6 +99,7 @@ impl MetricsLayer {
     /// A layer whose metrics carry `route=<name>`.
     pub fn for_route(name: impl Into<SharedString>) -> Self {
         Self::from_settings(Settings {
+            route_key: "route",
             route: name.into(),
             constants: Vec::new(),
             route_from: None,
@@ -106,7 +108,7 @@ impl MetricsLayer {
     }
 
     fn from_settings(settings: Settings) -> Self {
-        let mut fixed = vec![Label::new("route", settings.route.clone())];
+        let mut fixed = vec![Label::new(settings.route_key, settings.route.clone())];
         fixed.extend(settings.constants.iter().cloned());
         let request_label = settings.request_label.map(|(key, read, max, absent)| {
             fixed.push(Label::from_static_parts(key, absent));
@@ -135,6 +137,16 @@ impl MetricsLayer {
         let mut settings = self.shared.settings.clone();
         settings.route_from = Some(read);
         settings.request_label = None;
+        Self::from_settings(settings)
+    }
+
+    /// Names the `route` label otherwise, for an assembly whose routes are
+    /// something else (the sidecar names it `service`).
+    ///
+    /// Default: `route`.
+    pub fn route_label(self, key: &'static str) -> Self {
+        let mut settings = self.shared.settings.clone();
+        settings.route_key = key;
         Self::from_settings(settings)
     }
 
@@ -232,7 +244,7 @@ impl Shared {
             return Arc::clone(handles);
         }
         let labels = |route: SharedString| {
-            let mut labels = vec![Label::new("route", route)];
+            let mut labels = vec![Label::new(self.settings.route_key, route)];
             labels.extend(self.settings.constants.iter().cloned());
             labels
         };
@@ -266,7 +278,10 @@ impl Shared {
             return Arc::clone(handles);
         }
         let labels = |value: SharedString| {
-            let mut labels = vec![Label::new("route", self.settings.route.clone())];
+            let mut labels = vec![Label::new(
+                self.settings.route_key,
+                self.settings.route.clone(),
+            )];
             labels.extend(self.settings.constants.iter().cloned());
             labels.push(Label::new(label.key, value));
             labels
