@@ -2,11 +2,12 @@
 //! a layer's.
 
 use std::convert::Infallible;
+use std::future::{Ready, ready};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::ServiceBuilder;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Either};
 use tower_layer::Layer;
 
 use super::config::{MtlsMode, OutboundService, SidecarConfig, WorkloadTls};
@@ -14,6 +15,7 @@ use crate::auth::authz::AuthzLayer;
 use crate::auth::peer_identity::identity_from_extensions;
 use crate::body::Body;
 use crate::circuit_breaker::CircuitBreakerLayer;
+use crate::error::{Rejection, RejectionKind};
 use crate::load_balancer::{self, LoadBalancerLayer};
 use crate::observe::{AccessLogLayer, MetricsLayer, RequestIdLayer, TraceContextLayer};
 use crate::proxy::Proxy;
@@ -25,6 +27,16 @@ use crate::tls::{ClientAuth, ServerTls};
 /// A listener's whole stack, type-erased once.
 pub(crate) type ListenerService =
     BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+
+/// The outbound router, or the 404 answer when there is no service.
+type Outbound = Either<Router<Incoming>, tower::util::ServiceFn<NoRoute>>;
+type NoRoute = fn(Request<Incoming>) -> Ready<Result<Response<Body>, Infallible>>;
+
+fn no_route(_request: Request<Incoming>) -> Ready<Result<Response<Body>, Infallible>> {
+    ready(Ok(Rejection::new(RejectionKind::NoRoute)
+        .into_response()
+        .map(Body::new)))
+}
 
 /// One outbound service as built, kept for the admin endpoints.
 #[derive(Debug, Clone)]
@@ -91,11 +103,17 @@ pub(crate) fn build(config: &SidecarConfig) -> Result<Built, Vec<String>> {
             Err(problem) => problems.push(format!("outbound[{i}]{problem}")),
         }
     }
-    let router = match Router::builder().routes(routes).build() {
-        Ok(router) => Some(router),
-        Err(error) => {
-            problems.push(format!("outbound: {error}"));
-            None
+    // A sidecar whose application calls nothing has no routes, which the
+    // router refuses; then every outbound call is answered 404 directly.
+    let router = if routes.is_empty() {
+        Some(Either::Right(tower::service_fn(no_route as NoRoute)))
+    } else {
+        match Router::builder().routes(routes).build() {
+            Ok(router) => Some(Either::Left(router)),
+            Err(error) => {
+                problems.push(format!("outbound: {error}"));
+                None
+            }
         }
     };
     let (Some(inbound_tls), Some(app), Some(router)) = (inbound_tls, app, router) else {
@@ -248,7 +266,7 @@ fn inbound_stack(config: &SidecarConfig, app: Proxy) -> ListenerService {
 
 /// request id → trace context → metrics → access log → route by host →
 /// the service's stack; no route → 404.
-fn outbound_stack(config: &SidecarConfig, router: Router<Incoming>) -> ListenerService {
+fn outbound_stack(config: &SidecarConfig, router: Outbound) -> ListenerService {
     let metrics = config.metrics.then(|| {
         MetricsLayer::new()
             .route_label("service")
