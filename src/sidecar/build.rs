@@ -16,6 +16,7 @@ use crate::auth::peer_identity::identity_from_extensions;
 use crate::body::Body;
 use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::error::{Rejection, RejectionKind};
+use crate::gateway::ServerConfig;
 use crate::load_balancer::{self, LoadBalancerLayer};
 use crate::observe::{AccessLogLayer, MetricsLayer, RequestIdLayer, TraceContextLayer};
 use crate::proxy::Proxy;
@@ -151,6 +152,13 @@ fn inbound_tls(tls: &WorkloadTls, mode: MtlsMode) -> Result<ServerTls, String> {
     };
     ServerTls::mutual_from_pem(&tls.chain_pem, &tls.key_pem, &tls.trust_pem, auth)
         .map_err(|error| format!("certificate_pem / trust_bundle_pem: {error}"))
+}
+
+/// The inbound listener's server settings: the sidecar's limits with the
+/// inbound TLS.
+// The lead adds `.tls_permissive(mode == MtlsMode::Permissive)` here.
+pub(crate) fn inbound_server(config: &SidecarConfig, tls: &ServerTls) -> ServerConfig {
+    config.server.clone().tls(tls.clone())
 }
 
 /// The proxy that originates mTLS to one outbound service's peers: the

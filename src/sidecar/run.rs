@@ -62,10 +62,7 @@ impl Sidecar {
         };
         let inbound = bind(
             self.config.inbound_addr,
-            self.config
-                .server
-                .clone()
-                .tls(self.built.inbound_tls.clone()),
+            build::inbound_server(&self.config, &self.built.inbound_tls),
             "inbound",
         )
         .await?;
