@@ -4,6 +4,7 @@
 use http::StatusCode;
 use meshgate::auth::authz::AuthzRule;
 use meshgate::circuit_breaker::CircuitBreakerLayer;
+use meshgate::load_balancer::{OutlierDetection, Strategy};
 use meshgate::retry::RetryLayer;
 use meshgate::sidecar::OutboundService;
 
@@ -164,5 +165,42 @@ async fn metrics_carry_the_direction_service_and_peer_identity() {
             && l.contains("direction=\"inbound\"")
             && l.contains(&format!("peer_identity=\"{}\"", spiffe("a")))),
         "{b}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_is_retried_around_and_ejected() {
+    // A port nobody listens on: connections are refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mesh = Mesh::new("a", 0, |s| {
+        s.endpoint(dead.to_string())
+            .balancing(Strategy::RoundRobin)
+            .retry(RetryLayer::new().attempts_header(true))
+            .outlier_detection(OutlierDetection::new().consecutive_gateway_errors(1))
+    })
+    .await;
+    let mut retried = 0;
+    for _ in 0..10 {
+        let (status, headers, body) = call(mesh.caller.outbound, B, "/", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if headers.get("x-meshgate-attempts").is_some_and(|v| v == "2") {
+            retried += 1;
+        }
+    }
+    // Round robin reaches the dead endpoint within the first two calls; that
+    // call is retried on B, and the dead endpoint is ejected at once.
+    assert_eq!(retried, 1);
+    assert_eq!(mesh.b_app.calls(), 10);
+    let (_, _, metrics) = call(mesh.caller.admin, "admin", "/metrics", &[]).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("meshgate_upstream_ejected")
+                && l.contains(&dead.to_string())
+                && l.ends_with(" 1")),
+        "{metrics}"
     );
 }
