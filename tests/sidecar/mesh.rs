@@ -147,6 +147,12 @@ async fn metrics_carry_the_direction_service_and_peer_identity() {
         let (status, _, _) = call(mesh.b.admin, "admin", path, &[]).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
+    let (status, _, document) = call(mesh.caller.admin, "admin", "/admin/status", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+    assert_eq!(document["routes"][0]["name"], B);
+    assert_eq!(document["routes"][0]["direction"], "outbound");
+    assert_eq!(document["upstreams"][0]["name"], B);
     let (_, _, caller) = call(mesh.caller.admin, "admin", "/metrics", &[]).await;
     let outbound = caller
         .lines()
