@@ -210,3 +210,29 @@ async fn a_dead_endpoint_is_retried_around_and_ejected() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_peer_whose_certificate_does_not_name_the_service_is_not_called() {
+    let ca = Ca::new("naming");
+    let app = App::start("impostor", 0).await;
+    // A valid workload of the mesh, but serving as `other.svc`.
+    let impostor = RunningSidecar::start(sidecar_config(
+        &ca,
+        &ca.workload("other", "other.svc"),
+        app.addr,
+    ))
+    .await;
+    let caller = RunningSidecar::start(
+        sidecar_config(&ca, &ca.workload("a", "a.svc"), app.addr)
+            .outbound_service(OutboundService::new(B).endpoint(impostor.inbound.to_string())),
+    )
+    .await;
+    let (status, headers, body) = call(caller.outbound, B, "/", &[]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(
+        app.calls(),
+        0,
+        "the request never left the caller's sidecar"
+    );
+}
