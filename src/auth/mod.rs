@@ -15,6 +15,9 @@
 //!   refreshed in the background).
 //!
 //! * [`any::JwtOrApiKeyLayer`] accepts either on one route.
+//! * [`peer_identity::PeerIdentityLayer`] inserts the [`authz::PeerIdentity`]
+//!   of an mTLS peer (the SPIFFE ID of its certificate) and passes it to the
+//!   application in a header it strips from incoming requests first.
 //! * [`authz::AuthzLayer`] then decides over that principal and the
 //!   request with Istio-style ALLOW/DENY rules (`403`).
 //!
@@ -37,6 +40,7 @@ pub mod api_key;
 pub mod authz;
 mod consumer;
 pub mod jwt;
+pub mod peer_identity;
 mod query;
 
 pub use crate::future::ResponseFuture;

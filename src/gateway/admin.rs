@@ -21,9 +21,13 @@ use tower_service::Service;
 use super::build::Built;
 use super::server::Connections;
 use crate::body::Body;
-use crate::circuit_breaker::BreakerState;
+use crate::cache::CacheLayer;
+use crate::circuit_breaker::{BreakerState, CircuitBreakerLayer};
 use crate::config::Config;
 use crate::error::Problem;
+use crate::load_balancer::LoadBalancerLayer;
+use crate::rate_limit::RateLimitLayer;
+use crate::retry::RetryLayer;
 
 /// The admin endpoints' service. Cheap to clone: one `Arc`.
 #[derive(Clone, Debug)]
@@ -31,30 +35,95 @@ pub(crate) struct Admin {
     state: Arc<State>,
 }
 
-#[derive(Debug)]
-struct State {
-    config: Arc<Config>,
-    built: Arc<Built>,
-    metrics: Option<PrometheusHandle>,
-    connections: Vec<(String, Connections)>,
+/// What an assembly (the gateway, the sidecar) shows on its admin
+/// listener: the layers whose snapshots it reads, named as their metric
+/// labels name them.
+#[derive(Debug, Default)]
+pub(crate) struct AdminParts {
+    /// The Prometheus path, when metrics are on.
+    pub(crate) metrics_path: Option<String>,
+    /// The recorder's handle; `None` when the application installed its own.
+    pub(crate) metrics: Option<PrometheusHandle>,
+    /// Whether `/readyz` waits for every upstream to have an endpoint that
+    /// may take traffic (the gateway); else ready once serving.
+    pub(crate) ready_needs_upstreams: bool,
+    /// Balancers by upstream name.
+    pub(crate) upstreams: Vec<(String, LoadBalancerLayer)>,
+    /// Breakers by route and backend.
+    pub(crate) breakers: Vec<(String, String, CircuitBreakerLayer)>,
+    /// Retry layers by route.
+    pub(crate) retries: Vec<(String, RetryLayer)>,
+    /// Rate limiters by route.
+    pub(crate) limiters: Vec<(String, RateLimitLayer)>,
+    /// Caches by route.
+    pub(crate) caches: Vec<(String, CacheLayer)>,
+    /// The `routes` entry of `/admin/status`.
+    pub(crate) routes: Vec<Value>,
+    /// Connection counts by listener name.
+    pub(crate) connections: Vec<(String, Connections)>,
 }
 
+type State = AdminParts;
+
 impl Admin {
+    /// The gateway's admin service.
     pub(crate) fn new(
         config: Arc<Config>,
         built: Arc<Built>,
         metrics: Option<PrometheusHandle>,
         connections: Vec<(String, Connections)>,
     ) -> Self {
+        Self::from_parts(AdminParts {
+            metrics_path: config.metrics.enabled.then(|| config.metrics.path.clone()),
+            metrics,
+            ready_needs_upstreams: true,
+            upstreams: built
+                .upstreams
+                .iter()
+                .map(|u| (u.name.clone(), u.balancer.clone()))
+                .collect(),
+            breakers: built
+                .breakers
+                .iter()
+                .map(|b| (b.route.clone(), b.backend.clone(), b.layer.clone()))
+                .collect(),
+            retries: built
+                .retries
+                .iter()
+                .map(|r| (r.route.clone(), r.layer.clone()))
+                .collect(),
+            limiters: built.limiters.clone(),
+            caches: built.caches.clone(),
+            routes: route_status(&config),
+            connections,
+        })
+    }
+
+    /// An admin service over these parts (the sidecar's).
+    pub(crate) fn from_parts(parts: AdminParts) -> Self {
         Self {
-            state: Arc::new(State {
-                config,
-                built,
-                metrics,
-                connections,
-            }),
+            state: Arc::new(parts),
         }
     }
+}
+
+/// The `routes` entry of the gateway's `/admin/status`.
+fn route_status(config: &Config) -> Vec<Value> {
+    config
+        .routes
+        .iter()
+        .map(|route| {
+            let upstreams = route.upstreams();
+            json!({
+                "name": route.name,
+                "priority": route.priority,
+                "upstreams": upstreams,
+                "timeout_ms": millis(route.timeout),
+                "retry": route.retry.is_some(),
+                "circuit_breaker": route.circuit_breaker.is_some(),
+            })
+        })
+        .collect()
 }
 
 impl<B> Service<Request<B>> for Admin {
@@ -82,7 +151,7 @@ impl<B> Service<Request<B>> for Admin {
             )
         } else if path == "/readyz" {
             state.readiness()
-        } else if state.config.metrics.enabled && path == state.config.metrics.path {
+        } else if state.metrics_path.as_deref() == Some(path) {
             state.metrics()
         } else if path == "/admin/status" {
             let body = serde_json::to_string_pretty(&state.status()).unwrap_or_default();
@@ -95,19 +164,17 @@ impl<B> Service<Request<B>> for Admin {
 }
 
 impl State {
-    /// Ready when every upstream has an endpoint that may take traffic.
+    /// Ready when every upstream has an endpoint that may take traffic (or
+    /// at once, when the assembly does not wait for upstreams).
     fn readiness(&self) -> Response<Body> {
         let unready: Vec<&str> = self
-            .built
             .upstreams
             .iter()
-            .filter(|u| {
-                !u.balancer
-                    .snapshot()
-                    .iter()
-                    .any(|e| e.healthy && !e.ejected)
+            .filter(|(_, balancer)| {
+                self.ready_needs_upstreams
+                    && !balancer.snapshot().iter().any(|e| e.healthy && !e.ejected)
             })
-            .map(|u| u.name.as_str())
+            .map(|(name, _)| name.as_str())
             .collect();
         let status = if unready.is_empty() {
             StatusCode::OK
@@ -197,11 +264,11 @@ impl State {
             let line = format!("{}{{{labels}}} {value}", families[family].0);
             families[family].3.push(line);
         };
-        for upstream in &self.built.upstreams {
-            for endpoint in upstream.balancer.snapshot() {
+        for (name, balancer) in &self.upstreams {
+            for endpoint in balancer.snapshot() {
                 let labels = format!(
                     "upstream=\"{}\",endpoint=\"{}\"",
-                    escape(&upstream.name),
+                    escape(name),
                     escape(&endpoint.endpoint.to_string())
                 );
                 push(0, labels.clone(), endpoint.requests as f64);
@@ -214,20 +281,20 @@ impl State {
                 push(5, labels, f64::from(u8::from(endpoint.ejected)));
             }
         }
-        for breaker in &self.built.breakers {
-            for snapshot in breaker.layer.snapshot() {
+        for (route, backend, layer) in &self.breakers {
+            for snapshot in layer.snapshot() {
                 let labels = format!(
                     "route=\"{}\",backend=\"{}\",key=\"{}\"",
-                    escape(&breaker.route),
-                    escape(&breaker.backend),
+                    escape(route),
+                    escape(backend),
                     escape(snapshot.key.as_deref().unwrap_or(""))
                 );
                 push(6, labels, f64::from(breaker_state(snapshot.state).1));
             }
         }
-        for retry in &self.built.retries {
-            let stats = retry.layer.stats();
-            let route = escape(&retry.route);
+        for (route, layer) in &self.retries {
+            let stats = layer.stats();
+            let route = escape(route);
             push(7, format!("route=\"{route}\""), stats.retries as f64);
             for (reason, count) in [
                 ("budget", stats.budget_exhausted),
@@ -264,29 +331,12 @@ impl State {
 
     /// The JSON document of `/admin/status`.
     fn status(&self) -> Value {
-        let routes: Vec<Value> = self
-            .config
-            .routes
-            .iter()
-            .map(|route| {
-                let upstreams = route.upstreams();
-                json!({
-                    "name": route.name,
-                    "priority": route.priority,
-                    "upstreams": upstreams,
-                    "timeout_ms": millis(route.timeout),
-                    "retry": route.retry.is_some(),
-                    "circuit_breaker": route.circuit_breaker.is_some(),
-                })
-            })
-            .collect();
+        let routes = &self.routes;
         let upstreams: Vec<Value> = self
-            .built
             .upstreams
             .iter()
-            .map(|upstream| {
-                let endpoints: Vec<Value> = upstream
-                    .balancer
+            .map(|(name, balancer)| {
+                let endpoints: Vec<Value> = balancer
                     .snapshot()
                     .into_iter()
                     .map(|e| {
@@ -303,18 +353,17 @@ impl State {
                         })
                     })
                     .collect();
-                json!({ "name": upstream.name, "endpoints": endpoints })
+                json!({ "name": name, "endpoints": endpoints })
             })
             .collect();
         let breakers: Vec<Value> = self
-            .built
             .breakers
             .iter()
-            .flat_map(|breaker| {
-                breaker.layer.snapshot().into_iter().map(|s| {
+            .flat_map(|(route, backend, layer)| {
+                layer.snapshot().into_iter().map(move |s| {
                     json!({
-                        "route": breaker.route,
-                        "backend": breaker.backend,
+                        "route": route,
+                        "backend": backend,
                         "key": s.key,
                         "state": breaker_state(s.state).0,
                         "consecutive_failures": s.consecutive_failures,
@@ -325,13 +374,12 @@ impl State {
             })
             .collect();
         let retries: Vec<Value> = self
-            .built
             .retries
             .iter()
-            .map(|retry| {
-                let stats = retry.layer.stats();
+            .map(|(route, layer)| {
+                let stats = layer.stats();
                 json!({
-                    "route": retry.route,
+                    "route": route,
                     "retries": stats.retries,
                     "budget_exhausted": stats.budget_exhausted,
                     "attempts_exhausted": stats.attempts_exhausted,
@@ -344,7 +392,6 @@ impl State {
             })
             .collect();
         let rate_limits: Vec<Value> = self
-            .built
             .limiters
             .iter()
             .map(|(route, layer)| {
@@ -352,7 +399,6 @@ impl State {
             })
             .collect();
         let caches: Vec<Value> = self
-            .built
             .caches
             .iter()
             .map(|(route, layer)| {

@@ -55,9 +55,9 @@
 //! # }
 //! ```
 
-mod admin;
+pub(crate) mod admin;
 mod build;
-mod run;
+pub(crate) mod run;
 mod server;
 
 pub use build::{BuildErrors, GatewayBody};

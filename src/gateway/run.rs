@@ -51,7 +51,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// The process-wide Prometheus recorder the gateway installs on first use,
 /// or `None` when the application installed a recorder of its own (then the
 /// admin `/metrics` endpoint says so instead of serving an empty page).
-fn prometheus() -> Option<PrometheusHandle> {
+pub(crate) fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {

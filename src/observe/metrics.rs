@@ -55,6 +55,15 @@ pub const REJECTIONS_TOTAL: &str = "meshgate_rejections_total";
 /// The other labels are bounded too: `method` is one of the nine standard
 /// methods or `other`, `status` a status class, and `kind` is the closed set
 /// of rejection kinds.
+///
+/// Two options add labels to every metric of the layer:
+/// [`label`](Self::label) a constant one (`direction="inbound"`), and
+/// [`label_from_request`](Self::label_from_request) one whose value is read
+/// from each request's extensions when it arrives (the peer identity of an
+/// mTLS connection), with at most a given number of distinct values before
+/// the rest are counted as `other`. A layer takes its dynamic label either
+/// from the response ([`route_from`](Self::route_from)) or from the request,
+/// not both: setting one clears the other.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct MetricsLayer {
@@ -67,6 +76,20 @@ pub const MAX_ROUTES: usize = 1024;
 /// Reads a route name from a response's extensions.
 pub type RouteFromExtensions = fn(&http::Extensions) -> Option<&str>;
 
+/// Reads a label value from a request's extensions.
+pub type LabelFromExtensions = fn(&http::Extensions) -> Option<&str>;
+
+/// What a layer is configured with; its services share the [`Shared`]
+/// built from it.
+#[derive(Debug, Clone)]
+struct Settings {
+    route_key: &'static str,
+    route: SharedString,
+    constants: Vec<Label>,
+    route_from: Option<RouteFromExtensions>,
+    request_label: Option<(&'static str, LabelFromExtensions, usize, &'static str)>,
+}
+
 impl MetricsLayer {
     /// A layer whose metrics carry `route=""`.
     pub fn new() -> Self {
@@ -75,34 +98,127 @@ impl MetricsLayer {
 
     /// A layer whose metrics carry `route=<name>`.
     pub fn for_route(name: impl Into<SharedString>) -> Self {
+        Self::from_settings(Settings {
+            route_key: "route",
+            route: name.into(),
+            constants: Vec::new(),
+            route_from: None,
+            request_label: None,
+        })
+    }
+
+    fn from_settings(settings: Settings) -> Self {
+        let mut fixed = vec![Label::new(settings.route_key, settings.route.clone())];
+        fixed.extend(settings.constants.iter().cloned());
+        let request_label = settings.request_label.map(|(key, read, max, absent)| {
+            fixed.push(Label::from_static_parts(key, absent));
+            RequestLabel {
+                key,
+                read,
+                max: max.max(1),
+                values: RwLock::new(HashMap::new()),
+            }
+        });
         Self {
             shared: Arc::new(Shared {
-                fixed: Handles::new(name.into()),
-                route_from: None,
+                fixed: Handles::new(fixed),
+                route_from: settings.route_from,
                 routes: RwLock::new(HashMap::new()),
+                request_label,
+                settings,
             }),
         }
     }
 
     /// Takes the `route` label from each response's extensions when `read`
-    /// finds one there; the fixed label otherwise.
+    /// finds one there; the fixed label otherwise. Clears
+    /// [`label_from_request`](Self::label_from_request).
     pub fn route_from(self, read: RouteFromExtensions) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                fixed: Handles::new(self.shared.fixed.route.clone()),
-                route_from: Some(read),
-                routes: RwLock::new(HashMap::new()),
-            }),
-        }
+        let mut settings = self.shared.settings.clone();
+        settings.route_from = Some(read);
+        settings.request_label = None;
+        Self::from_settings(settings)
+    }
+
+    /// Names the `route` label otherwise, for an assembly whose routes are
+    /// something else (the sidecar names it `service`).
+    ///
+    /// Default: `route`.
+    pub fn route_label(self, key: &'static str) -> Self {
+        let mut settings = self.shared.settings.clone();
+        settings.route_key = key;
+        Self::from_settings(settings)
+    }
+
+    /// Adds the label `key="value"` to every metric of the layer (for
+    /// instance `direction="inbound"` on a sidecar's listener). `key` must
+    /// not be one of the layer's own labels (`route`, `method`, `status`,
+    /// `kind`, `result`).
+    ///
+    /// Default: none.
+    pub fn label(self, key: &'static str, value: impl Into<SharedString>) -> Self {
+        let mut settings = self.shared.settings.clone();
+        settings.constants.push(Label::new(key, value.into()));
+        Self::from_settings(settings)
+    }
+
+    /// Adds the label `key` to every metric of the layer, its value read by
+    /// `read` from each request's extensions when the request arrives
+    /// (`absent` when `read` finds nothing). At most `max_values` distinct
+    /// values are kept (at least 1); requests with a later new value are
+    /// counted under `other`, so a peer cannot grow the metric set. Each
+    /// request costs one read-locked map lookup more. Clears
+    /// [`route_from`](Self::route_from).
+    ///
+    /// ```
+    /// use meshgate::observe::MetricsLayer;
+    ///
+    /// #[derive(Clone)]
+    /// struct Tenant(String);
+    ///
+    /// let layer = MetricsLayer::for_route("api")
+    ///     .label("direction", "inbound")
+    ///     .label_from_request(
+    ///         "tenant",
+    ///         |extensions| extensions.get::<Tenant>().map(|t| t.0.as_str()),
+    ///         100,
+    ///         "unknown",
+    ///     );
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// Default: none.
+    pub fn label_from_request(
+        self,
+        key: &'static str,
+        read: LabelFromExtensions,
+        max_values: usize,
+        absent: &'static str,
+    ) -> Self {
+        let mut settings = self.shared.settings.clone();
+        settings.request_label = Some((key, read, max_values, absent));
+        settings.route_from = None;
+        Self::from_settings(settings)
     }
 }
 
 /// What every clone of one layer shares.
 #[derive(Debug)]
 struct Shared {
+    settings: Settings,
     fixed: Handles,
     route_from: Option<RouteFromExtensions>,
     routes: RwLock<HashMap<Box<str>, Arc<Handles>>>,
+    request_label: Option<RequestLabel>,
+}
+
+/// The label read from requests, with the handles of each value seen.
+#[derive(Debug)]
+struct RequestLabel {
+    key: &'static str,
+    read: LabelFromExtensions,
+    max: usize,
+    values: RwLock<HashMap<Box<str>, Arc<Handles>>>,
 }
 
 impl Shared {
@@ -127,15 +243,56 @@ impl Shared {
         if let Some(handles) = routes.get(name) {
             return Arc::clone(handles);
         }
+        let labels = |route: SharedString| {
+            let mut labels = vec![Label::new(self.settings.route_key, route)];
+            labels.extend(self.settings.constants.iter().cloned());
+            labels
+        };
         if routes.len() >= MAX_ROUTES {
-            return Arc::clone(
-                routes.entry(Box::from(OTHER_ROUTE)).or_insert_with(|| {
-                    Arc::new(Handles::new(SharedString::const_str(OTHER_ROUTE)))
-                }),
-            );
+            return Arc::clone(routes.entry(Box::from(OTHER_ROUTE)).or_insert_with(|| {
+                Arc::new(Handles::new(labels(SharedString::const_str(OTHER_ROUTE))))
+            }));
         }
-        let handles = Arc::new(Handles::new(SharedString::from(name.to_owned())));
+        let handles = Arc::new(Handles::new(labels(SharedString::from(name.to_owned()))));
         routes.insert(Box::from(name), Arc::clone(&handles));
+        handles
+    }
+
+    /// The handles of the request label's value for this request, when the
+    /// layer has a request label and the request a value.
+    fn for_request(&self, extensions: &http::Extensions) -> Option<Arc<Handles>> {
+        let label = self.request_label.as_ref()?;
+        let value = (label.read)(extensions)?;
+        let found = label
+            .values
+            .read()
+            .ok()
+            .and_then(|values| values.get(value).cloned());
+        Some(found.unwrap_or_else(|| self.insert_value(label, value)))
+    }
+
+    fn insert_value(&self, label: &RequestLabel, value: &str) -> Arc<Handles> {
+        // As in `insert_route`: a poisoned map is still whole.
+        let mut values = label.values.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(handles) = values.get(value) {
+            return Arc::clone(handles);
+        }
+        let labels = |value: SharedString| {
+            let mut labels = vec![Label::new(
+                self.settings.route_key,
+                self.settings.route.clone(),
+            )];
+            labels.extend(self.settings.constants.iter().cloned());
+            labels.push(Label::new(label.key, value));
+            labels
+        };
+        if values.len() >= label.max {
+            return Arc::clone(values.entry(Box::from(OTHER_ROUTE)).or_insert_with(|| {
+                Arc::new(Handles::new(labels(SharedString::const_str(OTHER_ROUTE))))
+            }));
+        }
+        let handles = Arc::new(Handles::new(labels(SharedString::from(value.to_owned()))));
+        values.insert(Box::from(value), Arc::clone(&handles));
         handles
     }
 }
@@ -180,11 +337,17 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let method = crate::classify::method_rank(request.method());
-        self.shared.fixed.in_flight().increment(1.0);
+        let handles = self.shared.for_request(request.extensions());
+        handles
+            .as_deref()
+            .unwrap_or(&self.shared.fixed)
+            .in_flight()
+            .increment(1.0);
         MetricsFuture {
             inner: self.inner.call(request),
             guard: InFlight {
                 shared: Arc::clone(&self.shared),
+                handles,
                 method,
                 started: Instant::now(),
                 done: false,
@@ -219,7 +382,8 @@ where
                 let rejection = response.extensions().get::<Rejection>();
                 let shared = Arc::clone(&guard.shared);
                 let cache = response.headers().get(X_CACHE).map(cache_result);
-                shared.with_route(response.extensions(), |handles| {
+                let chosen = guard.handles.clone();
+                let mut record = |handles: &Handles| {
                     if let Some(rejection) = rejection {
                         handles.rejection(rejection);
                     }
@@ -227,11 +391,16 @@ where
                         handles.cache(result);
                     }
                     guard.finish(handles, class);
-                });
+                };
+                match chosen {
+                    Some(handles) => record(&handles),
+                    None => shared.with_route(response.extensions(), record),
+                }
             }
             Err(_) => {
                 let shared = Arc::clone(&guard.shared);
-                guard.finish(&shared.fixed, ERROR_CLASS);
+                let handles = guard.handles.clone();
+                guard.finish(handles.as_deref().unwrap_or(&shared.fixed), ERROR_CLASS);
             }
         }
         Poll::Ready(result)
@@ -242,6 +411,8 @@ where
 #[derive(Debug)]
 struct InFlight {
     shared: Arc<Shared>,
+    /// The handles of the request label's value, chosen at the call.
+    handles: Option<Arc<Handles>>,
     method: usize,
     started: Instant,
     done: bool,
@@ -252,7 +423,11 @@ impl InFlight {
         let elapsed = self.started.elapsed();
         handles.requests(self.method, class).increment(1);
         handles.duration(self.method).record(elapsed.as_secs_f64());
-        self.shared.fixed.in_flight().decrement(1.0);
+        self.handles
+            .as_deref()
+            .unwrap_or(&self.shared.fixed)
+            .in_flight()
+            .decrement(1.0);
         self.done = true;
     }
 }
@@ -262,9 +437,9 @@ impl Drop for InFlight {
         // A request dropped before its answer (client gone, outer timeout)
         // still leaves the in-flight gauge, and is counted as `dropped`.
         if !self.done {
-            let fixed = &self.shared.fixed;
-            fixed.requests(self.method, DROPPED_CLASS).increment(1);
-            fixed.in_flight().decrement(1.0);
+            let handles = self.handles.as_deref().unwrap_or(&self.shared.fixed);
+            handles.requests(self.method, DROPPED_CLASS).increment(1);
+            handles.in_flight().decrement(1.0);
         }
     }
 }
@@ -292,7 +467,8 @@ const DROPPED_CLASS: usize = 6;
 /// path neither allocates keys nor looks them up in the recorder's registry.
 #[derive(Debug)]
 struct Handles {
-    route: SharedString,
+    /// `route` and the layer's own labels, put first on every metric.
+    labels: Vec<Label>,
     requests: [[OnceLock<Counter>; CLASSES.len()]; METHODS.len()],
     durations: [OnceLock<Histogram>; METHODS.len()],
     in_flight: OnceLock<Gauge>,
@@ -305,9 +481,9 @@ struct Handles {
 const REJECTION_SLOTS: usize = 64;
 
 impl Handles {
-    fn new(route: SharedString) -> Self {
+    fn new(labels: Vec<Label>) -> Self {
         Self {
-            route,
+            labels,
             requests: Default::default(),
             durations: Default::default(),
             in_flight: OnceLock::new(),
@@ -316,19 +492,21 @@ impl Handles {
         }
     }
 
-    fn route_label(&self) -> Label {
-        Label::new("route", self.route.clone())
+    fn labels_with(&self, more: &[Label]) -> Vec<Label> {
+        let mut labels = Vec::with_capacity(self.labels.len() + more.len());
+        labels.extend(self.labels.iter().cloned());
+        labels.extend(more.iter().cloned());
+        labels
     }
 
     fn requests(&self, method: usize, class: usize) -> &Counter {
         self.requests[method][class].get_or_init(|| {
             metrics::counter!(
                 REQUESTS_TOTAL,
-                vec![
-                    self.route_label(),
+                self.labels_with(&[
                     Label::from_static_parts("method", METHODS[method]),
                     Label::from_static_parts("status", CLASSES[class]),
-                ]
+                ])
             )
         })
     }
@@ -337,17 +515,14 @@ impl Handles {
         self.durations[method].get_or_init(|| {
             metrics::histogram!(
                 REQUEST_DURATION_SECONDS,
-                vec![
-                    self.route_label(),
-                    Label::from_static_parts("method", METHODS[method]),
-                ]
+                self.labels_with(&[Label::from_static_parts("method", METHODS[method])])
             )
         })
     }
 
     fn in_flight(&self) -> &Gauge {
         self.in_flight
-            .get_or_init(|| metrics::gauge!(REQUESTS_IN_FLIGHT, vec![self.route_label()]))
+            .get_or_init(|| metrics::gauge!(REQUESTS_IN_FLIGHT, self.labels.clone()))
     }
 
     fn cache(&self, result: usize) {
@@ -355,10 +530,7 @@ impl Handles {
             .get_or_init(|| {
                 metrics::counter!(
                     CACHE_REQUESTS_TOTAL,
-                    vec![
-                        self.route_label(),
-                        Label::from_static_parts("result", CACHE_RESULTS[result]),
-                    ]
+                    self.labels_with(&[Label::from_static_parts("result", CACHE_RESULTS[result])])
                 )
             })
             .increment(1);
@@ -366,12 +538,7 @@ impl Handles {
 
     fn rejection(&self, rejection: &Rejection) {
         let kind = rejection.kind();
-        let labels = || {
-            vec![
-                self.route_label(),
-                Label::from_static_parts("kind", kind.as_str()),
-            ]
-        };
+        let labels = || self.labels_with(&[Label::from_static_parts("kind", kind.as_str())]);
         match self.rejections.get(kind as usize) {
             Some(slot) => slot
                 .get_or_init(|| metrics::counter!(REJECTIONS_TOTAL, labels()))

@@ -57,8 +57,8 @@ mod trace_context;
 pub use access_log::{ACCESS_LOG_TARGET, AccessLog, AccessLogFuture, AccessLogLayer};
 #[cfg(feature = "metrics")]
 pub use metrics::{
-    CACHE_REQUESTS_TOTAL, MAX_ROUTES, MetricsFuture, MetricsLayer, REJECTIONS_TOTAL,
-    REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RequestMetrics,
+    CACHE_REQUESTS_TOTAL, LabelFromExtensions, MAX_ROUTES, MetricsFuture, MetricsLayer,
+    REJECTIONS_TOTAL, REQUEST_DURATION_SECONDS, REQUESTS_IN_FLIGHT, REQUESTS_TOTAL, RequestMetrics,
     RouteFromExtensions,
 };
 pub use request_id::{
