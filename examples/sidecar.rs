@@ -6,7 +6,8 @@
 //! name as DNS SAN):
 //!
 //! * `web` (service A, an axum app) calls `reviews.default.svc` through its
-//!   sidecar's outbound listener, in plain HTTP;
+//!   sidecar's outbound listener, in plain HTTP; the outbound accepts B's
+//!   sidecar only by its SPIFFE ID (`…/sa/reviews`, Istio's secure naming);
 //! * `reviews` (service B, an axum app) is behind a sidecar whose inbound
 //!   listener is STRICT mTLS with an authorization policy that allows only
 //!   `spiffe://mesh.example/ns/default/sa/web`; B fails its first call with
@@ -243,6 +244,8 @@ async fn main() {
     let to_reviews = || {
         OutboundService::new(REVIEWS)
             .endpoint(b_inbound.to_string())
+            // Secure naming: B must present the `reviews` SPIFFE ID.
+            .expected_identities([spiffe("reviews")])
             .retry(RetryLayer::new().attempts_header(true))
     };
     let (_, a_outbound, _) = start_sidecar(

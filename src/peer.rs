@@ -26,6 +26,15 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// Marks a request that arrived on a TLS connection the server terminated
+/// itself, as a request extension (the gateway and sidecar servers insert
+/// it). The proxy then reports `https` in `X-Forwarded-Proto` and
+/// `Forwarded: proto=` for this request, whatever its configured
+/// `client_scheme`, so one proxy serves TLS and plain-text listeners (or a
+/// permissive listener) truthfully.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TlsConnection;
+
 /// The certificate chain a client presented and the server verified
 /// (mutual TLS), leaf first, DER-encoded, with the leaf's subject
 /// alternative names, as a request extension.
@@ -59,6 +68,8 @@ struct CertificateInner {
     chain: Vec<bytes::Bytes>,
     dns_names: Vec<String>,
     uri_names: Vec<String>,
+    /// The one URI SAN parsed as a SPIFFE ID, once per connection.
+    spiffe_id: Option<SpiffeId>,
 }
 
 impl PeerCertificate {
@@ -74,6 +85,7 @@ impl PeerCertificate {
                 chain,
                 dns_names: Vec::new(),
                 uri_names: Vec::new(),
+                spiffe_id: None,
             }),
         })
     }
@@ -81,11 +93,16 @@ impl PeerCertificate {
     /// The same chain with the leaf's DNS and URI subject alternative names.
     #[must_use]
     pub fn with_subject_alt_names(self, dns_names: Vec<String>, uri_names: Vec<String>) -> Self {
+        let spiffe_id = match uri_names.as_slice() {
+            [only] => only.parse().ok(),
+            _ => None,
+        };
         Self {
             inner: std::sync::Arc::new(CertificateInner {
                 chain: self.inner.chain.clone(),
                 dns_names,
                 uri_names,
+                spiffe_id,
             }),
         }
     }
@@ -135,11 +152,9 @@ impl PeerCertificate {
     /// assert_eq!(id.path(), "/ns/shop/sa/web");
     /// ```
     #[must_use]
-    pub fn spiffe_id(&self) -> Option<SpiffeId> {
-        match self.inner.uri_names.as_slice() {
-            [only] => only.parse().ok(),
-            _ => None,
-        }
+    pub fn spiffe_id(&self) -> Option<&SpiffeId> {
+        // Parsed once, when the names were set (once per connection).
+        self.inner.spiffe_id.as_ref()
     }
 }
 
@@ -426,6 +441,7 @@ mod tests {
                     uris.iter().map(|uri| (*uri).to_owned()).collect(),
                 )
                 .spiffe_id()
+                .cloned()
         };
         assert_eq!(
             with(&["spiffe://td/web"]).map(|id| id.to_string()),

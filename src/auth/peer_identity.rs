@@ -203,23 +203,10 @@ where
 /// any (for layers in front of [`PeerIdentityLayer`], such as a metrics
 /// label).
 pub(crate) fn identity_from_extensions(extensions: &http::Extensions) -> Option<&str> {
-    extensions.get::<PeerCertificate>().and_then(spiffe_id)
-}
-
-/// The leaf's SPIFFE ID: its one URI SAN that starts with `spiffe://`. A
-/// certificate with several is ambiguous and has none (as SPIFFE X.509-SVIDs
-/// carry exactly one).
-// The lead replaces this with `PeerCertificate::spiffe_id()` when it lands.
-fn spiffe_id(certificate: &PeerCertificate) -> Option<&str> {
-    let mut ids = certificate
-        .uri_names()
-        .iter()
-        .filter(|name| name.starts_with("spiffe://"));
-    let first = ids.next()?;
-    if ids.next().is_some() {
-        return None;
-    }
-    Some(first.as_str())
+    extensions
+        .get::<PeerCertificate>()
+        .and_then(PeerCertificate::spiffe_id)
+        .map(crate::peer::SpiffeId::as_str)
 }
 
 #[cfg(test)]
@@ -266,18 +253,20 @@ mod tests {
     #[test]
     fn the_one_spiffe_uri_is_the_identity() {
         let id = "spiffe://td.test/ns/a/sa/b";
-        assert_eq!(spiffe_id(&certificate(&[id])), Some(id));
-        assert_eq!(
-            spiffe_id(&certificate(&["https://example.com/x", id])),
-            Some(id)
-        );
-        assert_eq!(spiffe_id(&certificate(&[])), None);
-        assert_eq!(spiffe_id(&certificate(&["https://example.com/x"])), None);
-        // Two SPIFFE IDs: ambiguous, so none.
-        assert_eq!(
-            spiffe_id(&certificate(&[id, "spiffe://td.test/ns/a/sa/c"])),
-            None
-        );
+        let of = |names: &[&str]| {
+            let mut extensions = http::Extensions::new();
+            extensions.insert(certificate(names));
+            identity_from_extensions(&extensions).map(str::to_owned)
+        };
+        assert_eq!(of(&[id]).as_deref(), Some(id));
+        // An X.509-SVID has exactly one URI SAN: with another, or with two
+        // SPIFFE IDs, the identity is ambiguous, so there is none.
+        assert_eq!(of(&["https://example.com/x", id]), None);
+        assert_eq!(of(&[id, "spiffe://td.test/ns/a/sa/c"]), None);
+        assert_eq!(of(&[]), None);
+        assert_eq!(of(&["https://example.com/x"]), None);
+        // Not a valid SPIFFE ID (uppercase trust domain).
+        assert_eq!(of(&["spiffe://TD.test/x"]), None);
     }
 
     #[tokio::test]

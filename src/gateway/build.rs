@@ -120,7 +120,7 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let identities = Identities::new(config, &mut problems);
     let mut upstreams = Vec::new();
     for (i, upstream) in config.upstreams.iter().enumerate() {
-        match build_upstream(upstream, &config.trusted_proxies, client_scheme(config)) {
+        match build_upstream(upstream, &config.trusted_proxies) {
             Ok(built) => upstreams.push(built),
             Err(problem) => problems.push(format!("upstreams[{i}]{problem}")),
         }
@@ -464,21 +464,9 @@ fn routes_for(route: &config::Route, target: Target<'_>) -> Vec<Route<GatewayBod
     out
 }
 
-/// What `X-Forwarded-Proto` says: `https` when every listener is TLS. The
-/// proxy is shared by all listeners, so a mix of TLS and cleartext
-/// listeners reports `http` (a per-connection marker is still to come).
-fn client_scheme(config: &Config) -> http::uri::Scheme {
-    if !config.listeners.is_empty() && config.listeners.iter().all(|l| l.tls.is_some()) {
-        http::uri::Scheme::HTTPS
-    } else {
-        http::uri::Scheme::HTTP
-    }
-}
-
 fn build_upstream(
     upstream: &config::Upstream,
     trusted_proxies: &[config::Cidr],
-    scheme: http::uri::Scheme,
 ) -> Result<BuiltUpstream, String> {
     let mut balancer = LoadBalancerLayer::builder().strategy(strategy(&upstream.balancing));
     let live: Vec<&config::Endpoint> = upstream.endpoints.iter().filter(|e| e.weight > 0).collect();
@@ -549,7 +537,6 @@ fn build_upstream(
     };
     let proxy = Proxy::builder()
         .incoming_forwarded(incoming)
-        .client_scheme(scheme)
         .http2_prior_knowledge(upstream.protocol == config::Protocol::H2c)
         .connect_timeout(upstream.timeouts.connect)
         .response_timeout(upstream.timeouts.response)

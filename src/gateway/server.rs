@@ -24,7 +24,7 @@ use tower::util::Oneshot;
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::peer::{PeerAddr, PeerCertificate};
+use crate::peer::{PeerAddr, PeerCertificate, TlsConnection};
 
 /// Limits and timeouts of a [`Server`].
 ///
@@ -466,7 +466,7 @@ impl Connection {
         let deadline = Instant::now() + self.header_read_timeout;
         match acceptor {
             None => {
-                self.serve_io(protocols, TokioIo::new(stream), service, None, deadline)
+                self.serve_io(protocols, TokioIo::new(stream), service, Plain, deadline)
                     .await;
             }
             #[cfg(feature = "tls")]
@@ -481,8 +481,14 @@ impl Connection {
                     match first {
                         Ok(Ok(Some(TLS_HANDSHAKE_RECORD))) => {}
                         Ok(Ok(Some(_))) => {
-                            self.serve_io(protocols, TokioIo::new(stream), service, None, deadline)
-                                .await;
+                            self.serve_io(
+                                protocols,
+                                TokioIo::new(stream),
+                                service,
+                                Plain,
+                                deadline,
+                            )
+                            .await;
                             return;
                         }
                         Ok(Ok(None)) => return,
@@ -504,8 +510,14 @@ impl Connection {
                 match handshake {
                     Ok(Ok(tls)) => {
                         let certificate = crate::tls::peer_certificate(tls.get_ref().1);
-                        self.serve_io(protocols, TokioIo::new(tls), service, certificate, deadline)
-                            .await;
+                        self.serve_io(
+                            protocols,
+                            TokioIo::new(tls),
+                            service,
+                            Tls(certificate),
+                            deadline,
+                        )
+                        .await;
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_elapsed) => {
@@ -525,7 +537,7 @@ impl Connection {
         protocols: Protocols,
         io: I,
         service: S,
-        certificate: Option<PeerCertificate>,
+        transport: Transport,
         deadline: Instant,
     ) where
         S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -541,7 +553,7 @@ impl Connection {
         let service = ConnectionService {
             inner: service,
             peer: PeerAddr(self.peer),
-            certificate,
+            transport,
             first_request: Arc::clone(&first_request),
         };
         match protocols {
@@ -645,12 +657,23 @@ impl FirstRequest {
     }
 }
 
+/// How a connection's bytes arrive: plain TCP, or TLS this server
+/// terminated (with the client's verified certificate, if it sent one).
+#[derive(Debug, Clone)]
+enum Transport {
+    Plain,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Tls(Option<PeerCertificate>),
+}
+
+use Transport::{Plain, Tls};
+
 /// The per-connection adapter from a tower service to hyper's.
 #[derive(Debug)]
 struct ConnectionService<S> {
     inner: S,
     peer: PeerAddr,
-    certificate: Option<PeerCertificate>,
+    transport: Transport,
     first_request: Arc<FirstRequest>,
 }
 
@@ -665,8 +688,11 @@ where
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.first_request.mark();
         request.extensions_mut().insert(self.peer);
-        if let Some(certificate) = &self.certificate {
-            request.extensions_mut().insert(certificate.clone());
+        if let Transport::Tls(certificate) = &self.transport {
+            request.extensions_mut().insert(TlsConnection);
+            if let Some(certificate) = certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
         }
         Oneshot::new(self.inner.clone(), request)
     }

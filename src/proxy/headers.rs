@@ -137,9 +137,18 @@ pub(crate) struct Hop<'a> {
     pub(crate) peer: Option<IpAddr>,
     /// The host the client asked for, if known.
     pub(crate) host: Option<&'a HeaderValue>,
+    /// Whether the request came over TLS this process terminated
+    /// ([`TlsConnection`](crate::peer::TlsConnection)): then the scheme is
+    /// `https` whatever the configured one.
+    pub(crate) tls: bool,
 }
 
 impl ForwardedConfig {
+    /// The scheme the client used for this hop.
+    fn proto<'s>(&'s self, hop: &Hop<'_>) -> &'s Scheme {
+        if hop.tls { &Scheme::HTTPS } else { &self.proto }
+    }
+
     /// Writes `X-Forwarded-For/-Proto/-Host` and/or `Forwarded` for this hop.
     pub(crate) fn apply(&self, headers: &mut HeaderMap, hop: &Hop<'_>) {
         let append = self.incoming.appends(hop.peer);
@@ -172,7 +181,7 @@ impl ForwardedConfig {
         }
 
         if !(append && headers.contains_key(&X_FORWARDED_PROTO)) {
-            headers.insert(X_FORWARDED_PROTO, scheme_value(&self.proto));
+            headers.insert(X_FORWARDED_PROTO, scheme_value(self.proto(hop)));
         }
         if !(append && headers.contains_key(&X_FORWARDED_HOST)) {
             headers.remove(&X_FORWARDED_HOST);
@@ -209,7 +218,7 @@ impl ForwardedConfig {
             push_token_or_quoted(&mut value, host);
         }
         value.push_str(";proto=");
-        value.push_str(self.proto.as_str());
+        value.push_str(self.proto(hop).as_str());
         if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(header::FORWARDED, value);
         }
@@ -413,6 +422,7 @@ mod tests {
         let hop = Hop {
             peer: Some("192.0.2.7".parse().unwrap()),
             host: Some(&host),
+            tls: false,
         };
         config(IncomingForwarded::Replace).apply(&mut map, &hop);
         assert_eq!(map["x-forwarded-for"], "192.0.2.7");
@@ -436,6 +446,7 @@ mod tests {
         let hop = Hop {
             peer: Some("2001:db8::1".parse().unwrap()),
             host: Some(&host),
+            tls: false,
         };
         config(IncomingForwarded::Append).apply(&mut map, &hop);
         assert_eq!(
@@ -456,11 +467,25 @@ mod tests {
         let hop = Hop {
             peer: None,
             host: None,
+            tls: false,
         };
         config(IncomingForwarded::Replace).apply(&mut map, &hop);
         assert!(!map.contains_key("x-forwarded-for"));
         assert!(!map.contains_key("x-forwarded-host"));
         assert_eq!(map["forwarded"], "for=unknown;proto=http");
+    }
+
+    #[test]
+    fn a_request_over_tls_reports_https_whatever_the_configured_scheme() {
+        let mut map = headers(&[]);
+        let hop = Hop {
+            peer: Some("192.0.2.7".parse().unwrap()),
+            host: None,
+            tls: true,
+        };
+        config(IncomingForwarded::Replace).apply(&mut map, &hop);
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["forwarded"], "for=192.0.2.7;proto=https");
     }
 
     #[test]

@@ -188,6 +188,10 @@ impl Shared {
         let hop = Hop {
             peer,
             host: client_host.as_ref(),
+            tls: parts
+                .extensions
+                .get::<crate::peer::TlsConnection>()
+                .is_some(),
         };
         config.forwarded.apply(&mut parts.headers, &hop);
         if let Some(via) = &config.via {

@@ -23,7 +23,7 @@ use crate::proxy::Proxy;
 use crate::retry::RetryLayer;
 use crate::routing::{MatchedRoute, Route, Router};
 use crate::timeout::TimeoutLayer;
-use crate::tls::{ClientAuth, ServerTls};
+use crate::tls::{ClientAuth, ServerTls, TlsMaterial};
 
 /// A listener's whole stack, type-erased once.
 pub(crate) type ListenerService =
@@ -51,6 +51,9 @@ pub(crate) struct BuiltService {
 /// Everything built from one config.
 #[derive(Debug)]
 pub(crate) struct Built {
+    /// The workload's certificate, key and trust bundle, read by both
+    /// directions at each handshake.
+    pub(crate) material: TlsMaterial,
     pub(crate) inbound_tls: ServerTls,
     pub(crate) inbound: ListenerService,
     pub(crate) outbound: ListenerService,
@@ -61,13 +64,13 @@ pub(crate) struct Built {
 /// field.
 pub(crate) fn build(config: &SidecarConfig) -> Result<Built, Vec<String>> {
     let mut problems = Vec::new();
-    if config.tls.chain_pem.is_empty() || config.tls.key_pem.is_empty() {
-        problems.push("certificate_pem: the workload certificate and key are required".to_owned());
-    }
-    if config.tls.trust_pem.is_empty() {
-        problems
-            .push("trust_bundle_pem: the trust bundle (CA certificates) is required".to_owned());
-    }
+    let material = match workload_material(&config.tls) {
+        Ok(material) => Some(material),
+        Err(problem) => {
+            problems.push(problem);
+            None
+        }
+    };
     let app = match config.app_addr {
         Some(addr) => Some(addr),
         None => {
@@ -83,20 +86,20 @@ pub(crate) fn build(config: &SidecarConfig) -> Result<Built, Vec<String>> {
             config.outbound_addr
         ));
     }
+    let Some(material) = material else {
+        return Err(problems);
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
-    let inbound_tls = match inbound_tls(&config.tls, config.mode) {
-        Ok(tls) => Some(tls),
-        Err(problem) => {
-            problems.push(problem);
-            None
-        }
-    };
+    let inbound_tls = material.server_tls(match config.mode {
+        MtlsMode::Strict => ClientAuth::Required,
+        MtlsMode::Permissive => ClientAuth::Optional,
+    });
     let mut services = Vec::new();
     let mut routes = Vec::new();
     for (i, service) in config.services.iter().enumerate() {
-        match outbound_service(&config.tls, service) {
+        match outbound_service(&material, service) {
             Ok((built, route)) => {
                 services.push(built);
                 routes.push(route);
@@ -117,7 +120,7 @@ pub(crate) fn build(config: &SidecarConfig) -> Result<Built, Vec<String>> {
             }
         }
     };
-    let (Some(inbound_tls), Some(app), Some(router)) = (inbound_tls, app, router) else {
+    let (Some(app), Some(router)) = (app, router) else {
         return Err(problems);
     };
     if !problems.is_empty() {
@@ -129,10 +132,10 @@ pub(crate) fn build(config: &SidecarConfig) -> Result<Built, Vec<String>> {
                 .parse()
                 .map_err(|e| vec![format!("app_addr: {e}")])?,
         )
-        .client_scheme(http::uri::Scheme::HTTPS)
         .build()
         .map_err(|e| vec![format!("app_addr: {e}")])?;
     Ok(Built {
+        material,
         inbound_tls,
         inbound: inbound_stack(config, app),
         outbound: outbound_stack(config, router),
@@ -140,58 +143,78 @@ pub(crate) fn build(config: &SidecarConfig) -> Result<Built, Vec<String>> {
     })
 }
 
-/// The inbound listener's TLS: the workload's certificate, peers verified
-/// against the trust bundle, a client certificate required (STRICT) or
-/// optional (PERMISSIVE).
-// The lead swaps in `TlsMaterial::server_tls(..)` (rotation) and
-// `ServerConfig::tls_permissive` (plain text in PERMISSIVE) here.
-fn inbound_tls(tls: &WorkloadTls, mode: MtlsMode) -> Result<ServerTls, String> {
-    let auth = match mode {
-        MtlsMode::Strict => ClientAuth::Required,
-        MtlsMode::Permissive => ClientAuth::Optional,
-    };
-    ServerTls::mutual_from_pem(&tls.chain_pem, &tls.key_pem, &tls.trust_pem, auth)
-        .map_err(|error| format!("certificate_pem / trust_bundle_pem: {error}"))
+/// The workload's material from the config, each problem naming its
+/// field.
+fn workload_material(tls: &WorkloadTls) -> Result<TlsMaterial, String> {
+    match tls {
+        WorkloadTls::Missing => Err(
+            "certificate_pem: the workload certificate, key and trust bundle are required \
+             (certificate_pem with trust_bundle_pem, tls_files or tls_material)"
+                .to_owned(),
+        ),
+        WorkloadTls::Pem {
+            chain_pem,
+            key_pem,
+            trust_pem,
+        } => {
+            if chain_pem.is_empty() || key_pem.is_empty() {
+                return Err(
+                    "certificate_pem: the workload certificate and key are required".to_owned(),
+                );
+            }
+            if trust_pem.is_empty() {
+                return Err(
+                    "trust_bundle_pem: the trust bundle (CA certificates) is required".to_owned(),
+                );
+            }
+            TlsMaterial::from_pem(chain_pem, key_pem, trust_pem)
+                .map_err(|error| format!("certificate_pem / trust_bundle_pem: {error}"))
+        }
+        WorkloadTls::Files { files, .. } => {
+            TlsMaterial::from_files(files.clone()).map_err(|error| format!("tls_files: {error}"))
+        }
+        WorkloadTls::Material(material) => Ok(material.clone()),
+    }
 }
 
 /// The inbound listener's server settings: the sidecar's limits with the
-/// inbound TLS.
-// The lead adds `.tls_permissive(mode == MtlsMode::Permissive)` here.
+/// inbound TLS; PERMISSIVE also serves plain text on the same port.
 pub(crate) fn inbound_server(config: &SidecarConfig, tls: &ServerTls) -> ServerConfig {
-    config.server.clone().tls(tls.clone())
+    config
+        .server
+        .clone()
+        .tls(tls.clone())
+        .tls_permissive(config.mode == MtlsMode::Permissive)
 }
 
 /// The proxy that originates mTLS to one outbound service's peers: the
-/// workload's certificate as client identity, the trust bundle as roots,
-/// and the peer's certificate must name the service (DNS SAN).
-// The lead swaps in `ProxyBuilder::tls_material` (rotation) and
-// `tls_peer_identities(&service.expected_identities)` (secure naming) here.
-fn outbound_proxy(tls: &WorkloadTls, service: &OutboundService) -> Result<Proxy, String> {
-    if !service.expected_identities.is_empty() {
-        return Err(
-            ".expected_identities: verifying the peers' SPIFFE IDs is not supported \
-                    by this build yet (peers are verified by the service name as DNS SAN); \
-                    remove them rather than run without the check"
-                .to_owned(),
-        );
-    }
-    Proxy::builder()
-        .tls_roots_pem(tls.trust_pem.clone())
-        .tls_client_identity(tls.chain_pem.clone(), tls.key_pem.clone())
-        .tls_server_name(service.name.clone())
+/// workload's current certificate as client identity, its current trust
+/// bundle as roots, and the peer's certificate must carry one of the
+/// expected SPIFFE IDs or, without any, name the service (DNS SAN).
+fn outbound_proxy(material: &TlsMaterial, service: &OutboundService) -> Result<Proxy, String> {
+    let proxy = Proxy::builder().tls_material(material.clone());
+    let proxy = if service.expected_identities.is_empty() {
+        proxy.tls_server_name(service.name.clone())
+    } else {
+        proxy.tls_peer_identities(service.expected_identities.iter().cloned())
+    };
+    proxy
         .connect_timeout(service.connect_timeout)
         // A sidecar is transparent: the peer's inbound sets what its
         // application should see.
         .x_forwarded(false)
         .via(None)
         .build()
-        .map_err(|error| format!(": {error}"))
+        .map_err(|error| match error.to_string() {
+            message if message.contains("identit") => format!(".expected_identities: {message}"),
+            message => format!(": {message}"),
+        })
 }
 
 /// One outbound service: its route (by host) to timeout → retry →
 /// breaker → balancer → mTLS proxy.
 fn outbound_service(
-    tls: &WorkloadTls,
+    material: &TlsMaterial,
     service: &OutboundService,
 ) -> Result<(BuiltService, Route<Incoming>), String> {
     let name = &service.name;
@@ -221,7 +244,7 @@ fn outbound_service(
         balancer = balancer.outlier_detection(outlier.clone());
     }
     let balancer = balancer.build().map_err(|e| format!(".endpoints: {e}"))?;
-    let proxy = outbound_proxy(tls, service)?;
+    let proxy = outbound_proxy(material, service)?;
     let timeout = TimeoutLayer::new(service.timeout);
     let balanced = balancer.layer(proxy);
     let route = Route::new(name.clone()).host(name.clone());

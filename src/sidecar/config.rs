@@ -11,6 +11,7 @@ use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::gateway::ServerConfig;
 use crate::load_balancer::{OutlierDetection, Strategy};
 use crate::retry::RetryLayer;
+use crate::tls::{TlsFiles, TlsMaterial};
 
 /// How the inbound listener treats peers, as Istio's `PeerAuthentication`
 /// modes.
@@ -22,30 +23,54 @@ pub enum MtlsMode {
     /// included). The default.
     #[default]
     Strict,
-    /// For a migration: TLS clients without a certificate are accepted too
-    /// (they have no peer identity, so rules on `peers` do not match them).
-    /// A certificate that is presented must still be valid. Plain-text
-    /// connections are not accepted yet by this build: the server's
-    /// plain-text-or-TLS detection is still to come.
+    /// For a migration: plain-text connections are accepted beside TLS on
+    /// the same port (told apart by their first byte), and so are TLS
+    /// clients without a certificate. Neither has a peer identity, so
+    /// rules on `peers` do not match them. A certificate that is presented
+    /// must still be valid.
     Permissive,
 }
 
-/// The workload's certificate chain and key, and the trust bundle peers'
-/// certificates must chain to, all PEM.
+/// Where the workload's certificate chain and key, and the trust bundle
+/// peers' certificates must chain to, come from.
 #[derive(Clone, Default)]
-pub(crate) struct WorkloadTls {
-    pub(crate) chain_pem: Vec<u8>,
-    pub(crate) key_pem: Vec<u8>,
-    pub(crate) trust_pem: Vec<u8>,
+pub(crate) enum WorkloadTls {
+    /// Not given yet.
+    #[default]
+    Missing,
+    /// PEM given in code (the trust bundle may still be missing).
+    Pem {
+        chain_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+        trust_pem: Vec<u8>,
+    },
+    /// Files, reloaded when they change.
+    Files { files: TlsFiles, watch: Duration },
+    /// Material the caller rotates itself.
+    Material(TlsMaterial),
 }
 
 impl fmt::Debug for WorkloadTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the key.
-        f.debug_struct("WorkloadTls")
-            .field("chain_pem_bytes", &self.chain_pem.len())
-            .field("trust_pem_bytes", &self.trust_pem.len())
-            .finish_non_exhaustive()
+        match self {
+            Self::Missing => f.write_str("Missing"),
+            Self::Pem {
+                chain_pem,
+                trust_pem,
+                ..
+            } => f
+                .debug_struct("Pem")
+                .field("chain_pem_bytes", &chain_pem.len())
+                .field("trust_pem_bytes", &trust_pem.len())
+                .finish_non_exhaustive(),
+            Self::Files { files, watch } => f
+                .debug_struct("Files")
+                .field("files", files)
+                .field("watch", watch)
+                .finish(),
+            Self::Material(material) => f.debug_tuple("Material").field(material).finish(),
+        }
     }
 }
 
@@ -74,7 +99,8 @@ impl OutboundService {
     /// The service called by this host name (the `Host` header or the
     /// authority the application sends; matched case-insensitively, the
     /// port ignored). Its peers' certificates must carry this name as a
-    /// DNS SAN.
+    /// DNS SAN, unless [`expected_identities`](Self::expected_identities)
+    /// names their SPIFFE IDs.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -104,13 +130,14 @@ impl OutboundService {
         self
     }
 
-    /// The SPIFFE IDs the peers may present (Istio's secure naming).
-    /// **Not enforceable by this build yet**: a service that sets them is
-    /// refused by [`Sidecar::new`](super::Sidecar::new) rather than served
-    /// without the check. Peers are verified by their DNS SAN (the service
-    /// name) meanwhile.
+    /// The SPIFFE IDs the peers may present (Istio's secure naming): exact
+    /// IDs, or prefixes ending in `/*` (`spiffe://mesh.test/ns/shop/*`).
+    /// With any, a peer is accepted by its certificate's SPIFFE ID (chained
+    /// to the trust bundle), not by a DNS name; a peer with another
+    /// identity is not called (`502`).
     ///
-    /// Default: none.
+    /// Default: none: the peers' certificates must carry the service name
+    /// as a DNS SAN.
     pub fn expected_identities<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         identities: I,
@@ -179,10 +206,12 @@ impl OutboundService {
 }
 
 /// Everything a [`Sidecar`](super::Sidecar) is built from. Every setting
-/// has a documented default except the three that describe the workload:
-/// its certificate and key ([`certificate_pem`](Self::certificate_pem)),
-/// the trust bundle ([`trust_bundle_pem`](Self::trust_bundle_pem)) and the
-/// local application's address ([`app_addr`](Self::app_addr)).
+/// has a documented default except the two that describe the workload:
+/// its certificate, key and trust bundle
+/// ([`certificate_pem`](Self::certificate_pem) with
+/// [`trust_bundle_pem`](Self::trust_bundle_pem), or rotating:
+/// [`tls_files`](Self::tls_files), [`tls_material`](Self::tls_material))
+/// and the local application's address ([`app_addr`](Self::app_addr)).
 ///
 /// This is the Rust builder; a YAML form of the sidecar's configuration is
 /// not part of this crate yet.
@@ -247,27 +276,76 @@ impl SidecarConfig {
 
     /// The workload's certificate chain (leaf first) and private key, PEM:
     /// presented to peers on both directions. The leaf should carry the
-    /// workload's SPIFFE ID as a URI SAN and, to serve as a peer of an
-    /// outbound service, the service name as a DNS SAN; it is used for
-    /// both TLS server and client authentication.
+    /// workload's SPIFFE ID as its one URI SAN and, for peers that check
+    /// the service name instead of the SPIFFE ID, the service name as a
+    /// DNS SAN; it is used for both TLS server and client authentication.
+    /// Fixed for the sidecar's life: use [`tls_files`](Self::tls_files)
+    /// or [`tls_material`](Self::tls_material) to rotate.
     ///
-    /// Default: none; required.
+    /// Default: none; this, `tls_files` or `tls_material` is required.
     pub fn certificate_pem(
         mut self,
         cert_chain_pem: impl Into<Vec<u8>>,
         key_pem: impl Into<Vec<u8>>,
     ) -> Self {
-        self.tls.chain_pem = cert_chain_pem.into();
-        self.tls.key_pem = key_pem.into();
+        let trust_pem = match std::mem::take(&mut self.tls) {
+            WorkloadTls::Pem { trust_pem, .. } => trust_pem,
+            _ => Vec::new(),
+        };
+        self.tls = WorkloadTls::Pem {
+            chain_pem: cert_chain_pem.into(),
+            key_pem: key_pem.into(),
+            trust_pem,
+        };
         self
     }
 
     /// The CA certificates (PEM) peers' certificates must chain to, both
-    /// ways.
+    /// ways, with [`certificate_pem`](Self::certificate_pem).
     ///
-    /// Default: none; required.
+    /// Default: none; required with `certificate_pem`.
     pub fn trust_bundle_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls.trust_pem = pem.into();
+        let (chain_pem, key_pem) = match std::mem::take(&mut self.tls) {
+            WorkloadTls::Pem {
+                chain_pem, key_pem, ..
+            } => (chain_pem, key_pem),
+            _ => (Vec::new(), Vec::new()),
+        };
+        self.tls = WorkloadTls::Pem {
+            chain_pem,
+            key_pem,
+            trust_pem: pem.into(),
+        };
+        self
+    }
+
+    /// The workload's certificate chain, key and trust bundle from PEM
+    /// files (as a SPIFFE agent or cert-manager writes them), re-read
+    /// every `watch` interval: when they change, new handshakes on both
+    /// directions use the new material while established connections go
+    /// on. A set that does not validate (a certificate written before its
+    /// key) is logged and retried at the next interval, the old material
+    /// kept. [`BoundSidecar::tls`](super::BoundSidecar::tls) reloads at
+    /// once (on a signal, say).
+    ///
+    /// Default: none; this, `certificate_pem` or `tls_material` is
+    /// required. A `watch` under 1 s is raised to 1 s.
+    pub fn tls_files(mut self, files: TlsFiles, watch: Duration) -> Self {
+        self.tls = WorkloadTls::Files {
+            files,
+            watch: watch.max(Duration::from_secs(1)),
+        };
+        self
+    }
+
+    /// Material the caller owns and rotates (with
+    /// [`TlsMaterial::replace_pem`], say, from a SPIFFE Workload API
+    /// client); the sidecar reads the current certificate and bundle at
+    /// each handshake.
+    ///
+    /// Default: none; this, `certificate_pem` or `tls_files` is required.
+    pub fn tls_material(mut self, material: TlsMaterial) -> Self {
+        self.tls = WorkloadTls::Material(material);
         self
     }
 

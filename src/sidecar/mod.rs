@@ -34,10 +34,10 @@
 //!
 //! * **STRICT** (default): a client certificate is required; plain text
 //!   and certificates from another CA fail the handshake.
-//! * **PERMISSIVE**: TLS clients without a certificate are accepted too,
-//!   with no peer identity (rules on peers do not match them). Plain-text
-//!   connections are not accepted by this build yet; they come with the
-//!   server's plain-text-or-TLS detection.
+//! * **PERMISSIVE** (for a migration): plain-text connections are served
+//!   on the same port (told apart by their first byte), and so are TLS
+//!   clients without a certificate; neither has a peer identity, so rules
+//!   on peers do not match them.
 //!
 //! The peer identity is the SPIFFE ID of the certificate's URI SAN
 //! (`spiffe://<trust-domain>/ns/<ns>/sa/<sa>`), put into the request's
@@ -58,7 +58,21 @@
 //! route matches; nothing internal is named. The service's peers are
 //! reached over mTLS (HTTP/2 when they offer it): the workload certificate
 //! as client certificate, the trust bundle as roots, and the peer's
-//! certificate must carry the service name as a DNS SAN.
+//! certificate must carry one of the service's
+//! [expected SPIFFE IDs](OutboundService::expected_identities) (Istio's
+//! secure naming) or, when it names none, the service name as a DNS SAN.
+//!
+//! # Certificate rotation
+//!
+//! The workload's certificate, key and trust bundle are a
+//! [`TlsMaterial`](crate::tls::TlsMaterial) read by both directions at
+//! each new handshake. Given as files
+//! ([`tls_files`](SidecarConfig::tls_files)), they are re-read at an
+//! interval and swapped in when they change and validate; given as
+//! material ([`tls_material`](SidecarConfig::tls_material)), the caller
+//! swaps them. [`BoundSidecar::tls`] reloads at once (on SIGHUP, say).
+//! New handshakes use the new material; established connections, and the
+//! requests on them, go on until they close.
 //!
 //! # Headers
 //!
@@ -68,7 +82,7 @@
 //! | `traceparent`, `tracestate` (B3 `x-b3-*` accepted) | both | a new span per hop, passed on |
 //! | `x-meshgate-peer-identity` (configurable) | inbound | **always removed**, then set to the peer's SPIFFE ID when there is one |
 //! | `x-forwarded-client-cert` | inbound | removed (by default) |
-//! | `X-Forwarded-For`, `-Proto` (`https`), `-Host` | inbound | set for the application, incoming values replaced |
+//! | `X-Forwarded-For`, `-Proto` (`https` over TLS, `http` over PERMISSIVE plain text), `-Host` | inbound | set for the application, incoming values replaced |
 //! | `Via` | inbound | `1.1 meshgate` appended |
 //! | `X-Forwarded-*`, `Via` | outbound | not added (the peer's inbound sets them) |
 //! | hop-by-hop (`Connection`, …) | both | removed |
@@ -92,17 +106,22 @@
 //! use meshgate::auth::authz::AuthzRule;
 //! use meshgate::circuit_breaker::CircuitBreakerLayer;
 //! use meshgate::sidecar::{OutboundService, Sidecar, SidecarConfig};
+//! use meshgate::tls::TlsFiles;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = SidecarConfig::new()
 //!     .service_name("reviews")
-//!     .certificate_pem(std::fs::read("workload.pem")?, std::fs::read("workload.key")?)
-//!     .trust_bundle_pem(std::fs::read("trust-bundle.pem")?)
+//!     // Re-read every 5 s: a SPIFFE agent or cert-manager rotates them.
+//!     .tls_files(
+//!         TlsFiles::new("/var/run/mesh/svid.pem", "/var/run/mesh/svid.key", "/var/run/mesh/bundle.pem"),
+//!         Duration::from_secs(5),
+//!     )
 //!     .app_addr("127.0.0.1:8080".parse()?)
 //!     .authorization([AuthzRule::allow().peers(["spiffe://cluster.local/ns/shop/sa/web"])])
 //!     .outbound_service(
 //!         OutboundService::new("ratings.shop.svc")
 //!             .endpoints(["10.0.3.7:15006", "10.0.3.8:15006"])
+//!             .expected_identities(["spiffe://cluster.local/ns/shop/sa/ratings"])
 //!             .timeout(Duration::from_secs(2))
 //!             .circuit_breaker(CircuitBreakerLayer::new()),
 //!     );

@@ -9,9 +9,10 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::build::{self, Built};
-use super::config::{SidecarConfig, SidecarError};
+use super::config::{SidecarConfig, SidecarError, WorkloadTls};
 use crate::gateway::admin::{Admin, AdminParts};
 use crate::gateway::{Server, ServerConfig};
+use crate::tls::{TlsMaterial, TlsWatcher};
 
 /// A sidecar built from a [`SidecarConfig`]: the inbound and outbound
 /// stacks, ready to bind. See the [module docs](super).
@@ -23,18 +24,20 @@ pub struct Sidecar {
     config: SidecarConfig,
     built: Built,
     metrics: Option<PrometheusHandle>,
+    /// Re-reads the TLS files while the sidecar lives (`tls_files` only).
+    _watcher: Option<TlsWatcher>,
 }
 
 impl Sidecar {
-    /// Validates the config and builds both stacks.
+    /// Validates the config and builds both stacks; with
+    /// [`tls_files`](SidecarConfig::tls_files), starts watching them.
     ///
     /// # Errors
     /// Every problem found, each starting with its field: a missing
-    /// certificate, key, trust bundle or application address, PEM that does
-    /// not parse or a key that does not match, a non-loopback outbound
-    /// address, an outbound service without endpoints or with a bad name or
-    /// endpoint, two services of one name, expected identities (not
-    /// enforceable yet).
+    /// certificate, key, trust bundle or application address, PEM or files
+    /// that do not parse or a key that does not match, a non-loopback
+    /// outbound address, an outbound service without endpoints, with a bad
+    /// name, endpoint or expected identity, two services of one name.
     pub fn new(config: SidecarConfig) -> Result<Self, SidecarError> {
         let built = build::build(&config).map_err(SidecarError)?;
         let metrics = if config.metrics {
@@ -42,10 +45,15 @@ impl Sidecar {
         } else {
             None
         };
+        let watcher = match &config.tls {
+            WorkloadTls::Files { watch, .. } => Some(built.material.watch(*watch)),
+            _ => None,
+        };
         Ok(Self {
             config,
             built,
             metrics,
+            _watcher: watcher,
         })
     }
 
@@ -117,6 +125,16 @@ impl BoundSidecar {
     #[must_use]
     pub fn admin_addr(&self) -> SocketAddr {
         self.addrs[2]
+    }
+
+    /// The workload's TLS material, shared with both listeners: call
+    /// [`reload`](TlsMaterial::reload) (on SIGHUP, say) to re-read the
+    /// files at once, or [`replace_pem`](TlsMaterial::replace_pem) to
+    /// install new PEM; new handshakes use it, established connections go
+    /// on.
+    #[must_use]
+    pub fn tls(&self) -> &TlsMaterial {
+        &self.sidecar.built.material
     }
 
     /// Serves until `shutdown` completes, then drains the listeners (each

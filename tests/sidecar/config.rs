@@ -5,7 +5,7 @@ use meshgate::sidecar::{OutboundService, Sidecar, SidecarConfig};
 use crate::{Ca, sidecar_config};
 
 fn problems(config: SidecarConfig) -> Vec<String> {
-    Sidecar::new(config).unwrap_err().problems().to_vec()
+    crate::problems_of(config)
 }
 
 fn has(problems: &[String], start: &str) {
@@ -19,8 +19,28 @@ fn has(problems: &[String], start: &str) {
 async fn missing_workload_settings_are_named() {
     let problems = problems(SidecarConfig::new());
     has(&problems, "certificate_pem:");
-    has(&problems, "trust_bundle_pem:");
     has(&problems, "app_addr:");
+    let ca = Ca::new("config");
+    let workload = ca.workload("a", "a.svc");
+    let problems = crate::problems_of(
+        SidecarConfig::new()
+            .certificate_pem(workload.chain_pem, workload.key_pem)
+            .app_addr("127.0.0.1:1".parse().unwrap()),
+    );
+    has(&problems, "trust_bundle_pem:");
+    let problems = crate::problems_of(
+        SidecarConfig::new()
+            .tls_files(
+                meshgate::tls::TlsFiles::new(
+                    "/nonexistent/c.pem",
+                    "/nonexistent/k.pem",
+                    "/nonexistent/b.pem",
+                ),
+                std::time::Duration::from_secs(5),
+            )
+            .app_addr("127.0.0.1:1".parse().unwrap()),
+    );
+    has(&problems, "tls_files: ");
 }
 
 #[tokio::test]
@@ -43,18 +63,18 @@ async fn a_non_loopback_outbound_listener_is_refused_unless_allowed() {
 async fn bad_pem_and_bad_services_are_named() {
     let ca = Ca::new("config");
     let app = "127.0.0.1:1".parse().unwrap();
+    let bad_pem = sidecar_config(&ca, &ca.workload("a", "a.svc"), app).trust_bundle_pem("not pem");
+    has(&problems(bad_pem), "certificate_pem / trust_bundle_pem:");
     let config = sidecar_config(&ca, &ca.workload("a", "a.svc"), app)
-        .trust_bundle_pem("not pem")
         .outbound_service(OutboundService::new("b.svc"))
         .outbound_service(OutboundService::new("c.svc").endpoint("http://10.0.0.1:80"))
         .outbound_service(OutboundService::new("d.svc:80").endpoint("10.0.0.1:15006"))
         .outbound_service(
             OutboundService::new("e.svc")
                 .endpoint("10.0.0.1:15006")
-                .expected_identities(["spiffe://mesh.test/ns/default/sa/e"]),
+                .expected_identities(["spiffe://MESH/not an id"]),
         );
     let problems = problems(config);
-    has(&problems, "certificate_pem / trust_bundle_pem:");
     has(&problems, "outbound[0].endpoints: at least one");
     has(&problems, "outbound[1].endpoints[0]:");
     has(&problems, "outbound[2].name:");

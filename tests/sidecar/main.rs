@@ -5,6 +5,7 @@
 mod config;
 mod mesh;
 mod mtls;
+mod rotation;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -108,6 +109,14 @@ pub(crate) fn sidecar_config(ca: &Ca, identity: &Identity, app: SocketAddr) -> S
         .outbound_addr(any)
         .admin_addr(any)
         .access_log(false)
+}
+
+/// The problems `Sidecar::new` finds in `config`.
+pub(crate) fn problems_of(config: SidecarConfig) -> Vec<String> {
+    meshgate::sidecar::Sidecar::new(config)
+        .unwrap_err()
+        .problems()
+        .to_vec()
 }
 
 /// A sidecar serving until dropped (or stopped).

@@ -236,3 +236,28 @@ async fn a_peer_whose_certificate_does_not_name_the_service_is_not_called() {
         "the request never left the caller's sidecar"
     );
 }
+
+#[tokio::test]
+async fn expected_identities_accept_the_peer_by_its_spiffe_id_only() {
+    // By exact ID and by prefix: called.
+    for expected in [spiffe("b"), "spiffe://mesh.test/ns/default/*".to_owned()] {
+        let mesh = Mesh::new("a", 0, |service| {
+            service.expected_identities([expected.clone()])
+        })
+        .await;
+        let (status, _, body) = call(mesh.caller.outbound, B, "/", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{expected}: {body}");
+        assert_eq!(mesh.b_app.calls(), 1);
+    }
+    // B's certificate names the service, but not the expected identity:
+    // not called.
+    let mesh = Mesh::new("a", 0, |service| {
+        service.expected_identities([spiffe("payments")])
+    })
+    .await;
+    let (status, headers, _) = call(mesh.caller.outbound, B, "/", &[]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(mesh.b_app.calls(), 0);
+    drop(mesh.b);
+}

@@ -138,3 +138,30 @@ async fn permissive_with_a_policy_on_peers_refuses_callers_without_identity() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.calls(), 1);
 }
+
+#[tokio::test]
+async fn permissive_serves_plain_text_on_the_same_port_without_identity() {
+    let ca = Ca::new("permissive-plain");
+    let app = App::start("b", 0).await;
+    let b = RunningSidecar::start(
+        sidecar_config(&ca, &ca.workload("b", "b.svc"), app.addr).mode(MtlsMode::Permissive),
+    )
+    .await;
+    // Plain text, with a spoofed identity: served, the header removed.
+    let (status, _, body) = crate::call(
+        b.inbound,
+        "b.svc",
+        "/",
+        &[("x-meshgate-peer-identity", &spiffe("admin"))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "b saw - xfcc=false");
+    // mTLS on the same port still carries the identity.
+    let (status, body) = tls_get(b.inbound, &ca.pem, Some(&ca.workload("a", "a.svc")), &[])
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, format!("b saw {} xfcc=false", spiffe("a")));
+    assert_eq!(app.calls(), 2);
+}
