@@ -6,7 +6,7 @@
 //!
 //! Every capability is a tower `Layer`, usable on its own in any stack.
 //! Layers that refuse a request answer with an HTTP response carrying an
-//! RFC 9457 problem document and a typed [`Rejection`](error::Rejection)
+//! RFC 9457 problem document and a typed [`Rejection`]
 //! extension, never with a service error, so stacks drop into axum unchanged.
 //!
 //! | module | what it does | feature |

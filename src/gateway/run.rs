@@ -126,7 +126,9 @@ impl Gateway {
     /// The first bind error, naming the listener.
     pub async fn bind(self) -> io::Result<BoundGateway> {
         let mut listeners = Vec::with_capacity(self.config.listeners.len());
-        for (_index, listener) in self.config.listeners.iter().enumerate() {
+        #[cfg(feature = "tls")]
+        let mut tls = self.tls.iter();
+        for listener in &self.config.listeners {
             let server_config = ServerConfig::new()
                 .max_header_bytes(
                     usize::try_from(listener.limits.max_header_bytes.0).unwrap_or(usize::MAX),
@@ -137,7 +139,8 @@ impl Gateway {
                 .shutdown_timeout(listener.shutdown_timeout)
                 .http2(listener.protocols.contains(&Protocol::H2c));
             #[cfg(feature = "tls")]
-            let server_config = match self.tls.get(_index).cloned().flatten() {
+            // One entry per listener, in config order.
+            let server_config = match tls.next().cloned().flatten() {
                 Some(tls) => server_config.tls(tls),
                 None => server_config,
             };

@@ -666,7 +666,9 @@ enum Transport {
     Tls(Option<PeerCertificate>),
 }
 
-use Transport::{Plain, Tls};
+use Transport::Plain;
+#[cfg(feature = "tls")]
+use Transport::Tls;
 
 /// The per-connection adapter from a tower service to hyper's.
 #[derive(Debug)]
