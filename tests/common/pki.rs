@@ -10,7 +10,8 @@ use rcgen::{
     SanType,
 };
 
-/// A certificate chain and its key, PEM.
+/// A certificate chain and its key, PEM, and its leaf, DER.
+#[derive(Clone)]
 pub(crate) struct Identity {
     pub(crate) chain_pem: String,
     pub(crate) key_pem: String,
@@ -81,12 +82,7 @@ pub(crate) struct MeshCa {
 }
 
 /// A workload's certificate chain and key, PEM, and its leaf, DER.
-#[derive(Clone)]
-pub(crate) struct Workload {
-    pub(crate) chain_pem: String,
-    pub(crate) key_pem: String,
-    pub(crate) der: Vec<u8>,
-}
+pub(crate) type Workload = Identity;
 
 impl MeshCa {
     pub(crate) fn new(name: &str) -> Self {
@@ -115,8 +111,25 @@ impl MeshCa {
     }
 
     fn issue(&self, spiffe_id: &str, expired: bool) -> Workload {
+        self.issue_with(spiffe_id, &["localhost"], |params| {
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+        })
+    }
+
+    /// A workload certificate with this SPIFFE ID (URI SAN) and these DNS
+    /// SANs, for TLS server and client authentication, after `adjust`.
+    pub(crate) fn issue_with(
+        &self,
+        spiffe_id: &str,
+        dns_names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Workload {
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let names: Vec<String> = dns_names.iter().map(|name| (*name).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, spiffe_id.to_owned());
@@ -127,10 +140,7 @@ impl MeshCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Workload {
             chain_pem: cert.pem(),
@@ -147,5 +157,30 @@ impl MeshCa {
             self.pem.as_bytes(),
         )
         .unwrap()
+    }
+}
+
+/// A rustls client configuration trusting `ca_pem`, with an optional
+/// client identity; no ALPN (the connector sets it).
+pub(crate) fn client_config(
+    ca_pem: &str,
+    identity: Option<&Identity>,
+) -> meshgate::tls::rustls::ClientConfig {
+    use meshgate::tls::rustls;
+    let roots = meshgate::tls::roots_from_pem(ca_pem.as_bytes()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => builder
+            .with_client_auth_cert(
+                meshgate::tls::certificates_from_pem(identity.chain_pem.as_bytes()).unwrap(),
+                meshgate::tls::private_key_from_pem(identity.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
     }
 }

@@ -5,6 +5,8 @@
 mod config;
 mod mesh;
 mod mtls;
+#[path = "../common/pki.rs"]
+mod pki;
 mod rotation;
 
 use std::convert::Infallible;
@@ -21,47 +23,34 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use meshgate::gateway::{Server, ServerConfig};
 use meshgate::sidecar::{BoundSidecar, SidecarConfig};
-use meshgate::tls::rustls;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    SanType,
-};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use pki::MeshCa;
+pub(crate) use pki::{Identity, client_config};
+
 pub(crate) const TRUST_DOMAIN: &str = "mesh.test";
 
-/// A workload's certificate chain and key, PEM.
-#[derive(Clone)]
-pub(crate) struct Identity {
-    pub(crate) chain_pem: String,
-    pub(crate) key_pem: String,
-}
+/// The mesh CA of the tests, issuing workload certificates named by
+/// service account and service.
+pub(crate) struct Ca(MeshCa);
 
-/// A test CA that issues workload certificates.
-pub(crate) struct Ca {
-    pub(crate) pem: String,
-    issuer: Issuer<'static, KeyPair>,
+impl std::ops::Deref for Ca {
+    type Target = MeshCa;
+
+    fn deref(&self) -> &MeshCa {
+        &self.0
+    }
 }
 
 impl Ca {
     pub(crate) fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} mesh CA"));
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
+        Self(MeshCa::new(name))
     }
 
-    /// A workload certificate: `spiffe://mesh.test/ns/<ns>/sa/<sa>` as URI
-    /// SAN and the service name as DNS SAN, for TLS server and client
-    /// authentication.
+    /// A workload certificate: `spiffe://mesh.test/ns/default/sa/<sa>` as
+    /// URI SAN, the service name and `localhost` (so tests can reach an
+    /// inbound listener directly) as DNS SANs.
     pub(crate) fn workload(&self, sa: &str, service: &str) -> Identity {
         self.workload_with(sa, service, |_| {})
     }
@@ -70,26 +59,10 @@ impl Ca {
         &self,
         sa: &str,
         service: &str,
-        adjust: impl FnOnce(&mut CertificateParams),
+        adjust: impl FnOnce(&mut rcgen::CertificateParams),
     ) -> Identity {
-        let key = KeyPair::generate().unwrap();
-        // `localhost` too, so tests can reach an inbound listener directly.
-        let mut params =
-            CertificateParams::new(vec![service.to_owned(), "localhost".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, sa);
-        params
-            .subject_alt_names
-            .push(SanType::URI(spiffe(sa).try_into().unwrap()));
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        adjust(&mut params);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Identity {
-            chain_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
+        self.0
+            .issue_with(&spiffe(sa), &[service, "localhost"], adjust)
     }
 }
 
@@ -248,27 +221,6 @@ pub(crate) async fn call(
         parts.headers,
         String::from_utf8_lossy(&body).into_owned(),
     )
-}
-
-/// A rustls client configuration trusting `ca_pem`, with an optional
-/// client identity.
-pub(crate) fn client_config(ca_pem: &str, identity: Option<&Identity>) -> rustls::ClientConfig {
-    let roots = meshgate::tls::roots_from_pem(ca_pem.as_bytes()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    match identity {
-        None => builder.with_no_client_auth(),
-        Some(identity) => builder
-            .with_client_auth_cert(
-                meshgate::tls::certificates_from_pem(identity.chain_pem.as_bytes()).unwrap(),
-                meshgate::tls::private_key_from_pem(identity.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-    }
 }
 
 /// `GET /` over TLS straight to a sidecar's inbound listener (its

@@ -18,11 +18,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use meshgate::gateway::{Server, ServerConfig};
 use meshgate::peer::{PeerAddr, PeerCertificate};
-use meshgate::tls::rustls;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub(crate) use pki::{Identity, Pki};
+pub(crate) use pki::{Identity, Pki, client_config};
 
 /// What the test service saw of one request.
 #[derive(Debug)]
@@ -80,26 +79,5 @@ pub(crate) async fn start(config: ServerConfig) -> Running {
         seen,
         stop: Some(stop),
         task,
-    }
-}
-
-/// A rustls client configuration trusting `ca_pem`, with an optional
-/// client identity; no ALPN (the connector sets it).
-pub(crate) fn client_config(ca_pem: &str, identity: Option<&Identity>) -> rustls::ClientConfig {
-    let roots = meshgate::tls::roots_from_pem(ca_pem.as_bytes()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    match identity {
-        None => builder.with_no_client_auth(),
-        Some(identity) => builder
-            .with_client_auth_cert(
-                meshgate::tls::certificates_from_pem(identity.chain_pem.as_bytes()).unwrap(),
-                meshgate::tls::private_key_from_pem(identity.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
     }
 }
