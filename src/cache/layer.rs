@@ -5,7 +5,7 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use super::Cache;
-use super::store::{Store, primary_key};
+use super::store::{Key, Store};
 
 /// The layer's settings; see the builder methods for defaults.
 #[derive(Debug, Clone)]
@@ -205,7 +205,7 @@ impl CacheHandle {
     /// authority).
     #[must_use]
     pub fn key(uri: &http::Uri, headers: &http::HeaderMap) -> String {
-        primary_key(uri, headers)
+        Key::new(uri, headers).to_key_string()
     }
 
     /// Removes every variant stored under `key` (see [`key`](Self::key)).
@@ -223,7 +223,7 @@ impl CacheHandle {
         let _ = self
             .store
             .entries
-            .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+            .invalidate_entries_if(move |_, variants| variants.key.starts_with(&prefix));
     }
 
     /// Removes everything.

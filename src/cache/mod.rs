@@ -102,6 +102,7 @@
 mod body;
 mod freshness;
 mod layer;
+mod range;
 mod service;
 mod store;
 
