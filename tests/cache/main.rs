@@ -1078,3 +1078,107 @@ async fn head_never_stores_a_body_less_entry() {
     assert_eq!((hit.x_cache(), &hit.body[..]), ("HIT", &b"1123456789"[..]));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+fn http_date(offset_secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let at = if offset_secs >= 0 {
+        now + Duration::from_secs(offset_secs.unsigned_abs())
+    } else {
+        now - Duration::from_secs(offset_secs.unsigned_abs())
+    };
+    httpdate::fmt_http_date(at)
+}
+
+#[tokio::test(start_paused = true)]
+async fn expires_and_heuristic_freshness() {
+    // Expires − Date = 30 s.
+    let (date, expires) = (http_date(0), http_date(30));
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, move |_, _| {
+        response(&[("date", &date), ("expires", &expires)], "x")
+    });
+    get(&svc, URI, &[]).await;
+    advance(28).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    advance(3).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Heuristic: 10 % of the time since Last-Modified (1 000 s → 100 s).
+    let (date, modified) = (http_date(0), http_date(-1000));
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, move |_, _| {
+        response(&[("date", &date), ("last-modified", &modified)], "x")
+    });
+    get(&svc, URI, &[]).await;
+    advance(95).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    advance(10).await;
+    assert_ne!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A cache in front of an origin that answers once with `cache_control`,
+/// then fails to connect (a service error).
+fn failing_after_one(
+    layer: CacheLayer,
+    cache_control: &'static str,
+) -> (
+    impl Fn() -> Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, std::io::Error>>>>,
+    Arc<AtomicUsize>,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let origin = service_fn(move |_: Request<Body>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 1 {
+                Ok(response(&[("cache-control", cache_control)], "v1"))
+            } else {
+                Err(std::io::Error::other("connection refused"))
+            }
+        }
+    });
+    let svc = layer.layer(origin);
+    let call = move || {
+        let svc = svc.clone();
+        Box::pin(async move {
+            svc.oneshot(Request::get(URI).body(Body::empty()).unwrap())
+                .await
+        }) as Pin<Box<dyn std::future::Future<Output = _>>>
+    };
+    (call, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_covers_a_failing_connection_and_the_grace_applies() {
+    let (call, calls) = failing_after_one(CacheLayer::new(), "max-age=1, stale-if-error=60");
+    // Stored once its body has been read.
+    call().await.unwrap().into_body().collect().await.unwrap();
+    advance(10).await;
+    let stale = call().await.unwrap();
+    assert_eq!(stale.headers()["x-cache"], "STALE");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    advance(60).await;
+    assert!(call().await.is_err());
+
+    // The gateway-side grace: stale served (refreshed in the background,
+    // which fails and keeps the entry) for 60 s past freshness.
+    let layer = CacheLayer::new().stale_grace(Duration::from_secs(60));
+    let (call, calls) = failing_after_one(layer, "max-age=1");
+    // Stored once its body has been read.
+    call().await.unwrap().into_body().collect().await.unwrap();
+    advance(30).await;
+    let stale = call().await.unwrap();
+    assert_eq!(stale.headers()["x-cache"], "STALE");
+    let mut refreshed = false;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        if calls.load(Ordering::SeqCst) == 2 {
+            refreshed = true;
+            break;
+        }
+    }
+    assert!(refreshed, "the background refresh ran");
+    assert_eq!(call().await.unwrap().headers()["x-cache"], "STALE");
+    advance(31).await;
+    assert!(call().await.is_err());
+}
