@@ -428,9 +428,9 @@ pub(crate) fn age_value(age: Duration) -> HeaderValue {
         };
         let end = (n + 1) * AGE_WIDTH;
         // Digits only, so always a valid value; the fallback is never taken.
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from_static(
-            &AGE_DIGITS[end - digits..end],
-        )) {
+        if let Ok(value) =
+            HeaderValue::from_maybe_shared(Bytes::from_static(&AGE_DIGITS[end - digits..end]))
+        {
             return value;
         }
     }

@@ -202,7 +202,10 @@ mod tests {
             LAST_MODIFIED,
             HeaderValue::from_static("Mon, 02 Nov 2026 10:00:00 GMT"),
         );
-        stored.insert(DATE, HeaderValue::from_static("Mon, 02 Nov 2026 10:00:05 GMT"));
+        stored.insert(
+            DATE,
+            HeaderValue::from_static("Mon, 02 Nov 2026 10:00:05 GMT"),
+        );
         let holds = |condition: Option<&'static str>, stored: &HeaderMap| {
             let mut request = HeaderMap::new();
             if let Some(c) = condition {
@@ -219,7 +222,10 @@ mod tests {
         assert!(!holds(Some("yesterday"), &stored));
         let mut weak = stored.clone();
         weak.insert(ETAG, HeaderValue::from_static("W/\"v1\""));
-        weak.insert(DATE, HeaderValue::from_static("Mon, 02 Nov 2026 10:00:00 GMT"));
+        weak.insert(
+            DATE,
+            HeaderValue::from_static("Mon, 02 Nov 2026 10:00:00 GMT"),
+        );
         assert!(!holds(Some("W/\"v1\""), &weak));
         assert!(!holds(Some("\"v1\""), &weak));
         assert!(!holds(Some("Mon, 02 Nov 2026 10:00:00 GMT"), &weak));

@@ -110,7 +110,13 @@ where
                 };
             }
             let store = Arc::clone(&self.store);
-            Kind::Boxed(Box::pin(handle(store, self.take_ready(), req, hash, req_cc)))
+            Kind::Boxed(Box::pin(handle(
+                store,
+                self.take_ready(),
+                req,
+                hash,
+                req_cc,
+            )))
         } else {
             let store = Arc::clone(&self.store);
             let inner = self.take_ready();
@@ -256,8 +262,7 @@ where
             Some((Use::StaleRefresh, e)) => {
                 let response = serve(e, &req, now, "STALE");
                 if !req_cc.only_if_cached
-                    && let Flight::Leader(guard) =
-                        store.join(store.flight_key(hash, req.headers()))
+                    && let Flight::Leader(guard) = store.join(store.flight_key(hash, req.headers()))
                 {
                     let entry = Arc::clone(e);
                     let key = Key::new(req.uri(), req.headers()).to_key_string();
@@ -406,9 +411,15 @@ where
         )
     };
     parts.headers.remove(SURROGATE_CONTROL);
+    // What the request keeps out of the cache is a bypass, not a miss.
+    let verdict = if partial || req_cc.no_store {
+        "BYPASS"
+    } else {
+        "MISS"
+    };
     parts
         .headers
-        .insert(X_CACHE, HeaderValue::from_static("MISS"));
+        .insert(X_CACHE, HeaderValue::from_static(verdict));
     let body = match stored {
         Some(entry) => Body::new(CaptureBody::new(
             body,
@@ -475,7 +486,8 @@ fn prepare(
     // RFC 9110 §6.6.1: a cache records when a response without `Date` was
     // received (it also makes `Last-Modified` usable as a strong validator).
     if !stored.contains_key(DATE)
-        && let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+        && let Ok(date) =
+            HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
     {
         stored.insert(DATE, date);
     }

@@ -189,8 +189,9 @@ impl<'a> Key<'a> {
     pub(crate) fn to_key_string(self) -> String {
         match self.authority {
             Some(authority) => {
-                let mut key =
-                    String::with_capacity(self.scheme.len() + 3 + authority.len() + self.path.len());
+                let mut key = String::with_capacity(
+                    self.scheme.len() + 3 + authority.len() + self.path.len(),
+                );
                 key.push_str(self.scheme);
                 key.push_str("://");
                 key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));

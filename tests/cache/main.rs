@@ -184,8 +184,9 @@ async fn request_no_store_is_not_stored() {
     let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |_, _| {
         response(&[("cache-control", "max-age=60")], "x")
     });
-    get(&svc, URI, &[("cache-control", "no-store")]).await;
-    get(&svc, URI, &[]).await;
+    let bypass = get(&svc, URI, &[("cache-control", "no-store")]).await;
+    assert_eq!(bypass.x_cache(), "BYPASS");
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -863,7 +864,7 @@ async fn a_range_miss_is_forwarded_and_its_part_not_stored() {
     let part = get(&svc, URI, &[("range", "bytes=0-3")]).await;
     assert_eq!(
         (part.status, part.x_cache(), &part.body[..]),
-        (StatusCode::PARTIAL_CONTENT, "MISS", &b"1123"[..])
+        (StatusCode::PARTIAL_CONTENT, "BYPASS", &b"1123"[..])
     );
     let whole = get(&svc, URI, &[]).await;
     assert_eq!(
@@ -888,8 +889,14 @@ async fn a_range_miss_is_forwarded_and_its_part_not_stored() {
         get(&svc, URI, &[("range", "bytes=0-1")]),
         get(&svc, URI, &[("range", "bytes=5-6")])
     );
-    assert_eq!((&a.body[..], a.status), (&b"11"[..], StatusCode::PARTIAL_CONTENT));
-    assert_eq!((&b.body[..], b.status), (&b"56"[..], StatusCode::PARTIAL_CONTENT));
+    assert_eq!(
+        (&a.body[..], a.status),
+        (&b"11"[..], StatusCode::PARTIAL_CONTENT)
+    );
+    assert_eq!(
+        (&b.body[..], b.status),
+        (&b"56"[..], StatusCode::PARTIAL_CONTENT)
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
 }
@@ -1005,7 +1012,10 @@ async fn surrogate_control_stale_serving_and_revalidation() {
         }
     }
     let refreshed = refreshed.expect("refreshed in the background");
-    assert_eq!((refreshed.x_cache(), &refreshed.body[..]), ("HIT", &b"v1"[..]));
+    assert_eq!(
+        (refreshed.x_cache(), &refreshed.body[..]),
+        ("HIT", &b"v1"[..])
+    );
     assert!(!refreshed.headers.contains_key("surrogate-control"));
     // Still fresh by the stored Surrogate-Control after the 304.
     advance(8).await;
@@ -1041,7 +1051,10 @@ async fn head_never_stores_a_body_less_entry() {
     let head = send(&svc, Method::HEAD, URI, &[]).await;
     assert_eq!((head.x_cache(), head.body.len()), ("MISS", 0));
     let whole = get(&svc, URI, &[]).await;
-    assert_eq!((whole.x_cache(), &whole.body[..]), ("MISS", &b"2123456789"[..]));
+    assert_eq!(
+        (whole.x_cache(), &whole.body[..]),
+        ("MISS", &b"2123456789"[..])
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     // A HEAD that finds the entry stale is answered from it, and the
@@ -1116,15 +1129,14 @@ async fn expires_and_heuristic_freshness() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+type Call = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, std::io::Error>>>>;
+
 /// A cache in front of an origin that answers once with `cache_control`,
 /// then fails to connect (a service error).
 fn failing_after_one(
     layer: CacheLayer,
     cache_control: &'static str,
-) -> (
-    impl Fn() -> Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, std::io::Error>>>>,
-    Arc<AtomicUsize>,
-) {
+) -> (impl Fn() -> Call, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
     let origin = service_fn(move |_: Request<Body>| {
@@ -1143,7 +1155,7 @@ fn failing_after_one(
         Box::pin(async move {
             svc.oneshot(Request::get(URI).body(Body::empty()).unwrap())
                 .await
-        }) as Pin<Box<dyn std::future::Future<Output = _>>>
+        }) as Call
     };
     (call, calls)
 }
