@@ -7,8 +7,8 @@
 //!
 //! `cargo bench --bench cache -- --warm-up-time 1 --measurement-time 3`
 //!
-//! `CACHE_PROFILE=hit` runs only the hit, 2 000 000 times, outside
-//! criterion: `valgrind --tool=callgrind target/release/deps/cache-… `.
+//! `CACHE_PROFILE=hit` (or `moka`, the raw get) runs only that,
+//! `CACHE_PROFILE_N` (2 000 000) times, outside criterion: `valgrind --tool=callgrind target/release/deps/cache-… `.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -71,6 +71,24 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
 
+    let profile_n: usize = std::env::var("CACHE_PROFILE_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000_000);
+    if std::env::var("CACHE_PROFILE").is_ok_and(|p| p == "moka") {
+        let moka: moka::future::Cache<String, Arc<Bytes>> = moka::future::Cache::new(1000);
+        rt.block_on(async {
+            moka.insert(
+                "http://origin.test/item".to_owned(),
+                Arc::new(Bytes::from_static(BODY)),
+            )
+            .await;
+            for _ in 0..profile_n {
+                black_box(moka.get("http://origin.test/item").await);
+            }
+        });
+        return;
+    }
     if std::env::var("CACHE_PROFILE").is_ok_and(|p| p == "hit") {
         let mut hit = CacheLayer::new().layer(service_fn(cacheable));
         rt.block_on(async {
@@ -78,7 +96,7 @@ fn bench(c: &mut Criterion) {
             http_body_util::BodyExt::collect(response.into_body())
                 .await
                 .unwrap();
-            for _ in 0..2_000_000 {
+            for _ in 0..profile_n {
                 black_box(hit.call(get()).await.unwrap());
             }
         });

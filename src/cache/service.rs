@@ -793,8 +793,7 @@ fn serve_headers(
     *response.status_mut() = entry.status;
     *response.headers_mut() = entry.headers.clone();
     let headers = response.headers_mut();
-    headers.insert(AGE, age);
-    headers.insert(X_CACHE, HeaderValue::from_static(status));
+    set_served(headers, age, status);
     if let Some((first, last)) = part {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
         if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
@@ -803,6 +802,31 @@ fn serve_headers(
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     response
+}
+
+/// Sets `Age` and `X-Cache` in a map cloned from a stored entry, in the
+/// slots it keeps for them: `insert` would first make room for a new name,
+/// reallocating a map that is full, and hash each name.
+fn set_served(headers: &mut HeaderMap, age: HeaderValue, status: &'static str) {
+    let (mut age, mut status) = (Some(age), Some(HeaderValue::from_static(status)));
+    for (name, value) in headers.iter_mut() {
+        if *name == AGE {
+            if let Some(age) = age.take() {
+                *value = age;
+            }
+        } else if *name == X_CACHE
+            && let Some(status) = status.take()
+        {
+            *value = status;
+        }
+    }
+    // Entries always have the slots; this keeps a map without them right.
+    if let Some(age) = age {
+        headers.insert(AGE, age);
+    }
+    if let Some(status) = status {
+        headers.insert(X_CACHE, status);
+    }
 }
 
 fn is_conditional(headers: &HeaderMap) -> bool {

@@ -228,19 +228,26 @@ impl<'a> Key<'a> {
 
     /// Whether `stored` (a key string) is this key.
     pub(crate) fn is(self, stored: &str) -> bool {
+        let stored = stored.as_bytes();
         let Some(authority) = self.authority else {
-            return stored == self.path;
+            return stored == self.path.as_bytes();
         };
-        let Some(rest) = stored
-            .strip_prefix(self.scheme)
-            .and_then(|rest| rest.strip_prefix("://"))
-        else {
+        let (scheme, authority, path) = (
+            self.scheme.as_bytes(),
+            authority.as_bytes(),
+            self.path.as_bytes(),
+        );
+        let host_at = scheme.len() + 3;
+        let path_at = host_at + authority.len();
+        if stored.len() != path_at + path.len() {
             return false;
-        };
-        rest.len() == authority.len() + self.path.len()
-            && rest.is_char_boundary(authority.len())
-            && rest[..authority.len()].eq_ignore_ascii_case(authority)
-            && &rest[authority.len()..] == self.path
+        }
+        let stored_host = &stored[host_at..path_at];
+        // The stored authority is lowercase; most requests' are too.
+        &stored[path_at..] == path
+            && &stored[..scheme.len()] == scheme
+            && &stored[scheme.len()..host_at] == b"://"
+            && (stored_host == authority || stored_host.eq_ignore_ascii_case(authority))
     }
 }
 
