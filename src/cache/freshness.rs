@@ -11,11 +11,12 @@
 //!
 //! `Surrogate-Control` (as Fastly and the Edge Architecture spec read it) is
 //! this shared cache's own policy and wins over `Cache-Control`: its
-//! `no-store` forbids storing, its `max-age` replaces the freshness of
-//! `Cache-Control` (`max-age`, `s-maxage`, `no-cache`) and `Expires`, and
-//! its `stale-while-revalidate` / `stale-if-error` replace those of
-//! `Cache-Control`. `private` and `no-store` in `Cache-Control` still keep
-//! a response out of the cache (one user's data is never shared).
+//! `no-store` forbids storing; its `max-age` replaces what `Cache-Control`
+//! says of freshness and storing (`max-age`, `s-maxage`, `no-cache`,
+//! `no-store`, which then speak to the clients) and `Expires`; its
+//! `stale-while-revalidate` / `stale-if-error` replace those of
+//! `Cache-Control`. `private` in `Cache-Control` still keeps a response out
+//! of the cache (one user's data is never shared), as with Fastly.
 
 use std::time::{Duration, SystemTime};
 
@@ -212,7 +213,7 @@ pub(crate) fn storable(
             .any(|v| v.as_bytes().iter().any(u8::is_ascii_uppercase))
     {
         let replaced: &[&str] = if surrogate.max_age.is_some() {
-            &["max-age", "s-maxage", "no-cache"]
+            &["max-age", "s-maxage", "no-cache", "no-store"]
         } else {
             &[]
         };

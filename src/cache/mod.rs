@@ -22,13 +22,13 @@
 //! (unless `must-understand`). Responses with `Set-Cookie` are stored only
 //! when `public`, as nginx does (stricter than the RFC).
 //! `Surrogate-Control` (as Fastly reads it) is this cache's own policy and
-//! wins over `Cache-Control`: its `no-store` keeps a response out, its
-//! `max-age` (or `max-age=N+M`, M seconds of `stale-if-error`) replaces the
-//! freshness `Cache-Control` and `Expires` give (so `Cache-Control:
-//! no-cache` for browsers and `Surrogate-Control: max-age=600` for the
-//! gateway work together), and its `stale-while-revalidate` /
-//! `stale-if-error` replace those of `Cache-Control`; `private` and
-//! `no-store` in `Cache-Control` still keep a response out. Directives
+//! wins over `Cache-Control`: its `no-store` keeps a response out; its
+//! `max-age` (or `max-age=N+M`, M seconds of `stale-if-error`) replaces
+//! what `Cache-Control` (`max-age`, `s-maxage`, `no-cache`, `no-store`) and
+//! `Expires` say of freshness and storing, so `Cache-Control: no-store`
+//! for browsers and `Surrogate-Control: max-age=600` for the gateway work
+//! together; its `stale-while-revalidate` / `stale-if-error` replace those
+//! of `Cache-Control`. `Cache-Control: private` still keeps a response out. Directives
 //! targeted at a named surrogate (`max-age=60;cdn`) are ignored, and the
 //! header is never sent downstream. [`default_ttl`](CacheLayer::default_ttl) (the route's
 //! `cache.ttl`) gives freshness to responses without explicit expiration.

@@ -945,6 +945,23 @@ async fn surrogate_control_wins_over_cache_control_and_is_not_forwarded() {
     assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
+    // With a Surrogate-Control max-age, Cache-Control: no-store is for the
+    // clients.
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |_, _| {
+        response(
+            &[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=60"),
+            ],
+            "x",
+        )
+    });
+    get(&svc, URI, &[]).await;
+    let hit = get(&svc, URI, &[]).await;
+    assert_eq!(hit.x_cache(), "HIT");
+    assert_eq!(hit.headers["cache-control"], "no-store");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
     // Surrogate-Control: no-store wins over a long Cache-Control max-age;
     // Cache-Control: private still keeps a response out.
     for (cc, sc) in [
