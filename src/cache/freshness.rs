@@ -40,6 +40,9 @@ const UNDERSTOOD_STATUSES: &[u16] = &[
     200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
 ];
 
+/// The `Surrogate-Capability` request header.
+pub(crate) const SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capability");
+
 /// The `Cache-Control` directives a cache reads, from a request or a
 /// response. Unknown directives are ignored; a malformed number makes the
 /// directive count as present with value 0 (the strict reading).
@@ -118,7 +121,7 @@ impl Directives {
 
 /// The `Surrogate-Control` directives this cache reads (Fastly's set and
 /// the Edge Architecture Specification 1.0's `max-age=N+M`). Directives
-/// targeted at a named surrogate (`max-age=60;edge1`) are left to it.
+/// targeted at another surrogate (`max-age=60;edge1`) are left to it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Surrogate {
     pub(crate) max_age: Option<u64>,
@@ -130,40 +133,56 @@ pub(crate) struct Surrogate {
 
 impl Surrogate {
     /// Reads every `Surrogate-Control` field; `None` when there is none.
-    pub(crate) fn parse(headers: &HeaderMap) -> Option<Self> {
+    /// Directives targeted at `target` (`max-age=60;target`), when there
+    /// are any, replace the untargeted ones; directives targeted at another
+    /// surrogate are ignored.
+    pub(crate) fn parse(headers: &HeaderMap, target: Option<&str>) -> Option<Self> {
         let mut values = headers.get_all(SURROGATE_CONTROL).iter().peekable();
         values.peek()?;
-        let mut s = Surrogate::default();
+        let (mut general, mut targeted, mut any_targeted) =
+            (Surrogate::default(), Surrogate::default(), false);
         for value in values {
             let Ok(value) = value.to_str() else { continue };
             for part in value.split(',') {
-                if part.contains(';') {
-                    continue;
-                }
-                let (name, arg) = match part.split_once('=') {
-                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                    None => (part.trim(), None),
-                };
-                let seconds = |a: Option<&str>| a.map_or(0, |a| a.parse::<u64>().unwrap_or(0));
-                match name.to_ascii_lowercase().as_str() {
-                    "max-age" => {
-                        let (fresh, stale) = match arg.and_then(|a| a.split_once('+')) {
-                            Some((fresh, stale)) => (Some(fresh), Some(stale)),
-                            None => (arg, None),
-                        };
-                        s.max_age = Some(seconds(fresh));
-                        if stale.is_some() {
-                            s.stale_if_error = Some(seconds(stale));
-                        }
+                let (part, into) = match part.split_once(';') {
+                    None => (part, &mut general),
+                    Some((part, to))
+                        if target.is_some_and(|t| to.trim().eq_ignore_ascii_case(t)) =>
+                    {
+                        any_targeted = true;
+                        (part, &mut targeted)
                     }
-                    "no-store" => s.no_store = true,
-                    "stale-while-revalidate" => s.stale_while_revalidate = Some(seconds(arg)),
-                    "stale-if-error" => s.stale_if_error = Some(seconds(arg)),
-                    _ => {}
-                }
+                    Some(_) => continue,
+                };
+                into.read(part);
             }
         }
-        Some(s)
+        Some(if any_targeted { targeted } else { general })
+    }
+
+    /// Reads one directive.
+    fn read(&mut self, part: &str) {
+        let (name, arg) = match part.split_once('=') {
+            Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+            None => (part.trim(), None),
+        };
+        let seconds = |a: Option<&str>| a.map_or(0, |a| a.parse::<u64>().unwrap_or(0));
+        match name.to_ascii_lowercase().as_str() {
+            "max-age" => {
+                let (fresh, stale) = match arg.and_then(|a| a.split_once('+')) {
+                    Some((fresh, stale)) => (Some(fresh), Some(stale)),
+                    None => (arg, None),
+                };
+                self.max_age = Some(seconds(fresh));
+                if stale.is_some() {
+                    self.stale_if_error = Some(seconds(stale));
+                }
+            }
+            "no-store" => self.no_store = true,
+            "stale-while-revalidate" => self.stale_while_revalidate = Some(seconds(arg)),
+            "stale-if-error" => self.stale_if_error = Some(seconds(arg)),
+            _ => {}
+        }
     }
 }
 
@@ -178,11 +197,8 @@ pub(crate) struct Freshness {
     pub(crate) directives: Directives,
 }
 
-/// Whether `(method, status, request, response)` may be stored by a shared
-/// cache and, if so, for how long it is fresh. `default_ttl` applies to
-/// responses with no explicit expiration (`max-age`, `s-maxage`,
-/// `Expires`) and a status in the heuristically cacheable set; it replaces
-/// heuristic freshness.
+/// [`storable_by`] the surrogate named `meshgate`.
+#[cfg(test)]
 pub(crate) fn storable(
     method: &Method,
     uri: &http::Uri,
@@ -192,7 +208,36 @@ pub(crate) fn storable(
     response_delay: Duration,
     default_ttl: Option<Duration>,
 ) -> Option<Freshness> {
-    let surrogate = Surrogate::parse(response).unwrap_or_default();
+    storable_by(
+        method,
+        uri,
+        status,
+        request,
+        response,
+        response_delay,
+        default_ttl,
+        Some("meshgate"),
+    )
+}
+
+/// Whether `(method, status, request, response)` may be stored by a shared
+/// cache and, if so, for how long it is fresh. `default_ttl` applies to
+/// responses with no explicit expiration (`max-age`, `s-maxage`,
+/// `Expires`) and a status in the heuristically cacheable set; it replaces
+/// heuristic freshness. `target` is this cache's name in
+/// `Surrogate-Control` targeted directives.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn storable_by(
+    method: &Method,
+    uri: &http::Uri,
+    status: StatusCode,
+    request: &HeaderMap,
+    response: &HeaderMap,
+    response_delay: Duration,
+    default_ttl: Option<Duration>,
+    target: Option<&str>,
+) -> Option<Freshness> {
+    let surrogate = Surrogate::parse(response, target).unwrap_or_default();
     if surrogate.no_store {
         return None;
     }

@@ -28,9 +28,13 @@
 //! `Expires` say of freshness and storing, so `Cache-Control: no-store`
 //! for browsers and `Surrogate-Control: max-age=600` for the gateway work
 //! together; its `stale-while-revalidate` / `stale-if-error` replace those
-//! of `Cache-Control`. `Cache-Control: private` still keeps a response out. Directives
-//! targeted at a named surrogate (`max-age=60;cdn`) are ignored, and the
-//! header is never sent downstream. [`default_ttl`](CacheLayer::default_ttl) (the route's
+//! of `Cache-Control`. `Cache-Control: private` still keeps a response out.
+//! Directives targeted at this cache's
+//! [`surrogate_name`](CacheLayer::surrogate_name) (`max-age=600;meshgate`)
+//! replace the untargeted ones, those targeted at another surrogate are
+//! ignored, and requests sent upstream announce the name with
+//! `Surrogate-Capability: meshgate="Surrogate/1.0"`. The header is never
+//! sent downstream. [`default_ttl`](CacheLayer::default_ttl) (the route's
 //! `cache.ttl`) gives freshness to responses without explicit expiration.
 //! Ages follow §4.2.3 (`Age`, `Date`, response delay) and advance with
 //! tokio time. Bodies larger than [`max_body`](CacheLayer::max_body) are

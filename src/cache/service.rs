@@ -17,7 +17,8 @@ use tower_service::Service;
 
 use super::body::{CaptureBody, Pending};
 use super::freshness::{
-    Directives, Freshness, SURROGATE_CONTROL, age_value, storable, strip_for_storage,
+    Directives, Freshness, SURROGATE_CAPABILITY, SURROGATE_CONTROL, age_value, storable_by,
+    strip_for_storage,
 };
 use super::range::{RangeAnswer, byte_range, if_range_holds};
 use super::store::{Entry, Flight, FlightGuard, Key, Store, normalise, vary_names};
@@ -284,6 +285,8 @@ where
         if head {
             // A HEAD miss is answered by the origin and not stored: its
             // answer has no body a later GET could be served.
+            let mut req = req;
+            announce(&store, req.headers_mut());
             let response = inner.call(req).await?;
             return Ok(mark(downstream(response.map(Body::new)), "MISS"));
         }
@@ -333,6 +336,7 @@ where
         }
         _ => false,
     };
+    announce(&store, req.headers_mut());
     let uri = req.uri().clone();
     let sent_at = Instant::now();
     let result = inner.call(req).await;
@@ -469,7 +473,7 @@ fn prepare(
         lifetime,
         initial_age,
         directives,
-    } = storable(
+    } = storable_by(
         &Method::GET,
         uri,
         status,
@@ -477,6 +481,7 @@ fn prepare(
         headers,
         delay,
         store.config.default_ttl,
+        store.config.surrogate.as_ref().map(|(name, _)| &**name),
     )?;
     let mut stored = headers.clone();
     strip_for_storage(&mut stored);
@@ -687,6 +692,13 @@ where
         }
     }
     Ok(response.map(Body::new))
+}
+
+/// Adds this cache's `Surrogate-Capability` to a request it sends upstream.
+fn announce(store: &Store, headers: &mut HeaderMap) {
+    if let Some((_, capability)) = &store.config.surrogate {
+        headers.append(SURROGATE_CAPABILITY, capability.clone());
+    }
 }
 
 /// A response from the origin on its way to the client: without the

@@ -1211,3 +1211,42 @@ async fn stale_if_error_covers_a_failing_connection_and_the_grace_applies() {
     advance(31).await;
     assert!(call().await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn surrogate_control_targeted_at_this_cache_and_surrogate_capability() {
+    for (layer, capability, fresh_for) in [
+        (CacheLayer::new(), Some("meshgate=\"Surrogate/1.0\""), 600),
+        (
+            CacheLayer::new().surrogate_name(Some("edge-1")),
+            Some("edge-1=\"Surrogate/1.0\""),
+            5,
+        ),
+        (CacheLayer::new().surrogate_name(None), None, 5),
+    ] {
+        let (svc, calls) = cached(&layer, Duration::ZERO, move |req, _| {
+            assert_eq!(
+                req.headers()
+                    .get("surrogate-capability")
+                    .map(|v| v.to_str().unwrap()),
+                capability
+            );
+            response(
+                &[(
+                    "surrogate-control",
+                    "max-age=5, max-age=600;meshgate, no-store;other",
+                )],
+                "x",
+            )
+        });
+        get(&svc, URI, &[]).await;
+        advance(fresh_for - 1).await;
+        assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT", "{capability:?}");
+        advance(1).await;
+        assert_eq!(
+            get(&svc, URI, &[]).await.x_cache(),
+            "MISS",
+            "{capability:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
