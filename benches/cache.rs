@@ -1,9 +1,14 @@
 //! A cache hit through the layer against a bare `service_fn` returning the
-//! same body and against a raw moka future-cache `get` of the same entry,
-//! and a miss (the origin answers `no-store`, so every call goes upstream),
-//! in the same run.
+//! same body and against a raw moka future-cache `get` of the same entry
+//! (keyed by the URL string, and by a `u64` as the layer keys its store),
+//! a hit of a `Vary: Accept-Encoding` response and a range hit, and a miss
+//! (the origin answers `no-store`, so every call goes upstream), in the
+//! same run.
 //!
-//! `cargo bench --bench cache`
+//! `cargo bench --bench cache -- --warm-up-time 1 --measurement-time 3`
+//!
+//! `CACHE_PROFILE=hit` (or `moka`, the raw get) runs only that,
+//! `CACHE_PROFILE_N` (2 000 000) times, outside criterion: `valgrind --tool=callgrind target/release/deps/cache-… `.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -45,11 +50,58 @@ fn get() -> Request<()> {
     request
 }
 
+async fn negotiated(_: Request<()>) -> Result<Response<Body>, Infallible> {
+    let mut response = cacheable(Request::new(())).await?;
+    response
+        .headers_mut()
+        .insert("vary", "accept-encoding".parse().unwrap());
+    Ok(response)
+}
+
+fn with_header(mut request: Request<()>, name: &'static str, value: &'static str) -> Request<()> {
+    request
+        .headers_mut()
+        .insert(name, http::HeaderValue::from_static(value));
+    request
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
+
+    let profile_n: usize = std::env::var("CACHE_PROFILE_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000_000);
+    if std::env::var("CACHE_PROFILE").is_ok_and(|p| p == "moka") {
+        let moka: moka::future::Cache<String, Arc<Bytes>> = moka::future::Cache::new(1000);
+        rt.block_on(async {
+            moka.insert(
+                "http://origin.test/item".to_owned(),
+                Arc::new(Bytes::from_static(BODY)),
+            )
+            .await;
+            for _ in 0..profile_n {
+                black_box(moka.get("http://origin.test/item").await);
+            }
+        });
+        return;
+    }
+    if std::env::var("CACHE_PROFILE").is_ok_and(|p| p == "hit") {
+        let mut hit = CacheLayer::new().layer(service_fn(cacheable));
+        rt.block_on(async {
+            let response = hit.call(get()).await.unwrap();
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap();
+            for _ in 0..profile_n {
+                black_box(hit.call(get()).await.unwrap());
+            }
+        });
+        return;
+    }
 
     let moka: moka::future::Cache<String, Arc<Bytes>> = moka::future::Cache::new(1000);
     rt.block_on(moka.insert(
@@ -59,6 +111,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cache/raw_moka_get", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(moka.get("http://origin.test/item").await) })
+    });
+    let moka_u64: moka::future::Cache<u64, Arc<Bytes>> = moka::future::Cache::new(1000);
+    rt.block_on(moka_u64.insert(0x9e37_79b9_7f4a_7c15, Arc::new(Bytes::from_static(BODY))));
+    c.bench_function("cache/raw_moka_get_u64", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(moka_u64.get(&0x9e37_79b9_7f4a_7c15).await) })
     });
 
     let mut bare = service_fn(cacheable);
@@ -81,6 +139,37 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cache/hit", |b| {
         b.to_async(&rt).iter(|| {
             let fut = hit.call(get());
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+
+    let mut range = CacheLayer::new().layer(service_fn(cacheable));
+    rt.block_on(async {
+        let response = range.call(get()).await.unwrap();
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+    });
+    c.bench_function("cache/hit_range", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = range.call(with_header(get(), "range", "bytes=0-99"));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
+
+    let mut vary = CacheLayer::new().layer(service_fn(negotiated));
+    rt.block_on(async {
+        let response = vary
+            .call(with_header(get(), "accept-encoding", "gzip, br"))
+            .await
+            .unwrap();
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+    });
+    c.bench_function("cache/hit_vary", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = vary.call(with_header(get(), "accept-encoding", "gzip, br"));
             async move { black_box(fut.await.unwrap()) }
         })
     });

@@ -23,7 +23,7 @@
 //! | [`config`] | the YAML gateway config: typed model, validated at load with field paths | `config` |
 //! | [`gateway`] | the gateway assembly: config → per-route stacks, HTTP/1.1 + h2c server with limits and graceful shutdown, admin endpoints | `gateway` |
 //! | [`sidecar`] | the sidecar assembly: inbound mTLS (STRICT / PERMISSIVE) with SPIFFE peer identity and authorization by principal, outbound by `Host` with timeout, retry, breaker, balancing and outlier ejection originating mTLS, per-direction metrics, admin endpoints | `sidecar` |
-//! | [`cache`] | RFC 9111 shared response cache on moka: freshness, `Vary`, revalidation, coalescing, stale-while-revalidate / stale-if-error, invalidation and purge | `cache` |
+//! | [`cache`] | RFC 9111 shared response cache on moka: freshness, `Vary`, revalidation, coalescing, stale-while-revalidate / stale-if-error, byte ranges from stored responses, `Surrogate-Control`, invalidation and purge | `cache` |
 //! | [`tls`] | rustls (aws-lc-rs): `https` upstreams with ALPN h2 for the proxy, TLS listeners with ALPN and mTLS for the server, `PeerCertificate`; rotating `TlsMaterial` (files, reload, watcher), SPIFFE secure naming for the proxy, permissive listeners | `tls` |
 //! | [`limit`] | request body limit: 413 problem+json, bodies never buffered | `limit` |
 //! | [`fault`] | Istio-style fault injection: delay or abort (problem+json) a seeded share of requests, optionally only with a header | `fault` |

@@ -45,7 +45,7 @@ impl Pending {
         entry.weigh();
         let entry = Arc::new(entry);
         let mut insert = Box::pin(async move {
-            store.insert(key, entry).await;
+            store.insert(&key, entry).await;
             drop(guard);
         });
         // The insert almost always completes without waiting; only when it

@@ -8,15 +8,28 @@
 //! `stale-if-error`, and the request directives read with the stored
 //! response's own freshness rather than the crate's matching (which compares
 //! `Vary` values unnormalised).
+//!
+//! `Surrogate-Control` (as Fastly and the Edge Architecture spec read it) is
+//! this shared cache's own policy and wins over `Cache-Control`: its
+//! `no-store` forbids storing; its `max-age` replaces what `Cache-Control`
+//! says of freshness and storing (`max-age`, `s-maxage`, `no-cache`,
+//! `no-store`, which then speak to the clients) and `Expires`; its
+//! `stale-while-revalidate` / `stale-if-error` replace those of
+//! `Cache-Control`. `private` in `Cache-Control` still keeps a response out
+//! of the cache (one user's data is never shared), as with Fastly.
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, PRAGMA};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 
 /// The largest age or lifetime counted (2^31 s, RFC 9111 §1.2.2).
 const MAX_DELTA: Duration = Duration::from_secs(1 << 31);
+
+/// The `Surrogate-Control` response header.
+pub(crate) const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 
 /// Statuses the per-route TTL may make cacheable (the heuristically
 /// cacheable ones of RFC 9110 §15.1 that this cache understands).
@@ -26,6 +39,9 @@ const TTL_STATUSES: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 405, 410, 414,
 const UNDERSTOOD_STATUSES: &[u16] = &[
     200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
 ];
+
+/// The `Surrogate-Capability` request header.
+pub(crate) const SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capability");
 
 /// The `Cache-Control` directives a cache reads, from a request or a
 /// response. Unknown directives are ignored; a malformed number makes the
@@ -103,6 +119,73 @@ impl Directives {
     }
 }
 
+/// The `Surrogate-Control` directives this cache reads (Fastly's set and
+/// the Edge Architecture Specification 1.0's `max-age=N+M`). Directives
+/// targeted at another surrogate (`max-age=60;edge1`) are left to it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Surrogate {
+    pub(crate) max_age: Option<u64>,
+    pub(crate) no_store: bool,
+    pub(crate) stale_while_revalidate: Option<u64>,
+    /// `stale-if-error`, or the `+M` of `max-age=N+M`.
+    pub(crate) stale_if_error: Option<u64>,
+}
+
+impl Surrogate {
+    /// Reads every `Surrogate-Control` field; `None` when there is none.
+    /// Directives targeted at `target` (`max-age=60;target`), when there
+    /// are any, replace the untargeted ones; directives targeted at another
+    /// surrogate are ignored.
+    pub(crate) fn parse(headers: &HeaderMap, target: Option<&str>) -> Option<Self> {
+        let mut values = headers.get_all(SURROGATE_CONTROL).iter().peekable();
+        values.peek()?;
+        let (mut general, mut targeted, mut any_targeted) =
+            (Surrogate::default(), Surrogate::default(), false);
+        for value in values {
+            let Ok(value) = value.to_str() else { continue };
+            for part in value.split(',') {
+                let (part, into) = match part.split_once(';') {
+                    None => (part, &mut general),
+                    Some((part, to))
+                        if target.is_some_and(|t| to.trim().eq_ignore_ascii_case(t)) =>
+                    {
+                        any_targeted = true;
+                        (part, &mut targeted)
+                    }
+                    Some(_) => continue,
+                };
+                into.read(part);
+            }
+        }
+        Some(if any_targeted { targeted } else { general })
+    }
+
+    /// Reads one directive.
+    fn read(&mut self, part: &str) {
+        let (name, arg) = match part.split_once('=') {
+            Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+            None => (part.trim(), None),
+        };
+        let seconds = |a: Option<&str>| a.map_or(0, |a| a.parse::<u64>().unwrap_or(0));
+        match name.to_ascii_lowercase().as_str() {
+            "max-age" => {
+                let (fresh, stale) = match arg.and_then(|a| a.split_once('+')) {
+                    Some((fresh, stale)) => (Some(fresh), Some(stale)),
+                    None => (arg, None),
+                };
+                self.max_age = Some(seconds(fresh));
+                if stale.is_some() {
+                    self.stale_if_error = Some(seconds(stale));
+                }
+            }
+            "no-store" => self.no_store = true,
+            "stale-while-revalidate" => self.stale_while_revalidate = Some(seconds(arg)),
+            "stale-if-error" => self.stale_if_error = Some(seconds(arg)),
+            _ => {}
+        }
+    }
+}
+
 /// What the cache learned about a response it may store.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Freshness {
@@ -114,11 +197,8 @@ pub(crate) struct Freshness {
     pub(crate) directives: Directives,
 }
 
-/// Whether `(method, status, request, response)` may be stored by a shared
-/// cache and, if so, for how long it is fresh. `default_ttl` applies to
-/// responses with no explicit expiration (`max-age`, `s-maxage`,
-/// `Expires`) and a status in the heuristically cacheable set; it replaces
-/// heuristic freshness.
+/// [`storable_by`] the surrogate named `meshgate`.
+#[cfg(test)]
 pub(crate) fn storable(
     method: &Method,
     uri: &http::Uri,
@@ -128,27 +208,92 @@ pub(crate) fn storable(
     response_delay: Duration,
     default_ttl: Option<Duration>,
 ) -> Option<Freshness> {
-    let directives = Directives::parse(response);
+    storable_by(
+        method,
+        uri,
+        status,
+        request,
+        response,
+        response_delay,
+        default_ttl,
+        Some("meshgate"),
+    )
+}
+
+/// Whether `(method, status, request, response)` may be stored by a shared
+/// cache and, if so, for how long it is fresh. `default_ttl` applies to
+/// responses with no explicit expiration (`max-age`, `s-maxage`,
+/// `Expires`) and a status in the heuristically cacheable set; it replaces
+/// heuristic freshness. `target` is this cache's name in
+/// `Surrogate-Control` targeted directives.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn storable_by(
+    method: &Method,
+    uri: &http::Uri,
+    status: StatusCode,
+    request: &HeaderMap,
+    response: &HeaderMap,
+    response_delay: Duration,
+    default_ttl: Option<Duration>,
+    target: Option<&str>,
+) -> Option<Freshness> {
+    let surrogate = Surrogate::parse(response, target).unwrap_or_default();
+    if surrogate.no_store {
+        return None;
+    }
+    let mut directives = Directives::parse(response);
     let explicit = directives.max_age.is_some()
         || directives.s_maxage.is_some()
-        || response.contains_key(EXPIRES);
+        || response.contains_key(EXPIRES)
+        || surrogate.max_age.is_some();
     // `http-cache-semantics` matches directive names case-sensitively:
     // give it lowercased names (RFC 9111 §5.2: they are case-insensitive).
+    // With a `Surrogate-Control` lifetime, the freshness directives of
+    // `Cache-Control` (meant for the clients) are replaced by it.
     let mut judged = response.clone();
-    if response
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .any(|v| v.as_bytes().iter().any(u8::is_ascii_uppercase))
-    {
-        let lowered: Vec<HeaderValue> = response
+    if surrogate.max_age.is_some()
+        || response
             .get_all(CACHE_CONTROL)
             .iter()
-            .filter_map(|v| HeaderValue::from_str(&lower_directive_names(v.to_str().ok()?)).ok())
+            .any(|v| v.as_bytes().iter().any(u8::is_ascii_uppercase))
+    {
+        let replaced: &[&str] = if surrogate.max_age.is_some() {
+            &["max-age", "s-maxage", "no-cache", "no-store"]
+        } else {
+            &[]
+        };
+        let mut lowered: Vec<HeaderValue> = response
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| {
+                let lowered = lower_directive_names(v.to_str().ok()?, replaced);
+                (!lowered.is_empty())
+                    .then(|| HeaderValue::from_str(&lowered).ok())
+                    .flatten()
+            })
             .collect();
+        if let Some(max_age) = surrogate.max_age {
+            let value = if directives.s_maxage.is_some() {
+                format!("max-age={max_age}, s-maxage={max_age}")
+            } else {
+                format!("max-age={max_age}")
+            };
+            lowered.push(HeaderValue::from_str(&value).ok()?);
+            judged.remove(EXPIRES);
+            directives.max_age = Some(max_age);
+            directives.s_maxage = directives.s_maxage.map(|_| max_age);
+            directives.no_cache = false;
+        }
         judged.remove(CACHE_CONTROL);
         for value in lowered {
             judged.append(CACHE_CONTROL, value);
         }
+    }
+    if surrogate.stale_while_revalidate.is_some() {
+        directives.stale_while_revalidate = surrogate.stale_while_revalidate;
+    }
+    if surrogate.stale_if_error.is_some() {
+        directives.stale_if_error = surrogate.stale_if_error;
     }
     if let Some(ttl) = default_ttl
         && !explicit
@@ -219,13 +364,23 @@ pub(crate) fn storable(
     })
 }
 
-/// `Cache-Control` with its directive names lowercased (arguments kept).
-fn lower_directive_names(value: &str) -> String {
+/// `Cache-Control` with its directive names lowercased (arguments kept)
+/// and the `dropped` ones left out.
+fn lower_directive_names(value: &str, dropped: &[&str]) -> String {
     value
         .split(',')
-        .map(|part| match part.split_once('=') {
-            Some((name, arg)) => format!("{}={arg}", name.trim().to_ascii_lowercase()),
-            None => part.trim().to_ascii_lowercase(),
+        .filter_map(|part| {
+            let (name, arg) = match part.split_once('=') {
+                Some((name, arg)) => (name.trim().to_ascii_lowercase(), Some(arg)),
+                None => (part.trim().to_ascii_lowercase(), None),
+            };
+            if name.is_empty() || dropped.contains(&name.as_str()) {
+                return None;
+            }
+            Some(match arg {
+                Some(arg) => format!("{name}={arg}"),
+                None => name,
+            })
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -279,9 +434,53 @@ impl http_cache_semantics::ResponseLike for JudgedResponse<'_> {
     }
 }
 
+/// Ages below this many seconds are served from [`AGE_DIGITS`].
+const AGE_SLOTS: usize = 10_000;
+/// The width of one slot of [`AGE_DIGITS`].
+const AGE_WIDTH: usize = 4;
+
+/// Every age below [`AGE_SLOTS`] written out, zero-padded to
+/// [`AGE_WIDTH`] digits: an `Age` value is a static slice of it, so a hit
+/// formats nothing and allocates nothing for it.
+static AGE_DIGITS: [u8; AGE_SLOTS * AGE_WIDTH] = age_digits();
+
+const fn age_digits() -> [u8; AGE_SLOTS * AGE_WIDTH] {
+    let mut out = [b'0'; AGE_SLOTS * AGE_WIDTH];
+    let mut n = 0;
+    while n < AGE_SLOTS {
+        let mut value = n;
+        let mut i = AGE_WIDTH;
+        while i > 0 {
+            i -= 1;
+            out[n * AGE_WIDTH + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        n += 1;
+    }
+    out
+}
+
 /// The `Age` value of a response that has been in the cache `age`.
 pub(crate) fn age_value(age: Duration) -> HeaderValue {
-    HeaderValue::from(age.as_secs())
+    let secs = age.as_secs();
+    if let Ok(n) = usize::try_from(secs)
+        && n < AGE_SLOTS
+    {
+        let digits = match n {
+            0..10 => 1,
+            10..100 => 2,
+            100..1000 => 3,
+            _ => 4,
+        };
+        let end = (n + 1) * AGE_WIDTH;
+        // Digits only, so always a valid value; the fallback is never taken.
+        if let Ok(value) =
+            HeaderValue::from_maybe_shared(Bytes::from_static(&AGE_DIGITS[end - digits..end]))
+        {
+            return value;
+        }
+    }
+    HeaderValue::from(secs)
 }
 
 /// The headers a cache never stores or forwards from a stored response

@@ -1,11 +1,28 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use tower_layer::Layer;
 
 use super::Cache;
-use super::store::{Store, primary_key};
+use super::store::{Key, Store};
+
+/// The default name of the cache in `Surrogate-Control` / `Surrogate-Capability`.
+const DEFAULT_SURROGATE: &str = "meshgate";
+
+/// The name and `Surrogate-Capability` value of a surrogate called `name`,
+/// or `None` when `name` is not a token (RFC 9110 §5.6.2).
+fn surrogate(name: &str) -> Option<(Arc<str>, HeaderValue)> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return None;
+    }
+    let value = HeaderValue::from_str(&format!("{name}=\"Surrogate/1.0\"")).ok()?;
+    Some((Arc::from(name), value))
+}
 
 /// The layer's settings; see the builder methods for defaults.
 #[derive(Debug, Clone)]
@@ -19,6 +36,9 @@ pub(crate) struct Config {
     pub(crate) coalesce_wait: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) max_variants: usize,
+    /// The name `Surrogate-Control` directives may target, and the
+    /// `Surrogate-Capability` sent upstream to announce it.
+    pub(crate) surrogate: Option<(Arc<str>, HeaderValue)>,
 }
 
 impl Default for Config {
@@ -33,6 +53,7 @@ impl Default for Config {
             coalesce_wait: Duration::from_secs(5),
             max_in_flight: 4096,
             max_variants: 8,
+            surrogate: surrogate(DEFAULT_SURROGATE),
         }
     }
 }
@@ -148,6 +169,19 @@ impl CacheLayer {
         self.configured(|c| c.max_in_flight = n.max(1))
     }
 
+    /// This cache's name as a surrogate (Edge Architecture Specification
+    /// 1.0): `Surrogate-Control` directives targeted at it
+    /// (`max-age=600;name`) replace the untargeted ones, and requests it
+    /// sends upstream carry `Surrogate-Capability: name="Surrogate/1.0"`.
+    /// `None`, or a name that is not an HTTP token, turns both off
+    /// (untargeted `Surrogate-Control` is still read).
+    ///
+    /// Default: `meshgate`.
+    pub fn surrogate_name(self, name: Option<&str>) -> Self {
+        let surrogate = name.and_then(surrogate);
+        self.configured(|c| c.surrogate = surrogate)
+    }
+
     /// A handle on the shared store, to purge entries or read its size.
     #[must_use]
     pub fn handle(&self) -> CacheHandle {
@@ -205,7 +239,7 @@ impl CacheHandle {
     /// authority).
     #[must_use]
     pub fn key(uri: &http::Uri, headers: &http::HeaderMap) -> String {
-        primary_key(uri, headers)
+        Key::new(uri, headers).to_key_string()
     }
 
     /// Removes every variant stored under `key` (see [`key`](Self::key)).
@@ -223,7 +257,7 @@ impl CacheHandle {
         let _ = self
             .store
             .entries
-            .invalidate_entries_if(move |key, _| key.starts_with(&prefix));
+            .invalidate_entries_if(move |_, variants| variants.key.starts_with(&prefix));
     }
 
     /// Removes everything.

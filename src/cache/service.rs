@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    AGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, DATE, ETAG, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, LOCATION, RANGE, SET_COOKIE,
+    ACCEPT_RANGES, AGE, AUTHORIZATION, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, DATE, ETAG,
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
+    LOCATION, RANGE, SET_COOKIE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -15,8 +16,12 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body::{CaptureBody, Pending};
-use super::freshness::{Directives, Freshness, age_value, storable, strip_for_storage};
-use super::store::{Entry, Flight, FlightGuard, Store, normalise, primary_key, vary_names};
+use super::freshness::{
+    Directives, Freshness, SURROGATE_CAPABILITY, SURROGATE_CONTROL, age_value, storable_by,
+    strip_for_storage,
+};
+use super::range::{RangeAnswer, byte_range, if_range_holds};
+use super::store::{Entry, Flight, FlightGuard, Key, Store, normalise, vary_names};
 use crate::error::Problem;
 use crate::{Body, BoxError};
 
@@ -95,29 +100,26 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let method = req.method();
-        let cacheable =
-            (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(RANGE);
-        let store = Arc::clone(&self.store);
-        let kind = if cacheable {
+        let kind = if method == Method::GET || method == Method::HEAD {
             let req_cc = Directives::parse(req.headers());
-            let key = primary_key(req.uri(), req.headers());
+            let hash = self.store.hash(Key::new(req.uri(), req.headers()));
             // A hit is answered without touching (or cloning) the inner
             // service, which stays ready for the next call.
-            if let Some(response) = serve_now(&store, &key, &req, &req_cc) {
+            if let Some(response) = serve_now(&self.store, hash, &req, &req_cc) {
                 return ResponseFuture {
                     kind: Kind::Ready(Some(response)),
                 };
             }
-            Kind::Boxed(Box::pin(handle(store, self.take_ready(), req, key, req_cc)))
-        } else if req.method() == Method::GET || req.method() == Method::HEAD {
-            let inner = self.take_ready();
-            Kind::Boxed(Box::pin(async move {
-                // Ranges are not served from nor stored in the cache.
-                let mut inner = inner;
-                let response = inner.call(req).await?;
-                Ok(mark(response.map(Body::new), "BYPASS"))
-            }))
+            let store = Arc::clone(&self.store);
+            Kind::Boxed(Box::pin(handle(
+                store,
+                self.take_ready(),
+                req,
+                hash,
+                req_cc,
+            )))
         } else {
+            let store = Arc::clone(&self.store);
             let inner = self.take_ready();
             Kind::Boxed(Box::pin(
                 async move { pass_through(&store, inner, req).await },
@@ -139,11 +141,11 @@ impl<S: Clone> Cache<S> {
 /// (it nearly always does: moka's reads do not block).
 fn serve_now<B>(
     store: &Store,
-    key: &str,
+    hash: u64,
     req: &Request<B>,
     req_cc: &Directives,
 ) -> Option<Response<Body>> {
-    let lookup = std::pin::pin!(store.get(key));
+    let lookup = std::pin::pin!(store.get(hash, Key::new(req.uri(), req.headers())));
     let Poll::Ready(variants) = lookup.poll(&mut Context::from_waker(std::task::Waker::noop()))
     else {
         return None;
@@ -228,7 +230,7 @@ async fn handle<S, B, ResB>(
     store: Arc<Store>,
     inner: S,
     req: Request<B>,
-    key: String,
+    hash: u64,
     req_cc: Directives,
 ) -> Result<Response<Body>, S::Error>
 where
@@ -241,13 +243,16 @@ where
 {
     let mut inner = inner;
     let head = req.method() == Method::HEAD;
+    // A range of a stored response is served from it, but a range fetched
+    // from the origin is neither stored nor shared with other requests.
+    let ranged = !head && req.headers().contains_key(RANGE);
     let authorized = req.headers().contains_key(AUTHORIZATION);
     let grace = store.config.stale_grace;
     let mut followed = false;
     loop {
         let now = Instant::now();
         let entry = store
-            .get(&key)
+            .get(hash, Key::new(req.uri(), req.headers()))
             .await
             .and_then(|v| v.select(req.headers()).cloned())
             .filter(|e| !authorized || serves_authorized(e));
@@ -258,9 +263,10 @@ where
             Some((Use::StaleRefresh, e)) => {
                 let response = serve(e, &req, now, "STALE");
                 if !req_cc.only_if_cached
-                    && let Flight::Leader(guard) = store.join(&flight_key(&store, &key, &req))
+                    && let Flight::Leader(guard) = store.join(store.flight_key(hash, req.headers()))
                 {
                     let entry = Arc::clone(e);
+                    let key = Key::new(req.uri(), req.headers()).to_key_string();
                     tokio::spawn(refresh(store, inner, req, key, entry, guard));
                 }
                 return Ok(response);
@@ -277,14 +283,17 @@ where
             ));
         }
         if head {
-            // A HEAD miss is answered by the origin and not stored.
+            // A HEAD miss is answered by the origin and not stored: its
+            // answer has no body a later GET could be served.
+            let mut req = req;
+            announce(&store, req.headers_mut());
             let response = inner.call(req).await?;
-            return Ok(mark(response.map(Body::new), "MISS"));
+            return Ok(mark(downstream(response.map(Body::new)), "MISS"));
         }
-        let guard = if followed {
+        let guard = if followed || ranged {
             None
         } else {
-            match store.join(&flight_key(&store, &key, &req)) {
+            match store.join(store.flight_key(hash, req.headers())) {
                 Flight::Leader(guard) => Some(guard),
                 Flight::Alone => None,
                 Flight::Follower(mut rx) => {
@@ -295,20 +304,9 @@ where
                 }
             }
         };
+        let key = Key::new(req.uri(), req.headers()).to_key_string();
         return fetch(store, inner, req, key, entry, guard).await;
     }
-}
-
-/// The coalescing key: the primary key and the configured `vary_by` values.
-fn flight_key<B>(store: &Store, key: &str, req: &Request<B>) -> String {
-    let mut flight = key.to_owned();
-    for name in &store.config.vary_by {
-        flight.push('\0');
-        if let Some(value) = normalise(name, req.headers()) {
-            flight.push_str(&value);
-        }
-    }
-    flight
 }
 
 /// Sends a request for a missing or stale entry upstream and stores what
@@ -338,6 +336,7 @@ where
         }
         _ => false,
     };
+    announce(&store, req.headers_mut());
     let uri = req.uri().clone();
     let sent_at = Instant::now();
     let result = inner.call(req).await;
@@ -370,7 +369,7 @@ where
                 now,
             ) {
                 let updated = Arc::new(updated);
-                store.insert(key, Arc::clone(&updated)).await;
+                store.insert(&key, Arc::clone(&updated)).await;
                 drop(guard);
                 return Ok(serve_headers(
                     &updated,
@@ -394,13 +393,15 @@ where
     }
     let req_cc = Directives::parse(&req_headers);
     let (mut parts, body) = response.into_parts();
+    // A part of the representation is never stored in place of the whole.
+    let partial = status == StatusCode::PARTIAL_CONTENT;
     let too_large = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len > store.config.max_body as u64);
-    let stored = if req_cc.no_store || too_large {
+    let stored = if req_cc.no_store || too_large || partial {
         None
     } else {
         prepare(
@@ -413,9 +414,16 @@ where
             now,
         )
     };
+    parts.headers.remove(SURROGATE_CONTROL);
+    // What the request keeps out of the cache is a bypass, not a miss.
+    let verdict = if partial || req_cc.no_store {
+        "BYPASS"
+    } else {
+        "MISS"
+    };
     parts
         .headers
-        .insert(X_CACHE, HeaderValue::from_static("MISS"));
+        .insert(X_CACHE, HeaderValue::from_static(verdict));
     let body = match stored {
         Some(entry) => Body::new(CaptureBody::new(
             body,
@@ -451,6 +459,9 @@ fn prepare(
     delay: Duration,
     now: Instant,
 ) -> Option<Entry> {
+    if status == StatusCode::PARTIAL_CONTENT {
+        return None;
+    }
     let mut names = vary_names(headers)?;
     // A cookie is one client's state: never handed to another client unless
     // the origin marks the response `public` (what nginx does by default,
@@ -462,7 +473,7 @@ fn prepare(
         lifetime,
         initial_age,
         directives,
-    } = storable(
+    } = storable_by(
         &Method::GET,
         uri,
         status,
@@ -470,9 +481,25 @@ fn prepare(
         headers,
         delay,
         store.config.default_ttl,
+        store.config.surrogate.as_ref().map(|(name, _)| &**name),
     )?;
     let mut stored = headers.clone();
     strip_for_storage(&mut stored);
+    // `Surrogate-Control` is for this cache only: kept aside, never served.
+    let surrogate_control = stored.get_all(SURROGATE_CONTROL).iter().cloned().collect();
+    stored.remove(SURROGATE_CONTROL);
+    // RFC 9110 §6.6.1: a cache records when a response without `Date` was
+    // received (it also makes `Last-Modified` usable as a strong validator).
+    if !stored.contains_key(DATE)
+        && let Ok(date) =
+            HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+    {
+        stored.insert(DATE, date);
+    }
+    // Ranges of a stored 200 are served from it (RFC 9110 §14.3).
+    if status == StatusCode::OK && !stored.contains_key(ACCEPT_RANGES) {
+        stored.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
     // Slots for the headers every served copy sets, so that setting them on
     // a clone replaces in place instead of growing the map.
     stored.insert(AGE, HeaderValue::from_static("0"));
@@ -500,6 +527,7 @@ fn prepare(
         lifetime,
         initial_age,
         directives,
+        surrogate_control,
         vary,
         size: 0,
     })
@@ -518,6 +546,9 @@ fn merge(
     let mut headers = entry.headers.clone();
     headers.remove(AGE);
     headers.remove(X_CACHE);
+    for value in &entry.surrogate_control {
+        headers.append(SURROGATE_CONTROL, value.clone());
+    }
     let mut update = update.clone();
     strip_for_storage(&mut update);
     let update_has_date = update.contains_key(DATE);
@@ -579,6 +610,23 @@ async fn refresh<S, B, ResB>(
     ResB: http_body::Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
+    // The refresh is the cache's own request for the whole response: a
+    // GET (also for a HEAD that found the entry stale) with the cache's
+    // validators, not the client's range or conditions.
+    let mut req = req;
+    if req.method() == Method::HEAD {
+        *req.method_mut() = Method::GET;
+    }
+    for name in [
+        RANGE,
+        IF_RANGE,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_MATCH,
+        IF_UNMODIFIED_SINCE,
+    ] {
+        req.headers_mut().remove(name);
+    }
     // `fetch` stores a 304 merge itself and a new response once its body is
     // read to the end, which this does.
     if let Ok(response) = fetch(store, inner, req, key, Some(entry), Some(guard)).await {
@@ -604,7 +652,7 @@ where
         return Ok(inner.call(req).await?.map(Body::new));
     }
     let target = req.uri().clone();
-    let key = primary_key(&target, req.headers());
+    let key = Key::new(&target, req.headers()).to_key_string();
     let response = inner.call(req).await?;
     if response.status().is_success() || response.status().is_redirection() {
         store.remove(&key).await;
@@ -626,7 +674,7 @@ where
                 (None, Some(origin)) if location.starts_with('/') => format!("{origin}{location}"),
                 (None, None) if location.starts_with('/') => location.to_owned(),
                 (Some(_), Some(origin)) => {
-                    let other = primary_key(&uri, &HeaderMap::new());
+                    let other = Key::new(&uri, &HeaderMap::new()).to_key_string();
                     // Only the same origin may be invalidated (§4.4).
                     if !other.starts_with(origin)
                         || other
@@ -646,6 +694,20 @@ where
     Ok(response.map(Body::new))
 }
 
+/// Adds this cache's `Surrogate-Capability` to a request it sends upstream.
+fn announce(store: &Store, headers: &mut HeaderMap) {
+    if let Some((_, capability)) = &store.config.surrogate {
+        headers.append(SURROGATE_CAPABILITY, capability.clone());
+    }
+}
+
+/// A response from the origin on its way to the client: without the
+/// `Surrogate-Control` meant for this cache.
+fn downstream(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().remove(SURROGATE_CONTROL);
+    response
+}
+
 fn mark(mut response: Response<Body>, status: &'static str) -> Response<Body> {
     response
         .headers_mut()
@@ -663,8 +725,10 @@ fn serve<B>(entry: &Entry, req: &Request<B>, now: Instant, status: &'static str)
     )
 }
 
-/// The stored response (or `304` when the client's own conditional request
-/// matches it), with `Age` and `X-Cache`.
+/// The stored response with `Age` and `X-Cache`: as stored, or `304` when
+/// the client's own conditional request matches it, or the requested range
+/// of a stored `200` (RFC 9110 §14: `206` for one satisfiable range, `416`
+/// when none is; several ranges get the whole `200`).
 fn serve_headers(
     entry: &Entry,
     req: &HeaderMap,
@@ -694,18 +758,87 @@ fn serve_headers(
         headers.insert(X_CACHE, HeaderValue::from_static(status));
         return response;
     }
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from(entry.body.clone())
+    let len = entry.body.len();
+    let range = match req.get(RANGE) {
+        Some(range)
+            if !head && entry.status == StatusCode::OK && if_range_holds(req, &entry.headers) =>
+        {
+            byte_range(range, len as u64)
+        }
+        _ => RangeAnswer::Whole,
+    };
+    if range == RangeAnswer::Unsatisfiable {
+        let mut refused = Problem::new(StatusCode::RANGE_NOT_SATISFIABLE)
+            .with_detail(format!(
+                "no requested range is within the {len} bytes of the representation"
+            ))
+            .into_response()
+            .map(Body::new);
+        let headers = refused.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+            headers.insert(CONTENT_RANGE, value);
+        }
+        headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        for name in [http::header::DATE, ETAG, LAST_MODIFIED] {
+            if let Some(value) = entry.headers.get(&name) {
+                headers.insert(name, value.clone());
+            }
+        }
+        headers.insert(AGE, age);
+        headers.insert(X_CACHE, HeaderValue::from_static(status));
+        return refused;
+    }
+    // `byte_range` keeps `first <= last < len`, so these fit.
+    let part = match range {
+        RangeAnswer::Part { first, last } if !head => Some((
+            usize::try_from(first).unwrap_or(0),
+            usize::try_from(last).unwrap_or(0),
+        )),
+        _ => None,
+    };
+    let body = match part {
+        _ if head => Body::empty(),
+        Some((first, last)) => Body::from(entry.body.slice(first..=last)),
+        None => Body::from(entry.body.clone()),
     };
     let mut response = Response::new(body);
     *response.status_mut() = entry.status;
+    *response.headers_mut() = entry.headers.clone();
     let headers = response.headers_mut();
-    *headers = entry.headers.clone();
-    headers.insert(AGE, age);
-    headers.insert(X_CACHE, HeaderValue::from_static(status));
+    set_served(headers, age, status);
+    if let Some((first, last)) = part {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+            headers.insert(CONTENT_RANGE, value);
+        }
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
     response
+}
+
+/// Sets `Age` and `X-Cache` in a map cloned from a stored entry, in the
+/// slots it keeps for them: `insert` would first make room for a new name,
+/// reallocating a map that is full, and hash each name.
+fn set_served(headers: &mut HeaderMap, age: HeaderValue, status: &'static str) {
+    let (mut age, mut status) = (Some(age), Some(HeaderValue::from_static(status)));
+    for (name, value) in headers.iter_mut() {
+        if *name == AGE {
+            if let Some(age) = age.take() {
+                *value = age;
+            }
+        } else if *name == X_CACHE
+            && let Some(status) = status.take()
+        {
+            *value = status;
+        }
+    }
+    // Entries always have the slots; this keeps a map without them right.
+    if let Some(age) = age {
+        headers.insert(AGE, age);
+    }
+    if let Some(status) = status {
+        headers.insert(X_CACHE, status);
+    }
 }
 
 fn is_conditional(headers: &HeaderMap) -> bool {

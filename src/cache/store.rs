@@ -1,13 +1,19 @@
 //! The shared store: a moka future cache of responses, bounded by bytes and
 //! entries, and the table of requests in flight for coalescing.
+//!
+//! Entries are keyed by a 64-bit keyed hash (SipHash with a random key per
+//! store) of the primary key, computed from the request's URI parts without
+//! building the key string; each [`Variants`] keeps the full key, and a
+//! lookup confirms it, so a collision is a miss, never a wrong answer.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderMap, HeaderName, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use moka::future::Cache as Moka;
 use moka::ops::compute::Op;
 use tokio::sync::watch;
@@ -20,6 +26,8 @@ use super::layer::Config;
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) status: StatusCode,
+    /// The headers served, with slots for `Age` and `X-Cache` (so that
+    /// setting them on a clone replaces in place instead of growing it).
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     /// When it was received (tokio time).
@@ -27,10 +35,13 @@ pub(crate) struct Entry {
     pub(crate) lifetime: Duration,
     pub(crate) initial_age: Duration,
     pub(crate) directives: Directives,
+    /// The origin's `Surrogate-Control` lines: never served, kept so that a
+    /// `304` without one is judged as the stored response was.
+    pub(crate) surrogate_control: Vec<HeaderValue>,
     /// The selecting request headers (the origin's `Vary` and the
     /// configured `vary_by`) and their normalised values.
-    pub(crate) vary: Vec<(HeaderName, Option<String>)>,
-    /// `Vary: *` was never stored; this is kept for clarity of `matches`.
+    pub(crate) vary: Vec<(HeaderName, Option<Box<[u8]>>)>,
+    /// What the entry weighs in the store (see [`weigh`](Self::weigh)).
     pub(crate) size: usize,
 }
 
@@ -45,7 +56,7 @@ impl Entry {
     pub(crate) fn matches(&self, request: &HeaderMap) -> bool {
         self.vary
             .iter()
-            .all(|(name, value)| normalise(name, request).as_deref() == value.as_deref())
+            .all(|(name, value)| normalised_eq(name, request, value.as_deref()))
     }
 
     /// Sets `size`, what the entry weighs in the store: body, headers,
@@ -54,9 +65,10 @@ impl Entry {
         let vary: usize = self
             .vary
             .iter()
-            .map(|(name, value)| name.as_str().len() + value.as_ref().map_or(0, String::len))
+            .map(|(name, value)| name.as_str().len() + value.as_ref().map_or(0, |v| v.len()))
             .sum();
-        self.size = entry_size(&self.headers, &self.body) + vary;
+        let surrogate: usize = self.surrogate_control.iter().map(HeaderValue::len).sum();
+        self.size = entry_size(&self.headers, &self.body) + vary + surrogate;
     }
 
     /// Whether it carries a validator for conditional requests.
@@ -68,8 +80,10 @@ impl Entry {
 
 /// All stored variants of one URI, most recent first. Replaced as a whole
 /// (copy on write) so readers never lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Variants {
+    /// The primary key (see [`Key`]), to confirm a lookup by hash.
+    pub(crate) key: Box<str>,
     pub(crate) entries: Vec<Arc<Entry>>,
     weight: u32,
 }
@@ -80,56 +94,182 @@ impl Variants {
     }
 }
 
+/// Whether the header is one whose members are compared lowercased.
+fn lowercased(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "accept" | "accept-encoding" | "accept-language" | "accept-charset"
+    )
+}
+
+/// The list members of every `name` field line, trimmed, empty ones left
+/// out (RFC 9110 §5.6.1).
+fn members<'a>(name: &HeaderName, headers: &'a HeaderMap) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|member| !member.is_empty())
+}
+
 /// The value of the selecting header `name` in `headers`, normalised
 /// (RFC 9111 §4.1): every field line joined, list members trimmed, and the
 /// content-negotiation headers lowercased. `None` when absent.
-pub(crate) fn normalise(name: &HeaderName, headers: &HeaderMap) -> Option<String> {
-    let mut values = headers.get_all(name).iter().peekable();
-    values.peek()?;
-    let lower = matches!(
-        name.as_str(),
-        "accept" | "accept-encoding" | "accept-language" | "accept-charset"
-    );
-    let mut out = String::new();
-    for value in values {
-        for member in String::from_utf8_lossy(value.as_bytes()).split(',') {
-            let member = member.trim();
-            if member.is_empty() {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push(',');
-            }
-            if lower {
-                out.push_str(&member.to_ascii_lowercase());
-            } else {
-                out.push_str(member);
-            }
+pub(crate) fn normalise(name: &HeaderName, headers: &HeaderMap) -> Option<Box<[u8]>> {
+    if !headers.contains_key(name) {
+        return None;
+    }
+    let lower = lowercased(name);
+    let mut out = Vec::new();
+    for member in members(name, headers) {
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        let start = out.len();
+        out.extend_from_slice(member);
+        if lower {
+            out[start..].make_ascii_lowercase();
         }
     }
-    Some(out)
+    Some(out.into_boxed_slice())
 }
 
-/// The primary cache key of a request: `scheme://authority/path?query`, the
-/// authority from the URI or else the `Host` header; only the path and
-/// query when neither is known. Both GET and HEAD use it.
-pub(crate) fn primary_key(uri: &Uri, headers: &HeaderMap) -> String {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()));
-    match authority {
-        Some(authority) => {
-            let scheme = uri.scheme_str().unwrap_or("http");
-            let mut key = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
-            key.push_str(scheme);
-            key.push_str("://");
-            key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
-            key.push_str(path);
-            key
+/// Whether `normalise(name, headers)` equals `stored`, without building it
+/// (the lookup path does not allocate).
+pub(crate) fn normalised_eq(name: &HeaderName, headers: &HeaderMap, stored: Option<&[u8]>) -> bool {
+    let Some(stored) = stored else {
+        return !headers.contains_key(name);
+    };
+    if !headers.contains_key(name) {
+        return false;
+    }
+    let mut request = members(name, headers);
+    if stored.is_empty() {
+        return request.next().is_none();
+    }
+    let lower = lowercased(name);
+    // Members never contain a comma, so the stored value splits exactly.
+    let mut stored = stored.split(|&b| b == b',');
+    loop {
+        match (stored.next(), request.next()) {
+            (None, None) => return true,
+            (Some(s), Some(r)) if lower && s.eq_ignore_ascii_case(r) => {}
+            (Some(s), Some(r)) if !lower && s == r => {}
+            _ => return false,
         }
-        None => path.to_owned(),
+    }
+}
+
+/// The primary cache key of a request, borrowed from its URI and headers:
+/// `scheme://authority/path?query`, the authority from the URI or else the
+/// `Host` header (lowercased), `http` without a scheme; only the path and
+/// query when no authority is known. Both GET and HEAD use it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key<'a> {
+    scheme: &'a str,
+    authority: Option<&'a str>,
+    path: &'a str,
+}
+
+impl<'a> Key<'a> {
+    pub(crate) fn new(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        Key {
+            scheme: uri.scheme_str().unwrap_or("http"),
+            authority: uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok())),
+            path: uri.path_and_query().map_or("/", |p| p.as_str()),
+        }
+    }
+
+    /// The key as a string, as [`CacheHandle::key`](super::CacheHandle::key)
+    /// and the purge calls see it.
+    pub(crate) fn to_key_string(self) -> String {
+        match self.authority {
+            Some(authority) => {
+                let mut key = String::with_capacity(
+                    self.scheme.len() + 3 + authority.len() + self.path.len(),
+                );
+                key.push_str(self.scheme);
+                key.push_str("://");
+                key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
+                key.push_str(self.path);
+                key
+            }
+            None => self.path.to_owned(),
+        }
+    }
+
+    /// Feeds the bytes of [`to_key_string`](Self::to_key_string) to
+    /// `hasher` without building it (`Hasher::write` is streaming: the same
+    /// bytes in other chunks hash the same).
+    fn hash_into(self, hasher: &mut impl Hasher) {
+        let Some(authority) = self.authority else {
+            hasher.write(self.path.as_bytes());
+            return;
+        };
+        hasher.write(self.scheme.as_bytes());
+        hasher.write(b"://");
+        if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+            let mut buf = [0u8; 64];
+            for chunk in authority.as_bytes().chunks(buf.len()) {
+                let buf = &mut buf[..chunk.len()];
+                buf.copy_from_slice(chunk);
+                buf.make_ascii_lowercase();
+                hasher.write(buf);
+            }
+        } else {
+            hasher.write(authority.as_bytes());
+        }
+        hasher.write(self.path.as_bytes());
+    }
+
+    /// Whether `stored` (a key string) is this key.
+    pub(crate) fn is(self, stored: &str) -> bool {
+        let stored = stored.as_bytes();
+        let Some(authority) = self.authority else {
+            return stored == self.path.as_bytes();
+        };
+        let (scheme, authority, path) = (
+            self.scheme.as_bytes(),
+            authority.as_bytes(),
+            self.path.as_bytes(),
+        );
+        let host_at = scheme.len() + 3;
+        let path_at = host_at + authority.len();
+        if stored.len() != path_at + path.len() {
+            return false;
+        }
+        let stored_host = &stored[host_at..path_at];
+        // The stored authority is lowercase; most requests' are too.
+        &stored[path_at..] == path
+            && &stored[..scheme.len()] == scheme
+            && &stored[scheme.len()..host_at] == b"://"
+            && (stored_host == authority || stored_host.eq_ignore_ascii_case(authority))
+    }
+}
+
+/// A hasher for keys that are already keyed hashes: moka hashes them again
+/// only to shard and sketch, so the value itself is enough.
+#[derive(Debug, Default)]
+pub(crate) struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with it; fold anything else in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -147,7 +287,7 @@ pub(crate) enum Flight {
 /// drops (after the entry was stored, or on failure/cancellation).
 pub(crate) struct FlightGuard {
     store: Arc<Store>,
-    key: String,
+    key: u64,
     _tx: watch::Sender<()>,
     rx: watch::Receiver<()>,
 }
@@ -175,8 +315,11 @@ impl Drop for FlightGuard {
 /// The shared state of a [`CacheLayer`](super::CacheLayer).
 pub(crate) struct Store {
     pub(crate) config: Config,
-    pub(crate) entries: Moka<String, Arc<Variants>>,
-    flights: Mutex<HashMap<String, watch::Receiver<()>>>,
+    hasher: RandomState,
+    pub(crate) entries: Moka<u64, Arc<Variants>, BuildHasherDefault<Prehashed>>,
+    /// Coalescing: keyed by [`flight_key`](Store::flight_key); a collision
+    /// only makes a request wait for another key's fetch, then look again.
+    flights: Mutex<HashMap<u64, watch::Receiver<()>, BuildHasherDefault<Prehashed>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -196,36 +339,74 @@ impl Store {
             .unwrap_or(u32::MAX);
         let entries = Moka::builder()
             .max_capacity(config.max_bytes)
-            .weigher(move |key: &String, value: &Arc<Variants>| {
+            .weigher(move |_: &u64, value: &Arc<Variants>| {
                 value
                     .weight
-                    .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
+                    .saturating_add(u32::try_from(value.key.len()).unwrap_or(u32::MAX))
                     .max(floor)
             })
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(BuildHasherDefault::default());
         Store {
             config,
+            hasher: RandomState::new(),
             entries,
-            flights: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::default()),
         }
     }
 
-    /// The variants stored for `key`.
-    pub(crate) async fn get(&self, key: &str) -> Option<Arc<Variants>> {
-        self.entries.get(key).await
+    /// The hash a key is stored under.
+    pub(crate) fn hash(&self, key: Key<'_>) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        key.hash_into(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The hash of a key string (as [`Key::to_key_string`] writes it).
+    pub(crate) fn hash_str(&self, key: &str) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(key.as_bytes());
+        hasher.finish()
+    }
+
+    /// The coalescing key of a request: its primary key and the configured
+    /// `vary_by` values.
+    pub(crate) fn flight_key(&self, hash: u64, headers: &HeaderMap) -> u64 {
+        if self.config.vary_by.is_empty() {
+            return hash;
+        }
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write_u64(hash);
+        for name in &self.config.vary_by {
+            match normalise(name, headers) {
+                Some(value) => {
+                    hasher.write_u8(1);
+                    hasher.write_usize(value.len());
+                    hasher.write(&value);
+                }
+                None => hasher.write_u8(0),
+            }
+        }
+        hasher.finish()
+    }
+
+    /// The variants stored for `key` (whose hash is `hash`).
+    pub(crate) async fn get(&self, hash: u64, key: Key<'_>) -> Option<Arc<Variants>> {
+        self.entries.get(&hash).await.filter(|v| key.is(&v.key))
     }
 
     /// Stores `entry` under `key`, replacing the variant it matches and
-    /// keeping at most `max_variants`.
-    pub(crate) async fn insert(&self, key: String, entry: Arc<Entry>) {
+    /// keeping at most `max_variants`. A different key that shares the
+    /// hash is replaced.
+    pub(crate) async fn insert(&self, key: &str, entry: Arc<Entry>) {
         let max_variants = self.config.max_variants;
+        let hash = self.hash_str(key);
         self.entries
-            .entry(key)
+            .entry(hash)
             .and_compute_with(|current| {
                 let mut entries = Vec::with_capacity(max_variants.min(8));
                 entries.push(Arc::clone(&entry));
-                if let Some(current) = current {
+                if let Some(current) = current.filter(|c| &*c.value().key == key) {
                     entries.extend(
                         current
                             .value()
@@ -238,31 +419,34 @@ impl Store {
                 }
                 let weight = entries.iter().map(|e| e.size).sum::<usize>();
                 let weight = u32::try_from(weight).unwrap_or(u32::MAX);
-                std::future::ready(Op::Put(Arc::new(Variants { entries, weight })))
+                std::future::ready(Op::Put(Arc::new(Variants {
+                    key: Box::from(key),
+                    entries,
+                    weight,
+                })))
             })
             .await;
     }
 
-    /// Removes one variant (after the origin said it is gone or changed
-    /// without a storable answer).
+    /// Removes every variant of `key` (a key string).
     pub(crate) async fn remove(&self, key: &str) {
-        self.entries.invalidate(key).await;
+        self.entries.invalidate(&self.hash_str(key)).await;
     }
 
-    /// Joins the flight for `key`.
-    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Flight {
+    /// Joins the flight for `key` (a [`flight_key`](Self::flight_key)).
+    pub(crate) fn join(self: &Arc<Self>, key: u64) -> Flight {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rx) = flights.get(key) {
+        if let Some(rx) = flights.get(&key) {
             return Flight::Follower(rx.clone());
         }
         if flights.len() >= self.config.max_in_flight {
             return Flight::Alone;
         }
         let (tx, rx) = watch::channel(());
-        flights.insert(key.to_owned(), rx.clone());
+        flights.insert(key, rx.clone());
         Flight::Leader(FlightGuard {
             store: Arc::clone(self),
-            key: key.to_owned(),
+            key,
             _tx: tx,
             rx,
         })
@@ -304,31 +488,99 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+
+    fn key_string(uri: &Uri, headers: &HeaderMap) -> String {
+        Key::new(uri, headers).to_key_string()
+    }
 
     #[test]
     fn keys_and_normalisation() {
         let mut h = HeaderMap::new();
         h.insert(HOST, HeaderValue::from_static("Example.COM"));
         assert_eq!(
-            primary_key(&Uri::from_static("/a?b=1"), &h),
+            key_string(&Uri::from_static("/a?b=1"), &h),
             "http://example.com/a?b=1"
         );
         assert_eq!(
-            primary_key(&Uri::from_static("https://x.test/a"), &h),
+            key_string(&Uri::from_static("https://x.test/a"), &h),
             "https://x.test/a"
         );
-        h.append("accept-encoding", HeaderValue::from_static("GZIP ,  br"));
-        h.append("accept-encoding", HeaderValue::from_static("zstd"));
-        assert_eq!(
-            normalise(&HeaderName::from_static("accept-encoding"), &h).as_deref(),
-            Some("gzip,br,zstd")
-        );
+        let name = HeaderName::from_static("accept-encoding");
+        h.append(&name, HeaderValue::from_static("GZIP ,  br"));
+        h.append(&name, HeaderValue::from_static("zstd"));
+        assert_eq!(normalise(&name, &h).as_deref(), Some(&b"gzip,br,zstd"[..]));
         assert_eq!(normalise(&HeaderName::from_static("x-tenant"), &h), None);
         let mut r = HeaderMap::new();
         r.insert("vary", HeaderValue::from_static("Accept-Encoding, x-a"));
         assert_eq!(vary_names(&r).unwrap().len(), 2);
         r.append("vary", HeaderValue::from_static("*"));
         assert!(vary_names(&r).is_none());
+    }
+
+    #[test]
+    fn normalised_comparison_agrees_with_normalise() {
+        let names = [
+            HeaderName::from_static("accept-encoding"),
+            HeaderName::from_static("x-tenant"),
+        ];
+        let values: &[&[&'static str]] = &[
+            &[],
+            &[""],
+            &[" , "],
+            &["a"],
+            &["A"],
+            &["a,b"],
+            &["a", "b"],
+            &["a, b ,"],
+            &["a,,b"],
+            &["ab"],
+            &["a b"],
+        ];
+        for name in &names {
+            for x in values {
+                for y in values {
+                    let mut hx = HeaderMap::new();
+                    for v in *x {
+                        hx.append(name, HeaderValue::from_static(v));
+                    }
+                    let mut hy = HeaderMap::new();
+                    for v in *y {
+                        hy.append(name, HeaderValue::from_static(v));
+                    }
+                    let stored = normalise(name, &hx);
+                    assert_eq!(
+                        normalised_eq(name, &hy, stored.as_deref()),
+                        stored == normalise(name, &hy),
+                        "{name} {x:?} {y:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_hash_of_the_parts_is_the_hash_of_the_string() {
+        let store = Store::new(Config::default());
+        let long_host = format!("{}.Example.COM", "A".repeat(150));
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_str(&long_host).unwrap());
+        for uri in [
+            Uri::from_static("/a?b=1"),
+            Uri::from_static("https://X.test:8443/a/b?c"),
+            Uri::from_static("*"),
+        ] {
+            for headers in [&h, &HeaderMap::new()] {
+                let key = Key::new(&uri, headers);
+                let string = key.to_key_string();
+                assert_eq!(store.hash(key), store.hash_str(&string), "{string}");
+                assert!(key.is(&string), "{string}");
+                assert!(!key.is(&format!("{string}x")));
+                assert!(!key.is(&string[..string.len() - 1]));
+            }
+        }
+        let uri = Uri::from_static("http://a.test/x");
+        let key = Key::new(&uri, &h);
+        assert!(key.is("http://A.TEST/x") && !key.is("https://a.test/x"));
+        assert!(!key.is("http://b.test/x"));
     }
 }

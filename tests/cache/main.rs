@@ -184,8 +184,9 @@ async fn request_no_store_is_not_stored() {
     let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |_, _| {
         response(&[("cache-control", "max-age=60")], "x")
     });
-    get(&svc, URI, &[("cache-control", "no-store")]).await;
-    get(&svc, URI, &[]).await;
+    let bypass = get(&svc, URI, &[("cache-control", "no-store")]).await;
+    assert_eq!(bypass.x_cache(), "BYPASS");
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -649,10 +650,10 @@ async fn head_is_served_from_a_cached_get_and_ttl_applies_without_headers() {
     advance(30).await;
     assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    assert_eq!(
-        get(&svc, URI, &[("range", "bytes=0-1")]).await.x_cache(),
-        "BYPASS"
-    );
+    // A range of a HEAD is ignored (RFC 9110 §14.2: GET only).
+    let head = send(&svc, Method::HEAD, URI, &[("range", "bytes=0-1")]).await;
+    assert_eq!((head.status, head.x_cache()), (StatusCode::OK, "HIT"));
+    assert_eq!(head.headers["content-length"], "5");
 }
 
 #[cfg(feature = "config")]
@@ -736,4 +737,516 @@ async fn other_methods_pass_through_untouched() {
         assert!(!answer.headers.contains_key("x-cache"));
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// An origin that answers like a real server: `body` for GET, headers only
+/// (with the GET's length) for HEAD, and one byte range when asked.
+fn ranged_origin(
+    headers: &'static [(&'static str, &'static str)],
+) -> impl Fn(&Request<Body>, usize) -> Response<Body> + Send + Sync + 'static {
+    move |req, n| {
+        let body = format!("{n}123456789");
+        let mut all: Vec<(&'static str, String)> =
+            headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        all.push(("content-length", body.len().to_string()));
+        let range = req
+            .headers()
+            .get("range")
+            .and_then(|r| r.to_str().unwrap().strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
+        let (status, body) = match range {
+            Some((first, last)) => {
+                all.retain(|(k, _)| *k != "content-length");
+                all.push(("content-length", (last - first + 1).to_string()));
+                all.push(("content-range", format!("bytes {first}-{last}/10")));
+                (StatusCode::PARTIAL_CONTENT, body[first..=last].to_owned())
+            }
+            None => (StatusCode::OK, body),
+        };
+        let body = if req.method() == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(body)
+        };
+        let mut builder = Response::builder().status(status);
+        for (k, v) in &all {
+            builder = builder.header(*k, v);
+        }
+        builder.body(body).unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ranges_of_a_stored_response_are_served_from_it() {
+    let (svc, calls) = cached(
+        &CacheLayer::new(),
+        Duration::ZERO,
+        ranged_origin(&[
+            ("cache-control", "max-age=60"),
+            ("etag", "\"v1\""),
+            ("last-modified", "Mon, 02 Nov 2026 10:00:00 GMT"),
+        ]),
+    );
+    let whole = get(&svc, URI, &[]).await;
+    assert_eq!(&whole.body[..], b"1123456789");
+    let hit = get(&svc, URI, &[]).await;
+    assert_eq!(hit.headers["accept-ranges"], "bytes");
+
+    let part = get(&svc, URI, &[("range", "bytes=2-5")]).await;
+    assert_eq!(
+        (part.status, part.x_cache(), &part.body[..]),
+        (StatusCode::PARTIAL_CONTENT, "HIT", &b"2345"[..])
+    );
+    assert_eq!(part.headers["content-range"], "bytes 2-5/10");
+    assert_eq!(part.headers["content-length"], "4");
+    assert_eq!(part.headers["accept-ranges"], "bytes");
+    assert_eq!(part.headers["etag"], "\"v1\"");
+
+    let suffix = get(&svc, URI, &[("range", "bytes=-3")]).await;
+    assert_eq!(
+        (suffix.status, &suffix.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"789"[..])
+    );
+    assert_eq!(suffix.headers["content-range"], "bytes 7-9/10");
+    let open = get(&svc, URI, &[("range", "bytes=8-100")]).await;
+    assert_eq!(open.headers["content-range"], "bytes 8-9/10");
+
+    let outside = get(&svc, URI, &[("range", "bytes=10-20")]).await;
+    assert_eq!(outside.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(outside.headers["content-range"], "bytes */10");
+    assert_eq!(outside.x_cache(), "HIT");
+
+    // Several ranges, another unit, invalid syntax: the whole 200.
+    for range in ["bytes=0-1, 4-5", "items=0-1", "bytes=5-1"] {
+        let answer = get(&svc, URI, &[("range", range)]).await;
+        assert_eq!(
+            (answer.status, &answer.body[..]),
+            (StatusCode::OK, &b"1123456789"[..]),
+            "{range}"
+        );
+    }
+
+    // If-Range: a strong match gets the part, anything else the whole.
+    for (condition, status) in [
+        ("\"v1\"", StatusCode::PARTIAL_CONTENT),
+        ("\"v0\"", StatusCode::OK),
+        ("W/\"v1\"", StatusCode::OK),
+        ("Mon, 02 Nov 2026 10:00:00 GMT", StatusCode::PARTIAL_CONTENT),
+        ("Sun, 01 Nov 2026 10:00:00 GMT", StatusCode::OK),
+    ] {
+        let answer = get(
+            &svc,
+            URI,
+            &[("range", "bytes=0-0"), ("if-range", condition)],
+        )
+        .await;
+        assert_eq!(answer.status, status, "{condition}");
+    }
+    // A matching If-None-Match comes before the range.
+    let not_modified = get(
+        &svc,
+        URI,
+        &[("range", "bytes=0-0"), ("if-none-match", "\"v1\"")],
+    )
+    .await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_range_miss_is_forwarded_and_its_part_not_stored() {
+    let (svc, calls) = cached(
+        &CacheLayer::new(),
+        Duration::ZERO,
+        ranged_origin(&[("cache-control", "max-age=60")]),
+    );
+    let part = get(&svc, URI, &[("range", "bytes=0-3")]).await;
+    assert_eq!(
+        (part.status, part.x_cache(), &part.body[..]),
+        (StatusCode::PARTIAL_CONTENT, "BYPASS", &b"1123"[..])
+    );
+    let whole = get(&svc, URI, &[]).await;
+    assert_eq!(
+        (whole.status, whole.x_cache(), &whole.body[..]),
+        (StatusCode::OK, "MISS", &b"2123456789"[..])
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let part = get(&svc, URI, &[("range", "bytes=1-2")]).await;
+    assert_eq!(
+        (part.status, part.x_cache(), &part.body[..]),
+        (StatusCode::PARTIAL_CONTENT, "HIT", &b"12"[..])
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Concurrent range misses are not coalesced onto one partial answer.
+    let (svc, calls) = cached(
+        &CacheLayer::new(),
+        Duration::from_millis(100),
+        ranged_origin(&[("cache-control", "max-age=60")]),
+    );
+    let (a, b) = tokio::join!(
+        get(&svc, URI, &[("range", "bytes=0-1")]),
+        get(&svc, URI, &[("range", "bytes=5-6")])
+    );
+    assert_eq!(
+        (&a.body[..], a.status),
+        (&b"11"[..], StatusCode::PARTIAL_CONTENT)
+    );
+    assert_eq!(
+        (&b.body[..], b.status),
+        (&b"56"[..], StatusCode::PARTIAL_CONTENT)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_entry_revalidated_for_a_range_serves_the_range() {
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |req, n| {
+        let mut r = validating_origin(req, n);
+        if req.headers().contains_key("if-none-match") {
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+        }
+        r
+    });
+    get(&svc, URI, &[]).await;
+    advance(11).await;
+    let part = get(&svc, URI, &[("range", "bytes=1-2")]).await;
+    assert_eq!(
+        (part.status, part.x_cache(), &part.body[..]),
+        (StatusCode::PARTIAL_CONTENT, "REVALIDATED", &b"od"[..])
+    );
+    assert_eq!(part.headers["content-range"], "bytes 1-2/4");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn surrogate_control_wins_over_cache_control_and_is_not_forwarded() {
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |_, n| {
+        response(
+            &[
+                ("cache-control", "no-cache, max-age=0"),
+                ("surrogate-control", "max-age=30"),
+            ],
+            format!("v{n}"),
+        )
+    });
+    let miss = get(&svc, URI, &[]).await;
+    assert_eq!(miss.x_cache(), "MISS");
+    assert!(!miss.headers.contains_key("surrogate-control"));
+    assert_eq!(miss.headers["cache-control"], "no-cache, max-age=0");
+    advance(29).await;
+    let hit = get(&svc, URI, &[]).await;
+    assert_eq!((hit.x_cache(), &hit.body[..]), ("HIT", &b"v1"[..]));
+    assert!(!hit.headers.contains_key("surrogate-control"));
+    assert_eq!(hit.headers["cache-control"], "no-cache, max-age=0");
+    advance(1).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // With a Surrogate-Control max-age, Cache-Control: no-store is for the
+    // clients.
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, |_, _| {
+        response(
+            &[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=60"),
+            ],
+            "x",
+        )
+    });
+    get(&svc, URI, &[]).await;
+    let hit = get(&svc, URI, &[]).await;
+    assert_eq!(hit.x_cache(), "HIT");
+    assert_eq!(hit.headers["cache-control"], "no-store");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // Surrogate-Control: no-store wins over a long Cache-Control max-age;
+    // Cache-Control: private still keeps a response out.
+    for (cc, sc) in [
+        ("max-age=600", "no-store"),
+        ("private", "max-age=600"),
+        ("max-age=600", "NO-STORE, max-age=60"),
+    ] {
+        let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, move |_, _| {
+            response(&[("cache-control", cc), ("surrogate-control", sc)], "x")
+        });
+        get(&svc, URI, &[]).await;
+        let second = get(&svc, URI, &[]).await;
+        assert_eq!(second.x_cache(), "MISS", "{cc} / {sc}");
+        assert!(!second.headers.contains_key("surrogate-control"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    // Its max-age is shorter than Cache-Control's, and targeted directives
+    // are for another surrogate.
+    let (svc, _) = cached(&CacheLayer::new(), Duration::ZERO, |_, _| {
+        response(
+            &[
+                ("cache-control", "max-age=600"),
+                ("surrogate-control", "max-age=5, no-store;other-cdn"),
+            ],
+            "x",
+        )
+    });
+    get(&svc, URI, &[]).await;
+    advance(4).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    advance(1).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
+}
+
+#[tokio::test(start_paused = true)]
+async fn surrogate_control_stale_serving_and_revalidation() {
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::from_millis(10), |req, n| {
+        if req.headers().contains_key("if-none-match") {
+            // The 304 carries no Surrogate-Control: the stored one still counts.
+            let mut r = response(&[("etag", "\"v1\""), ("x-refreshed", "yes")], Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            return r;
+        }
+        response(
+            &[
+                ("cache-control", "no-cache"),
+                ("etag", "\"v1\""),
+                ("surrogate-control", "max-age=10, stale-while-revalidate=30"),
+            ],
+            format!("v{n}"),
+        )
+    });
+    get(&svc, URI, &[]).await;
+    advance(12).await;
+    let stale = get(&svc, URI, &[]).await;
+    assert_eq!((stale.x_cache(), &stale.body[..]), ("STALE", &b"v1"[..]));
+    let mut refreshed = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer = get(&svc, URI, &[]).await;
+        if answer.headers.contains_key("x-refreshed") {
+            refreshed = Some(answer);
+            break;
+        }
+    }
+    let refreshed = refreshed.expect("refreshed in the background");
+    assert_eq!(
+        (refreshed.x_cache(), &refreshed.body[..]),
+        ("HIT", &b"v1"[..])
+    );
+    assert!(!refreshed.headers.contains_key("surrogate-control"));
+    // Still fresh by the stored Surrogate-Control after the 304.
+    advance(8).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // `max-age=N+M`: M seconds of stale-if-error.
+    let (svc, _) = cached(&CacheLayer::new(), Duration::ZERO, |_, n| {
+        if n == 1 {
+            response(&[("surrogate-control", "max-age=1+60")], "v1")
+        } else {
+            let mut r = response(&[], "down");
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            r
+        }
+    });
+    get(&svc, URI, &[]).await;
+    advance(30).await;
+    let stale = get(&svc, URI, &[]).await;
+    assert_eq!((stale.status, stale.x_cache()), (StatusCode::OK, "STALE"));
+    advance(60).await;
+    assert_eq!(get(&svc, URI, &[]).await.status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test(start_paused = true)]
+async fn head_never_stores_a_body_less_entry() {
+    let (svc, calls) = cached(
+        &CacheLayer::new(),
+        Duration::ZERO,
+        ranged_origin(&[("cache-control", "max-age=1, stale-while-revalidate=30")]),
+    );
+    // A HEAD miss goes to the origin as a HEAD and is not stored.
+    let head = send(&svc, Method::HEAD, URI, &[]).await;
+    assert_eq!((head.x_cache(), head.body.len()), ("MISS", 0));
+    let whole = get(&svc, URI, &[]).await;
+    assert_eq!(
+        (whole.x_cache(), &whole.body[..]),
+        ("MISS", &b"2123456789"[..])
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // A HEAD that finds the entry stale is answered from it, and the
+    // background refresh is a GET: the refreshed entry keeps a body.
+    advance(2).await;
+    let head = send(&svc, Method::HEAD, URI, &[]).await;
+    assert_eq!((head.x_cache(), head.body.len()), ("STALE", 0));
+    assert_eq!(head.headers["content-length"], "10");
+    let mut refreshed = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let answer = get(&svc, URI, &[]).await;
+        if answer.x_cache() == "HIT" {
+            refreshed = Some(answer);
+            break;
+        }
+    }
+    let refreshed = refreshed.expect("refreshed in the background");
+    assert_eq!(&refreshed.body[..], b"3123456789");
+    assert_eq!(refreshed.headers["content-length"], "10");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    // A HEAD that needs validation goes upstream as a HEAD, stores
+    // nothing, and the stored GET still answers GETs with their body.
+    let (svc, calls) = cached(
+        &CacheLayer::new(),
+        Duration::ZERO,
+        ranged_origin(&[("cache-control", "max-age=5")]),
+    );
+    get(&svc, URI, &[]).await;
+    let head = send(&svc, Method::HEAD, URI, &[("cache-control", "no-cache")]).await;
+    assert_eq!((head.x_cache(), head.body.len()), ("MISS", 0));
+    let hit = get(&svc, URI, &[]).await;
+    assert_eq!((hit.x_cache(), &hit.body[..]), ("HIT", &b"1123456789"[..]));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+fn http_date(offset_secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let at = if offset_secs >= 0 {
+        now + Duration::from_secs(offset_secs.unsigned_abs())
+    } else {
+        now - Duration::from_secs(offset_secs.unsigned_abs())
+    };
+    httpdate::fmt_http_date(at)
+}
+
+#[tokio::test(start_paused = true)]
+async fn expires_and_heuristic_freshness() {
+    // Expires − Date = 30 s.
+    let (date, expires) = (http_date(0), http_date(30));
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, move |_, _| {
+        response(&[("date", &date), ("expires", &expires)], "x")
+    });
+    get(&svc, URI, &[]).await;
+    advance(28).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    advance(3).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "MISS");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Heuristic: 10 % of the time since Last-Modified (1 000 s → 100 s).
+    let (date, modified) = (http_date(0), http_date(-1000));
+    let (svc, calls) = cached(&CacheLayer::new(), Duration::ZERO, move |_, _| {
+        response(&[("date", &date), ("last-modified", &modified)], "x")
+    });
+    get(&svc, URI, &[]).await;
+    advance(95).await;
+    assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    advance(10).await;
+    assert_ne!(get(&svc, URI, &[]).await.x_cache(), "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+type Call = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, std::io::Error>>>>;
+
+/// A cache in front of an origin that answers once with `cache_control`,
+/// then fails to connect (a service error).
+fn failing_after_one(
+    layer: CacheLayer,
+    cache_control: &'static str,
+) -> (impl Fn() -> Call, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let origin = service_fn(move |_: Request<Body>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 1 {
+                Ok(response(&[("cache-control", cache_control)], "v1"))
+            } else {
+                Err(std::io::Error::other("connection refused"))
+            }
+        }
+    });
+    let svc = layer.layer(origin);
+    let call = move || {
+        let svc = svc.clone();
+        Box::pin(async move {
+            svc.oneshot(Request::get(URI).body(Body::empty()).unwrap())
+                .await
+        }) as Call
+    };
+    (call, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_covers_a_failing_connection_and_the_grace_applies() {
+    let (call, calls) = failing_after_one(CacheLayer::new(), "max-age=1, stale-if-error=60");
+    // Stored once its body has been read.
+    call().await.unwrap().into_body().collect().await.unwrap();
+    advance(10).await;
+    let stale = call().await.unwrap();
+    assert_eq!(stale.headers()["x-cache"], "STALE");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    advance(60).await;
+    assert!(call().await.is_err());
+
+    // The gateway-side grace: stale served (refreshed in the background,
+    // which fails and keeps the entry) for 60 s past freshness.
+    let layer = CacheLayer::new().stale_grace(Duration::from_secs(60));
+    let (call, calls) = failing_after_one(layer, "max-age=1");
+    // Stored once its body has been read.
+    call().await.unwrap().into_body().collect().await.unwrap();
+    advance(30).await;
+    let stale = call().await.unwrap();
+    assert_eq!(stale.headers()["x-cache"], "STALE");
+    let mut refreshed = false;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        if calls.load(Ordering::SeqCst) == 2 {
+            refreshed = true;
+            break;
+        }
+    }
+    assert!(refreshed, "the background refresh ran");
+    assert_eq!(call().await.unwrap().headers()["x-cache"], "STALE");
+    advance(31).await;
+    assert!(call().await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn surrogate_control_targeted_at_this_cache_and_surrogate_capability() {
+    for (layer, capability, fresh_for) in [
+        (CacheLayer::new(), Some("meshgate=\"Surrogate/1.0\""), 600),
+        (
+            CacheLayer::new().surrogate_name(Some("edge-1")),
+            Some("edge-1=\"Surrogate/1.0\""),
+            5,
+        ),
+        (CacheLayer::new().surrogate_name(None), None, 5),
+    ] {
+        let (svc, calls) = cached(&layer, Duration::ZERO, move |req, _| {
+            assert_eq!(
+                req.headers()
+                    .get("surrogate-capability")
+                    .map(|v| v.to_str().unwrap()),
+                capability
+            );
+            response(
+                &[(
+                    "surrogate-control",
+                    "max-age=5, max-age=600;meshgate, no-store;other",
+                )],
+                "x",
+            )
+        });
+        get(&svc, URI, &[]).await;
+        advance(fresh_for - 1).await;
+        assert_eq!(get(&svc, URI, &[]).await.x_cache(), "HIT", "{capability:?}");
+        advance(1).await;
+        assert_eq!(
+            get(&svc, URI, &[]).await.x_cache(),
+            "MISS",
+            "{capability:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 }
