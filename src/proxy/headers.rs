@@ -23,7 +23,9 @@ pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwa
 
 /// The hop-by-hop headers of RFC 9110 §7.6.1 and the legacy ones, apart
 /// from `Upgrade` and `TE`, which have their own rules.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// A `static`: a `const` array of `HeaderName`s would be built and dropped
+/// at every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -57,33 +59,85 @@ pub(crate) struct Keep {
 /// `Transfer-Encoding`, `Upgrade` and `Proxy-Authenticate` /
 /// `Proxy-Authorization`, except what `keep` says.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
+    // One pass over the names (cheap comparisons of mostly standard names)
+    // finds which of these are present, so only those are removed: most
+    // messages carry none or one, and each removal hashes its name.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        present |= hop_by_hop_bit(name);
+    }
+    if present == 0 {
+        return;
+    }
     // Headers named in `Connection` go first, while it is still there. The
     // names are collected because removal needs `&mut` while `get_all` borrows.
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    if present & 1 != 0 {
+        // Options that name headers this function handles anyway (the
+        // usual `keep-alive`, `upgrade`, `te`) need no parsing; the rest
+        // are collected (no allocation when there is none).
+        let mut named: Vec<HeaderName> = Vec::new();
+        for item in headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|item| HeaderName::from_bytes(item.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if keep.upgrade && name == header::UPGRADE {
+        {
+            let item = item.trim();
+            if item.is_empty() || handled_anyway(item) {
                 continue;
             }
+            if let Ok(name) = HeaderName::from_bytes(item.as_bytes()) {
+                named.push(name);
+            }
+        }
+        for name in named {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
-    if !keep.upgrade {
+    if present & UPGRADE_BIT != 0 && !keep.upgrade {
         headers.remove(header::UPGRADE);
     }
-    let trailers = keep.te_trailers && has_token(headers, &header::TE, "trailers");
-    headers.remove(header::TE);
-    if trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if present & TE_BIT != 0 {
+        let trailers = keep.te_trailers && has_token(headers, &header::TE, "trailers");
+        headers.remove(header::TE);
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+}
+
+/// `Upgrade`'s and `TE`'s bits in [`hop_by_hop_bit`], after the seven of
+/// [`HOP_BY_HOP`] (bit `i` for entry `i`, `Connection` first).
+const UPGRADE_BIT: u16 = 1 << 7;
+const TE_BIT: u16 = 1 << 8;
+
+/// Whether a `Connection` option names a header the bit pass handles:
+/// one of [`HOP_BY_HOP`], `Upgrade` (kept for upgrades) or `TE`.
+fn handled_anyway(option: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .map(HeaderName::as_str)
+        .chain(["upgrade", "te"])
+        .any(|name| option.eq_ignore_ascii_case(name))
+}
+
+/// The bit of a hop-by-hop header this proxy removes or rewrites; 0 for
+/// any other (those a `Connection` header names are found through it).
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        return 1 << i;
+    }
+    if name == header::UPGRADE {
+        UPGRADE_BIT
+    } else if name == header::TE {
+        TE_BIT
+    } else {
+        0
     }
 }
 
@@ -166,7 +220,6 @@ impl ForwardedConfig {
         } else {
             None
         };
-        headers.remove(&X_FORWARDED_FOR);
         let value = match (incoming, hop.peer) {
             (Some(mut chain), Some(peer)) => {
                 let _ = write!(chain, ", {peer}");
@@ -176,18 +229,20 @@ impl ForwardedConfig {
             (None, Some(peer)) => HeaderValue::try_from(peer.to_string()).ok(),
             (None, None) => None,
         };
-        if let Some(value) = value {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
+        // `insert` replaces every incoming value.
+        match value {
+            Some(value) => headers.insert(X_FORWARDED_FOR, value),
+            None => headers.remove(&X_FORWARDED_FOR),
+        };
 
         if !(append && headers.contains_key(&X_FORWARDED_PROTO)) {
             headers.insert(X_FORWARDED_PROTO, scheme_value(self.proto(hop)));
         }
         if !(append && headers.contains_key(&X_FORWARDED_HOST)) {
-            headers.remove(&X_FORWARDED_HOST);
-            if let Some(host) = hop.host {
-                headers.insert(X_FORWARDED_HOST, host.clone());
-            }
+            match hop.host {
+                Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+                None => headers.remove(&X_FORWARDED_HOST),
+            };
         }
     }
 
@@ -197,7 +252,6 @@ impl ForwardedConfig {
         } else {
             String::new()
         };
-        headers.remove(header::FORWARDED);
         if !value.is_empty() {
             value.push_str(", ");
         }
@@ -219,9 +273,11 @@ impl ForwardedConfig {
         }
         value.push_str(";proto=");
         value.push_str(self.proto(hop).as_str());
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(header::FORWARDED, value);
-        }
+        // `insert` replaces every incoming value.
+        match HeaderValue::try_from(value) {
+            Ok(value) => headers.insert(header::FORWARDED, value),
+            Err(_) => headers.remove(header::FORWARDED),
+        };
     }
 }
 
@@ -370,6 +426,25 @@ mod tests {
         strip_hop_by_hop(&mut map, Keep::default());
         let names: Vec<_> = map.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-request-id", "traceparent"]);
+    }
+
+    #[test]
+    fn connection_options_name_headers_in_any_case_and_others_stay() {
+        let untouched = headers(&[("x-a", "1"), ("accept", "*/*")]);
+        let mut map = untouched.clone();
+        strip_hop_by_hop(&mut map, Keep::default());
+        assert_eq!(map, untouched);
+
+        let mut map = headers(&[
+            ("connection", "close, X-A ,KEEP-ALIVE"),
+            ("x-a", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("close", "odd but named"),
+            ("x-b", "2"),
+        ]);
+        strip_hop_by_hop(&mut map, Keep::default());
+        let names: Vec<_> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-b"]);
     }
 
     #[test]
