@@ -81,6 +81,10 @@ pub(crate) struct Limiter {
     pub(crate) exempt_consumers: HashSet<Arc<str>>,
     /// Whether tiers or exemptions need the [`ConsumerIdentity`](crate::identity::ConsumerIdentity).
     pub(crate) reads_consumer: bool,
+    /// Keyed by client IP alone with the default quotas, nothing exempt
+    /// and no route override: the common case, planned without the
+    /// general walk.
+    pub(crate) by_client_ip_only: bool,
     pub(crate) exempt_networks: Vec<IpNet>,
     pub(crate) max_in_flight: Option<u32>,
     pub(crate) legacy_headers: bool,
@@ -305,6 +309,11 @@ impl Settings {
             routes,
             exempt_consumers: self.exempt_consumers.clone(),
             reads_consumer: !self.tiers.is_empty() || !self.exempt_consumers.is_empty(),
+            by_client_ip_only: self.key_by == KeyBy::ClientIp
+                && self.tiers.is_empty()
+                && self.exempt_consumers.is_empty()
+                && self.exempt_networks.is_empty()
+                && self.routes.is_empty(),
             exempt_networks: self.exempt_networks.clone(),
             max_in_flight: self.max_in_flight,
             legacy_headers: self.legacy_headers,
