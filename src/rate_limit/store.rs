@@ -142,6 +142,7 @@ impl Entry {
 
     /// Checks a request against `quotas` and, when allowed, charges them
     /// and counts it in flight if `max_in_flight` is set.
+    #[inline]
     fn admit(&mut self, quotas: &[Gcra], max_in_flight: Option<u32>, now: u64) -> Admission {
         if let Some(max) = max_in_flight
             && self.in_flight >= max
@@ -215,6 +216,7 @@ impl LocalStore {
 
     /// Nanoseconds since the store's epoch, on tokio's clock (so paused
     /// time in tests drives the limiter). Read once per check.
+    #[inline]
     pub(crate) fn now(&self) -> u64 {
         let elapsed = Instant::now().saturating_duration_since(self.epoch);
         elapsed
@@ -224,6 +226,7 @@ impl LocalStore {
     }
 
     /// The key of `key` counted against quota set `policy`.
+    #[inline]
     pub(crate) fn key(&self, policy: u32, key: Key) -> StoreKey {
         StoreKey {
             hash: self.hash(policy, &key),
@@ -235,6 +238,7 @@ impl LocalStore {
     /// A keyed folded-multiply hash (as foldhash and aHash use): a few
     /// nanoseconds for an IP, and with a secret random seed, chosen keys
     /// cannot be made to collide.
+    #[inline]
     fn hash(&self, policy: u32, key: &Key) -> u64 {
         let [a, b] = self.seed;
         let mut h = fold(a ^ u64::from(policy), b);
@@ -260,6 +264,7 @@ impl LocalStore {
         fold(h, a)
     }
 
+    #[inline]
     fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
         // The high bits pick the shard; the map uses the low ones.
         let index = ((key.hash >> 40) as usize) & (self.shards.len() - 1);
@@ -348,6 +353,7 @@ impl LocalStore {
 }
 
 /// The folded multiply: the high and low halves of the 128-bit product.
+#[inline]
 fn fold(x: u64, y: u64) -> u64 {
     let product = u128::from(x) * u128::from(y);
     (product as u64) ^ ((product >> 64) as u64)
