@@ -29,6 +29,7 @@ pub(crate) struct StoreKey {
 }
 
 impl PartialEq for StoreKey {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.policy == other.policy && self.key == other.key
     }
@@ -37,6 +38,7 @@ impl PartialEq for StoreKey {
 impl Eq for StoreKey {}
 
 impl Hash for StoreKey {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
@@ -105,18 +107,24 @@ impl Tats {
 
     /// The times of `quotas` quotas. A set of another shape (which a key's
     /// policy never changes to) starts afresh.
+    #[inline]
     fn for_quotas(&mut self, quotas: usize) -> &mut [u64] {
         let fits = match self {
             Self::Inline(_) => quotas <= INLINE_QUOTAS,
             Self::Heap(tats) => tats.len() == quotas,
         };
         if !fits {
-            *self = Self::new(quotas);
+            self.reshape(quotas);
         }
         match self {
             Self::Inline(tats) => &mut tats[..quotas.min(INLINE_QUOTAS)],
             Self::Heap(tats) => tats,
         }
+    }
+
+    #[cold]
+    fn reshape(&mut self, quotas: usize) {
+        *self = Self::new(quotas);
     }
 }
 
@@ -276,6 +284,7 @@ impl LocalStore {
 
     /// Checks a request against `quotas` for `key` and, when allowed,
     /// charges them and counts it in flight if `max_in_flight` is set.
+    #[inline]
     pub(crate) fn acquire(
         &self,
         key: &StoreKey,
