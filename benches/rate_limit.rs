@@ -205,9 +205,11 @@ fn bench_redis(_: &mut Criterion) {}
 ///   on requests whose client IP is resolved;
 /// * `check2_one`, `check2_10k`: the same with the bench's two quotas;
 /// * `service_fn`, `layer_one`, `layer_10k`: a fresh request through a bare
-///   `service_fn`, and through the layer (two quotas).
+///   `service_fn`, and through the layer (two quotas);
+/// * `clock`: the local backend's clock read alone.
 ///
-/// Everything runs inside a current-thread runtime, as in a server.
+/// Each run prints the wall time of its measured part (secondary: noisy on a shared
+/// machine). Everything runs inside a current-thread runtime, as in a server.
 fn profile(spec: &str) {
     let (variant, n) = spec.split_once(':').expect("variant:n");
     let n: usize = n.parse().expect("n");
@@ -263,6 +265,19 @@ fn profile(spec: &str) {
                 })
             });
         }
+        "clock" => {
+            // What the local backend pays for its clock on every check:
+            // tokio's `Instant::now` and the nanoseconds since an epoch.
+            let epoch = tokio::time::Instant::now();
+            measured(|| {
+                for _ in 0..n {
+                    let elapsed = tokio::time::Instant::now().saturating_duration_since(epoch);
+                    black_box(
+                        elapsed.as_secs() * 1_000_000_000 + u64::from(elapsed.subsec_nanos()),
+                    );
+                }
+            });
+        }
         other => panic!("unknown RATE_LIMIT_PROFILE variant {other}"),
     }
 }
@@ -270,7 +285,10 @@ fn profile(spec: &str) {
 /// The part of a profile run that is counted.
 #[inline(never)]
 fn measured<R>(run: impl FnOnce() -> R) -> R {
-    black_box(run())
+    let started = std::time::Instant::now();
+    let result = black_box(run());
+    eprintln!("measured part: {:?}", started.elapsed());
+    result
 }
 
 criterion_group!(benches, bench, bench_redis);

@@ -193,9 +193,10 @@ impl RateLimitLayer {
     /// The most keys held (at least 1). Past it, a new key makes room by
     /// forgetting the key nearest to fully replenished among a sample of 16
     /// (a stale one when the sample has one; else that key may get its
-    /// burst again early). A key costs about 110 to 180 bytes with up to
-    /// three quotas (hash-table slack included), plus its text for header,
-    /// consumer or composite keys: 100 000 IP keys stay under 18 MB.
+    /// burst again early). A key costs about 95 to 185 bytes with up to
+    /// three quotas (held in the entry, hash-table slack included; more
+    /// quotas add a small allocation), plus its text for header, consumer
+    /// or composite keys: 100 000 IP keys stay under 19 MB.
     ///
     /// Default: [`DEFAULT_MAX_KEYS`] (100 000).
     pub fn max_keys(self, max: usize) -> Self {

@@ -395,6 +395,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_key_with_up_to_three_quotas_fits_one_small_bucket() {
+        // The bound on memory per key in the docs (about 95 to 185 bytes
+        // with hash-table slack) rests on this size, with no allocation.
+        assert!(
+            std::mem::size_of::<(StoreKey, Entry)>() <= 80,
+            "{}",
+            std::mem::size_of::<(StoreKey, Entry)>()
+        );
+        let mut entry = Entry::new(3);
+        assert!(matches!(entry.tats, Tats::Inline(_)));
+        assert_eq!(entry.tats.for_quotas(3).len(), 3);
+        let mut many = Entry::new(5);
+        assert_eq!(many.tats.for_quotas(5).len(), 5);
+    }
+
+    #[test]
     fn hashes_spread_and_tell_keys_apart() {
         let store = LocalStore::new(1000, Duration::from_secs(10));
         let mut seen = HashSet::new();
