@@ -5,6 +5,9 @@
 //! backend, one at a time and 32 at once (on one multiplexed connection).
 //!
 //! `cargo bench --bench rate_limit --features redis`
+//!
+//! `RATE_LIMIT_PROFILE=<variant>:<n>` runs `n` calls of one variant and
+//! exits, for instruction counts under callgrind (see [`profile`]).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -38,6 +41,16 @@ fn layer() -> RateLimitLayer {
     ])
 }
 
+/// Governor's quota, as one meshgate quota: like for like.
+fn governor_quota() -> governor::Quota {
+    governor::Quota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::MAX)
+}
+
+/// The same quota as [`governor_quota`] for meshgate.
+fn one_quota_layer() -> RateLimitLayer {
+    RateLimitLayer::new([Quota::per_second(u64::from(u32::MAX)).burst(u64::from(u32::MAX))])
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -57,9 +70,7 @@ fn bench(c: &mut Criterion) {
             async move { black_box(fut.await.unwrap()) }
         })
     });
-    let governor = governor::RateLimiter::keyed(
-        governor::Quota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::MAX),
-    );
+    let governor = governor::RateLimiter::keyed(governor_quota());
     c.bench_function("rate_limit/governor_check_key_one_key", |b| {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         b.iter(|| black_box(governor.check_key(black_box(&ip)).is_ok()))
@@ -73,14 +84,26 @@ fn bench(c: &mut Criterion) {
         })
     });
     // The check alone, as governor's: the layer's `check` on prepared
-    // requests (their client IP resolved once, as an outer layer would).
+    // requests (their client IP resolved once, as an outer layer would),
+    // with governor's one quota (like for like), then with two quotas.
+    let checks = one_quota_layer();
+    let mut one = request(1);
+    c.bench_function("rate_limit/check_one_quota_one_key", |b| {
+        b.iter(|| black_box(checks.check(&mut one)))
+    });
+    let mut prepared: Vec<Request<()>> = (0..10_000).map(request).collect();
+    let mut k = 0usize;
+    c.bench_function("rate_limit/check_one_quota_10k_keys", |b| {
+        b.iter(|| {
+            k = (k + 1) % prepared.len();
+            black_box(checks.check(&mut prepared[k]))
+        })
+    });
     let checks = layer();
     let mut one = request(1);
     c.bench_function("rate_limit/check_one_key", |b| {
         b.iter(|| black_box(checks.check(&mut one)))
     });
-    let mut prepared: Vec<Request<()>> = (0..10_000).map(request).collect();
-    let mut k = 0usize;
     c.bench_function("rate_limit/check_10k_keys", |b| {
         b.iter(|| {
             k = (k + 1) % prepared.len();
@@ -167,9 +190,114 @@ fn bench_redis(c: &mut Criterion) {
 #[cfg(not(feature = "redis"))]
 fn bench_redis(_: &mut Criterion) {}
 
+/// `RATE_LIMIT_PROFILE=<variant>:<n>` runs `n` calls of one variant and
+/// exits, for instruction counts under callgrind. Count only [`measured`]
+/// (`valgrind --tool=callgrind --toggle-collect='*measured*' …`): the
+/// setup stays out, which matters for governor, whose default clock
+/// calibrates itself for a stretch of wall time when the limiter is built.
+/// The difference between a run of `n` and one of `2n`, divided by `n`, is
+/// the cost of one call (the first insert of each key cancels out when
+/// `n` ≥ 10 000). Variants:
+///
+/// * `governor_one`, `governor_10k`: governor's `check_key` (one key, or
+///   10 000 IP keys in turn);
+/// * `check_one`, `check_10k`: the layer's `check` with governor's quota,
+///   on requests whose client IP is resolved;
+/// * `check2_one`, `check2_10k`: the same with the bench's two quotas;
+/// * `service_fn`, `layer_one`, `layer_10k`: a fresh request through a bare
+///   `service_fn`, and through the layer (two quotas);
+/// * `clock`: the local backend's clock read alone.
+///
+/// Each run prints the wall time of its measured part (secondary: noisy on a shared
+/// machine). Everything runs inside a current-thread runtime, as in a server.
+fn profile(spec: &str) {
+    let (variant, n) = spec.split_once(':').expect("variant:n");
+    let n: usize = n.parse().expect("n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let ips: Vec<IpAddr> = (0..10_000)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
+        .collect();
+    let governor = |keys: usize| {
+        let limiter = governor::RateLimiter::keyed(governor_quota());
+        measured(|| {
+            for i in 0..n {
+                black_box(limiter.check_key(black_box(&ips[i % keys])).is_ok());
+            }
+        });
+    };
+    let check = |layer: RateLimitLayer, keys: usize| {
+        let mut prepared: Vec<Request<()>> = (0..keys as u32).map(request).collect();
+        measured(|| {
+            for i in 0..n {
+                black_box(layer.check(black_box(&mut prepared[i % keys])));
+            }
+        });
+    };
+    match variant {
+        "governor_one" => governor(1),
+        "governor_10k" => governor(10_000),
+        "check_one" => check(one_quota_layer(), 1),
+        "check_10k" => check(one_quota_layer(), 10_000),
+        "check2_one" => check(layer(), 1),
+        "check2_10k" => check(layer(), 10_000),
+        "service_fn" => {
+            let mut s = service_fn(ok);
+            measured(|| {
+                rt.block_on(async {
+                    for _ in 0..n {
+                        black_box(s.call(request(1)).await.unwrap());
+                    }
+                })
+            });
+        }
+        "layer_one" | "layer_10k" => {
+            let keys = if variant == "layer_10k" { 10_000 } else { 1 };
+            let mut s = layer().layer(service_fn(ok));
+            measured(|| {
+                rt.block_on(async {
+                    for i in 0..n {
+                        black_box(s.call(request((i % keys) as u32)).await.unwrap());
+                    }
+                })
+            });
+        }
+        "clock" => {
+            // What the local backend pays for its clock on every check:
+            // tokio's `Instant::now` and the nanoseconds since an epoch.
+            let epoch = tokio::time::Instant::now();
+            measured(|| {
+                for _ in 0..n {
+                    let elapsed = tokio::time::Instant::now().saturating_duration_since(epoch);
+                    black_box(
+                        elapsed.as_secs() * 1_000_000_000 + u64::from(elapsed.subsec_nanos()),
+                    );
+                }
+            });
+        }
+        other => panic!("unknown RATE_LIMIT_PROFILE variant {other}"),
+    }
+}
+
+/// The part of a profile run that is counted.
+#[inline(never)]
+fn measured<R>(run: impl FnOnce() -> R) -> R {
+    let started = std::time::Instant::now();
+    let result = black_box(run());
+    eprintln!("measured part: {:?}", started.elapsed());
+    result
+}
+
 criterion_group!(benches, bench, bench_redis);
 
 fn main() {
+    if let Ok(spec) = std::env::var("RATE_LIMIT_PROFILE") {
+        profile(&spec);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

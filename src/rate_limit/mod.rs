@@ -59,9 +59,9 @@
 //!
 //! The counters live in the layer: every service it builds and every clone
 //! shares them. At most [`max_keys`](RateLimitLayer::max_keys) keys
-//! (default 100 000, about 110 to 180 bytes each with up to three quotas) are held, in 32
-//! shards each behind its own lock, held for a map look-up and never across
-//! an await. Stale keys (fully replenished, nothing in flight; forgetting
+//! (default 100 000, about 95 to 185 bytes each with up to three quotas) are held, in 32
+//! shards (one below 32 keys) each behind its own lock, held for a map
+//! look-up and never across an await. Stale keys (fully replenished, nothing in flight; forgetting
 //! them loses nothing) are swept every
 //! [`sweep_interval`](RateLimitLayer::sweep_interval); a new key in a full
 //! shard forgets the key nearest to replenished among a sample of 16

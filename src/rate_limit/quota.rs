@@ -223,7 +223,29 @@ pub(crate) enum Verdict {
 
 /// Checks one request against every quota, charging all of them or none.
 /// `tats` holds each quota's theoretical arrival time (ns since the epoch).
+#[inline]
 pub(crate) fn check(quotas: &[Gcra], tats: &mut [u64], now: u64) -> Verdict {
+    // One quota, the common case: the arithmetic below without the loops.
+    if let ([q], [tat]) = (quotas, &mut *tats) {
+        let next = (*tat).max(now).saturating_add(q.interval);
+        let ahead = next - now;
+        if ahead > q.capacity {
+            return Verdict::Refused {
+                retry_after: ahead - q.capacity,
+                state: QuotaState {
+                    index: 0,
+                    remaining: 0,
+                    reset: (*tat).saturating_sub(now),
+                },
+            };
+        }
+        *tat = next;
+        return Verdict::Allowed(Some(QuotaState {
+            index: 0,
+            remaining: (q.capacity - ahead) / q.interval,
+            reset: ahead,
+        }));
+    }
     let mut refused: Option<(u64, QuotaState)> = None;
     for (index, (q, tat)) in quotas.iter().zip(tats.iter()).enumerate() {
         let next = (*tat).max(now).saturating_add(q.interval);

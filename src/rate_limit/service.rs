@@ -13,6 +13,7 @@ use super::store::{Admission, InFlight};
 use crate::body::ResponseBody;
 use crate::identity::{ConsumerIdentity, RouteName};
 use crate::net::ClientIp;
+use crate::peer::PeerAddr;
 
 /// The service of [`RateLimitLayer`](super::RateLimitLayer).
 #[derive(Clone, Debug)]
@@ -37,6 +38,30 @@ impl Limiter {
     /// quota and no in-flight bound), else its quota set and key. Inserts
     /// the [`ClientIp`] it resolved into the request.
     pub(crate) fn plan<B>(&self, request: &mut Request<B>) -> Option<(u32, Key)> {
+        if self.by_client_ip_only {
+            // What the general walk below does for this configuration,
+            // with one extension look-up when the client IP is known.
+            if self.policies[0].is_empty() && self.max_in_flight.is_none() {
+                return None;
+            }
+            if let Some(given) = request.extensions().get::<ClientIp>() {
+                return Some((0, Key::Ip(given.0)));
+            }
+            let ip = request
+                .extensions()
+                .get::<PeerAddr>()
+                .and_then(|peer| self.trusted_proxies.resolve(peer.0.ip(), request.headers()));
+            return Some((
+                0,
+                match ip {
+                    Some(addr) => {
+                        request.extensions_mut().insert(ClientIp(addr));
+                        Key::Ip(addr)
+                    }
+                    None => Key::UnknownClient,
+                },
+            ));
+        }
         let ip = IpSource::new(&self.trusted_proxies);
         let consumer = if self.reads_consumer {
             request.extensions().get::<ConsumerIdentity>()

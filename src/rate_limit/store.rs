@@ -15,7 +15,8 @@ use super::quota::{Gcra, Verdict, check};
 /// choice in constant time, as Redis does.
 const EVICTION_SAMPLE: usize = 16;
 
-/// Most shards; fewer when the key bound is smaller.
+/// Shards of a store with at least this many keys; one below. A power of
+/// two.
 const MAX_SHARDS: usize = 32;
 
 /// A counter: the key and which quota set (policy) it counts against,
@@ -28,6 +29,7 @@ pub(crate) struct StoreKey {
 }
 
 impl PartialEq for StoreKey {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.policy == other.policy && self.key == other.key
     }
@@ -36,6 +38,7 @@ impl PartialEq for StoreKey {
 impl Eq for StoreKey {}
 
 impl Hash for StoreKey {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
@@ -66,24 +69,103 @@ impl Hasher for Prehashed {
 
 type Map = HashMap<StoreKey, Entry, BuildHasherDefault<Prehashed>>;
 
+/// Quotas per key whose theoretical arrival times are held in the entry
+/// itself; a quota set with more keeps them on the heap.
+const INLINE_QUOTAS: usize = 3;
+
 #[derive(Debug)]
 struct Entry {
     /// Theoretical arrival time per quota, ns since the store's epoch.
-    tats: Box<[u64]>,
+    tats: Tats,
     in_flight: u32,
 }
 
+/// The theoretical arrival times of one key: inline for up to
+/// [`INLINE_QUOTAS`] quotas (no allocation, and no pointer to follow on a
+/// check), on the heap past that. Unused inline slots stay 0.
+#[derive(Debug)]
+enum Tats {
+    Inline([u64; INLINE_QUOTAS]),
+    Heap(Box<[u64]>),
+}
+
+impl Tats {
+    fn new(quotas: usize) -> Self {
+        if quotas <= INLINE_QUOTAS {
+            Self::Inline([0; INLINE_QUOTAS])
+        } else {
+            Self::Heap(vec![0; quotas].into_boxed_slice())
+        }
+    }
+
+    fn all(&self) -> &[u64] {
+        match self {
+            Self::Inline(tats) => tats,
+            Self::Heap(tats) => tats,
+        }
+    }
+
+    /// The times of `quotas` quotas. A set of another shape (which a key's
+    /// policy never changes to) starts afresh.
+    #[inline]
+    fn for_quotas(&mut self, quotas: usize) -> &mut [u64] {
+        let fits = match self {
+            Self::Inline(_) => quotas <= INLINE_QUOTAS,
+            Self::Heap(tats) => tats.len() == quotas,
+        };
+        if !fits {
+            self.reshape(quotas);
+        }
+        match self {
+            Self::Inline(tats) => &mut tats[..quotas.min(INLINE_QUOTAS)],
+            Self::Heap(tats) => tats,
+        }
+    }
+
+    #[cold]
+    fn reshape(&mut self, quotas: usize) {
+        *self = Self::new(quotas);
+    }
+}
+
 impl Entry {
+    fn new(quotas: usize) -> Self {
+        Self {
+            tats: Tats::new(quotas),
+            in_flight: 0,
+        }
+    }
+
     /// A stale entry holds nothing a new one would not: every quota is
     /// fully replenished and no request is in flight. Dropping it loses
     /// nothing.
     fn is_stale(&self, now: u64) -> bool {
-        self.in_flight == 0 && self.tats.iter().all(|&tat| tat <= now)
+        self.in_flight == 0 && self.tats.all().iter().all(|&tat| tat <= now)
     }
 
     /// When the entry becomes stale (ignoring requests in flight).
     fn stale_at(&self) -> u64 {
-        self.tats.iter().copied().max().unwrap_or(0)
+        self.tats.all().iter().copied().max().unwrap_or(0)
+    }
+
+    /// Checks a request against `quotas` and, when allowed, charges them
+    /// and counts it in flight if `max_in_flight` is set.
+    #[inline]
+    fn admit(&mut self, quotas: &[Gcra], max_in_flight: Option<u32>, now: u64) -> Admission {
+        if let Some(max) = max_in_flight
+            && self.in_flight >= max
+        {
+            return Admission::Overloaded;
+        }
+        match check(quotas, self.tats.for_quotas(quotas.len()), now) {
+            verdict @ Verdict::Allowed(_) => {
+                if max_in_flight.is_some() {
+                    self.in_flight += 1;
+                }
+                Admission::Allowed(verdict)
+            }
+            verdict @ Verdict::Refused { .. } => Admission::Refused(verdict),
+        }
     }
 }
 
@@ -115,7 +197,10 @@ impl LocalStore {
     /// `max_keys` is at least 1 (the builder clamps it); the store never
     /// holds more.
     pub(crate) fn new(max_keys: usize, sweep_every: Duration) -> Self {
-        let shards = max_keys.clamp(1, MAX_SHARDS);
+        // A power of two, so the shard is picked with a mask; one shard
+        // for small bounds, so every bound under `MAX_SHARDS` is kept
+        // exactly.
+        let shards = if max_keys < MAX_SHARDS { 1 } else { MAX_SHARDS };
         Self {
             epoch: Instant::now(),
             // Random per store, so keys chosen to collide cannot be
@@ -137,11 +222,19 @@ impl LocalStore {
         }
     }
 
+    /// Nanoseconds since the store's epoch, on tokio's clock (so paused
+    /// time in tests drives the limiter). Read once per check.
+    #[inline]
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        let elapsed = Instant::now().saturating_duration_since(self.epoch);
+        elapsed
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(elapsed.subsec_nanos()))
     }
 
     /// The key of `key` counted against quota set `policy`.
+    #[inline]
     pub(crate) fn key(&self, policy: u32, key: Key) -> StoreKey {
         StoreKey {
             hash: self.hash(policy, &key),
@@ -153,6 +246,7 @@ impl LocalStore {
     /// A keyed folded-multiply hash (as foldhash and aHash use): a few
     /// nanoseconds for an IP, and with a secret random seed, chosen keys
     /// cannot be made to collide.
+    #[inline]
     fn hash(&self, policy: u32, key: &Key) -> u64 {
         let [a, b] = self.seed;
         let mut h = fold(a ^ u64::from(policy), b);
@@ -178,9 +272,10 @@ impl LocalStore {
         fold(h, a)
     }
 
+    #[inline]
     fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
         // The high bits pick the shard; the map uses the low ones.
-        let index = ((key.hash >> 40) as usize) % self.shards.len();
+        let index = ((key.hash >> 40) as usize) & (self.shards.len() - 1);
         // A shard stays consistent whatever panicked while it was held.
         self.shards[index]
             .lock()
@@ -189,6 +284,7 @@ impl LocalStore {
 
     /// Checks a request against `quotas` for `key` and, when allowed,
     /// charges them and counts it in flight if `max_in_flight` is set.
+    #[inline]
     pub(crate) fn acquire(
         &self,
         key: &StoreKey,
@@ -197,38 +293,16 @@ impl LocalStore {
     ) -> Admission {
         let now = self.now();
         let mut shard = self.shard(key);
-        if !shard.map.contains_key(key) {
-            self.make_room(&mut shard, now);
-            shard.map.insert(
-                key.clone(),
-                Entry {
-                    tats: vec![0; quotas.len()].into_boxed_slice(),
-                    in_flight: 0,
-                },
-            );
+        // One look-up for a known key, the common case.
+        if let Some(entry) = shard.map.get_mut(key) {
+            return entry.admit(quotas, max_in_flight, now);
         }
-        let Some(entry) = shard.map.get_mut(key) else {
-            // Inserted just above under the same lock.
-            return Admission::Allowed(Verdict::Allowed(None));
-        };
-        if entry.tats.len() != quotas.len() {
-            // The quota set changed shape: start afresh.
-            entry.tats = vec![0; quotas.len()].into_boxed_slice();
-        }
-        if let Some(max) = max_in_flight
-            && entry.in_flight >= max
-        {
-            return Admission::Overloaded;
-        }
-        match check(quotas, &mut entry.tats, now) {
-            verdict @ Verdict::Allowed(_) => {
-                if max_in_flight.is_some() {
-                    entry.in_flight += 1;
-                }
-                Admission::Allowed(verdict)
-            }
-            verdict @ Verdict::Refused { .. } => Admission::Refused(verdict),
-        }
+        self.make_room(&mut shard, now);
+        shard
+            .map
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(quotas.len()))
+            .admit(quotas, max_in_flight, now)
     }
 
     /// Ends a request counted in flight.
@@ -288,6 +362,7 @@ impl LocalStore {
 }
 
 /// The folded multiply: the high and low halves of the 128-bit product.
+#[inline]
 fn fold(x: u64, y: u64) -> u64 {
     let product = u128::from(x) * u128::from(y);
     (product as u64) ^ ((product >> 64) as u64)
@@ -318,6 +393,22 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_key_with_up_to_three_quotas_fits_one_small_bucket() {
+        // The bound on memory per key in the docs (about 95 to 185 bytes
+        // with hash-table slack) rests on this size, with no allocation.
+        assert!(
+            std::mem::size_of::<(StoreKey, Entry)>() <= 80,
+            "{}",
+            std::mem::size_of::<(StoreKey, Entry)>()
+        );
+        let mut entry = Entry::new(3);
+        assert!(matches!(entry.tats, Tats::Inline(_)));
+        assert_eq!(entry.tats.for_quotas(3).len(), 3);
+        let mut many = Entry::new(5);
+        assert_eq!(many.tats.for_quotas(5).len(), 5);
+    }
 
     #[test]
     fn hashes_spread_and_tell_keys_apart() {
