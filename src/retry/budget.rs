@@ -95,8 +95,15 @@ impl RetryBudget {
         }
     }
 
+    #[inline]
     fn tick(&self) -> u64 {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // `as_secs × 1000 + subsec_millis` is `as_millis` without its
+        // 128-bit arithmetic; it overflows only after 584 million years.
+        let elapsed = Instant::now().saturating_duration_since(self.epoch);
+        let ms = elapsed
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(elapsed.subsec_millis()));
         // Tags are 32 bits; they wrap after 2^32 slots, far beyond any run.
         (ms / self.slot_ms) & u64::from(u32::MAX)
     }
@@ -112,6 +119,7 @@ impl RetryBudget {
     }
 
     /// Records one original request.
+    #[inline]
     pub fn deposit(&self) {
         let tick = self.tick();
         let slot = &self.requests[(tick % SLOTS as u64) as usize];

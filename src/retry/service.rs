@@ -58,7 +58,9 @@ pub(crate) struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    /// `None` when the request has no headers: nothing to clone now or to
+    /// drop later (an empty `HeaderMap` still costs both).
+    headers: Option<HeaderMap>,
     pub(crate) extensions: Extensions,
 }
 
@@ -69,7 +71,7 @@ impl Head {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: request.headers().clone(),
+            headers: (!request.headers().is_empty()).then(|| request.headers().clone()),
             extensions: request.extensions().clone(),
         }
     }
@@ -80,7 +82,9 @@ impl Head {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
+        if let Some(headers) = &self.headers {
+            *request.headers_mut() = headers.clone();
+        }
         *request.extensions_mut() = self.extensions.clone();
         request
     }
