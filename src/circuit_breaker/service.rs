@@ -70,7 +70,10 @@ where
 impl<S> CircuitBreaker<S> {
     /// `call` for a layer with one breaker per key.
     #[inline(never)]
-    fn call_keyed<ReqBody, ResBody>(&mut self, request: Request<ReqBody>) -> ResponseFuture<S::Future>
+    fn call_keyed<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
