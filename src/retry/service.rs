@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use tower_service::Service;
 
+use super::budget::SlotCache;
 use super::future::{ResponseFuture, Retrying};
 use super::layer::Policy;
 use super::policy;
@@ -21,6 +22,8 @@ use crate::body::ResponseBody;
 pub struct Retry<S> {
     inner: S,
     policy: Arc<Policy>,
+    /// The budget slot this service last deposited in.
+    slot: Option<SlotCache>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Retry<S> {
@@ -34,7 +37,11 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Retry<S> {
 
 impl<S> Retry<S> {
     pub(crate) fn new(inner: S, policy: Arc<Policy>) -> Self {
-        Self { inner, policy }
+        Self {
+            inner,
+            policy,
+            slot: None,
+        }
     }
 
     /// The wrapped service.
@@ -107,7 +114,7 @@ where
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let policy = &*self.policy;
-        policy.shared.budget.deposit();
+        policy.shared.budget.deposit_cached(&mut self.slot);
         let repeat_is_safe =
             policy.non_idempotent || policy::repeat_is_safe(request.method(), request.headers());
         let grpc = policy.per_try_timeout.is_some() && crate::error::is_grpc(request.headers());
