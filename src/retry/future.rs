@@ -72,7 +72,7 @@ pub(crate) struct Retrying<S, B> {
     /// The request's head, copied before the first attempt.
     head: Head,
     /// `None` when the body cannot be replayed (announced over the limit).
-    source: Option<ReplaySource<B>>,
+    pub(crate) source: Option<ReplaySource<B>>,
     policy: Arc<Policy>,
     /// The last backoff delay, for decorrelated jitter.
     previous_delay: Duration,
@@ -82,7 +82,7 @@ pub(crate) struct Retrying<S, B> {
 }
 
 impl<S, B> Retrying<S, B> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         service: S,
         head: Head,

@@ -72,7 +72,7 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    #[inline]
+    #[inline(always)]
     fn of<B>(request: &Request<B>) -> Self {
         Self {
             method: request.method().clone(),
@@ -132,24 +132,24 @@ where
             });
             return ResponseFuture::once(self.inner.call(request), &self.policy, grpc);
         }
-        let head = Head::of(&request);
-        let mut source = None;
+        // The head is copied straight into its place: each move of it was
+        // a copy (measured).
+        let mut retrying = Retrying::new(
+            self.inner.clone(),
+            Head::of(&request),
+            None,
+            Arc::clone(&self.policy),
+            repeat_is_safe,
+        );
         // `map` moves the head once, where `into_parts` and `from_parts`
         // would move it twice.
         let request = request.map(|body| match ReplaySource::new(body, policy.replay_limit) {
             Ok((replay, first)) => {
-                source = Some(replay);
+                retrying.source = Some(replay);
                 first
             }
             Err(body) => ReplayBody::once(body),
         });
-        let retrying = Retrying::new(
-            self.inner.clone(),
-            head,
-            source,
-            Arc::clone(&self.policy),
-            repeat_is_safe,
-        );
         ResponseFuture::retrying(self.inner.call(request), retrying, grpc)
     }
 }
