@@ -107,7 +107,21 @@ impl Breaker {
     }
 
     /// Decides whether a call may go ahead.
+    ///
+    /// The closed path is one atomic load and the permit's reference count,
+    /// inlined into the caller; the rest is out of line.
+    #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Admission {
+        let (state, generation) = unpack(self.word.load(Ordering::Acquire));
+        if state == CLOSED {
+            return Admission::Allowed(self.permit(generation, false));
+        }
+        self.admit_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_slow(self: &Arc<Self>) -> Admission {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let (state, generation) = unpack(word);
@@ -133,6 +147,7 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn permit(self: &Arc<Self>, generation: u64, probe: bool) -> Permit {
         Permit {
             breaker: Arc::clone(self),
@@ -145,8 +160,24 @@ impl Breaker {
     }
 
     /// Records the outcome of a call admitted under `generation`.
+    ///
+    /// A success while closed with no failure-rate window is inlined: two
+    /// plain loads, and a store only when a failure streak ends.
+    #[inline]
     fn record(&self, generation: u64, probe: bool, failure: bool) {
-        let (state, current) = unpack(self.word.load(Ordering::Acquire));
+        let word = self.word.load(Ordering::Acquire);
+        if !failure && word == pack(CLOSED, generation) && self.config.failure_rate.is_none() {
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.record_slow(word, generation, probe, failure);
+    }
+
+    #[inline(never)]
+    fn record_slow(&self, word: u64, generation: u64, probe: bool, failure: bool) {
+        let (state, current) = unpack(word);
         if current != generation {
             // Admitted before a transition: says nothing about the new state.
             return;
@@ -316,6 +347,7 @@ pub(crate) struct Permit {
 
 impl Permit {
     /// Whether the call took longer than the slow-call threshold.
+    #[inline]
     pub(crate) fn was_slow(&self) -> bool {
         match (self.started, self.breaker.config.slow_call) {
             (Some(started), Some(threshold)) => started.elapsed() > threshold,
@@ -324,6 +356,7 @@ impl Permit {
     }
 
     /// Reports the call's outcome; only the first report counts.
+    #[inline]
     pub(crate) fn record(&mut self, failure: bool) {
         if !self.done {
             self.done = true;
@@ -333,6 +366,7 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if !self.done && self.probe {
             let word = self.breaker.word.load(Ordering::Acquire);

@@ -40,18 +40,21 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline(always)]
     pub(crate) fn guarded(inner: F, permit: Permit) -> Self {
         Self {
             state: State::Guarded { inner, permit },
         }
     }
 
+    #[inline]
     pub(crate) fn unguarded(inner: F) -> Self {
         Self {
             state: State::Unguarded { inner },
         }
     }
 
+    #[inline]
     pub(crate) fn refused(retry_after: Duration, grpc: bool) -> Self {
         Self {
             state: State::Refused { retry_after, grpc },
@@ -71,6 +74,7 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Guarded { inner, permit } => {

@@ -54,29 +54,44 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Always inlined, like `admit`: the request and the future are then
+    // built in place instead of copied through each call (measured).
+    #[inline(always)]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let keyed = match (&*self.breakers, &self.key) {
-            // The common case borrows the breaker: no reference count taken
-            // here, and the request is not moved through a tuple.
-            (Breakers::Single(breaker), _) => return admit(breaker, &mut self.inner, request),
-            (Breakers::Keyed(keyed), Some(key_fn)) => {
-                let (parts, body) = request.into_parts();
-                let key = key_fn(&parts);
-                let request = Request::from_parts(parts, body);
-                match key {
-                    Some(key) => (keyed.get(&key), request),
-                    None => return ResponseFuture::unguarded(self.inner.call(request)),
-                }
-            }
-            (Breakers::Keyed(_), None) => {
-                return ResponseFuture::unguarded(self.inner.call(request));
-            }
+        // The common case borrows the breaker: no reference count taken
+        // here, and the request is not moved through a tuple.
+        if let Breakers::Single(breaker) = &*self.breakers {
+            return admit(breaker, &mut self.inner, request);
+        }
+        self.call_keyed(request)
+    }
+}
+
+impl<S> CircuitBreaker<S> {
+    /// `call` for a layer with one breaker per key.
+    #[inline(never)]
+    fn call_keyed<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        let (Breakers::Keyed(keyed), Some(key_fn)) = (&*self.breakers, &self.key) else {
+            return ResponseFuture::unguarded(self.inner.call(request));
         };
-        admit(&keyed.0, &mut self.inner, keyed.1)
+        let (parts, body) = request.into_parts();
+        let key = key_fn(&parts);
+        let request = Request::from_parts(parts, body);
+        match key {
+            Some(key) => admit(&keyed.get(&key), &mut self.inner, request),
+            None => ResponseFuture::unguarded(self.inner.call(request)),
+        }
     }
 }
 
 /// Calls `inner` if `breaker` admits the request, else answers 503.
+#[inline(always)]
 fn admit<S, ReqBody, ResBody>(
     breaker: &Arc<Breaker>,
     inner: &mut S,

@@ -72,7 +72,7 @@ pub(crate) struct Retrying<S, B> {
     /// The request's head, copied before the first attempt.
     head: Head,
     /// `None` when the body cannot be replayed (announced over the limit).
-    source: Option<ReplaySource<B>>,
+    pub(crate) source: Option<ReplaySource<B>>,
     policy: Arc<Policy>,
     /// The last backoff delay, for decorrelated jitter.
     previous_delay: Duration,
@@ -82,7 +82,7 @@ pub(crate) struct Retrying<S, B> {
 }
 
 impl<S, B> Retrying<S, B> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         service: S,
         head: Head,
@@ -267,8 +267,26 @@ where
         loop {
             match this.attempt.as_mut().project() {
                 AttemptProj::Running { future } => {
-                    let result = match future.poll(cx) {
-                        Poll::Ready(result) => result.map(|r| r.map(ResponseBody::inner)),
+                    // The upstream's response is judged as it came, and
+                    // wrapped once: each step that moved it was a copy of
+                    // the whole response head (measured).
+                    let wait = match future.poll(cx) {
+                        Poll::Ready(result) => {
+                            let wait = match this.retry.as_mut() {
+                                Some(retry) => retry.decide(&result, *this.attempts),
+                                None => None,
+                            };
+                            let Some(wait) = wait else {
+                                this.attempt.set(Attempt::Done);
+                                let (attempts, report) = (*this.attempts, *this.report);
+                                return Poll::Ready(result.map(|response| {
+                                    let mut response = response.map(ResponseBody::inner);
+                                    finish(&mut response, attempts, report);
+                                    response
+                                }));
+                            };
+                            wait
+                        }
                         Poll::Pending => {
                             ready!(poll_elapsed(this.timer, cx));
                             // Only a per-try timeout arms the timer while running.
@@ -276,29 +294,28 @@ where
                                 Some(retry) => Some(&*retry.policy),
                                 None => this.policy.as_deref(),
                             };
-                            Ok(per_try_timeout(policy, *this.grpc))
+                            let result: Result<_, S::Error> =
+                                Ok(per_try_timeout::<ResBody>(policy, *this.grpc));
+                            let wait = match this.retry.as_mut() {
+                                Some(retry) => retry.decide(&result, *this.attempts),
+                                None => None,
+                            };
+                            let Some(wait) = wait else {
+                                this.attempt.set(Attempt::Done);
+                                let (attempts, report) = (*this.attempts, *this.report);
+                                return Poll::Ready(result.map(|mut response| {
+                                    finish(&mut response, attempts, report);
+                                    response
+                                }));
+                            };
+                            wait
                         }
                     };
-                    let wait = match this.retry.as_mut() {
-                        Some(retry) => retry.decide(&result, *this.attempts),
-                        None => None,
-                    };
-                    match wait {
-                        None => {
-                            this.attempt.set(Attempt::Done);
-                            return Poll::Ready(
-                                result
-                                    .map(|response| finish(response, *this.attempts, *this.report)),
-                            );
-                        }
-                        Some(wait) => {
-                            // Drops the failed attempt (and its response).
-                            this.attempt.set(Attempt::BackingOff);
-                            match Instant::now().checked_add(wait) {
-                                Some(at) => arm(this.timer, at),
-                                None => this.attempt.set(Attempt::Readying),
-                            }
-                        }
+                    // Drops the failed attempt (and its response).
+                    this.attempt.set(Attempt::BackingOff);
+                    match Instant::now().checked_add(wait) {
+                        Some(at) => arm(this.timer, at),
+                        None => this.attempt.set(Attempt::Readying),
                     }
                 }
                 AttemptProj::BackingOff => {
@@ -353,7 +370,17 @@ fn per_try_timeout<R>(policy: Option<&Policy>, grpc: bool) -> Response<ResponseB
         .into_layer_response_for(grpc)
 }
 
-fn finish<R>(mut response: Response<R>, attempts: u32, report: Report) -> Response<R> {
+/// Records the attempts on the final response, as configured.
+#[inline(always)]
+fn finish<R>(response: &mut Response<R>, attempts: u32, report: Report) {
+    // Nothing to do on the happy path by default: only the test is inlined.
+    if report.header || report.always_extension || attempts > 1 {
+        record_attempts(response, attempts, report);
+    }
+}
+
+#[inline(never)]
+fn record_attempts<R>(response: &mut Response<R>, attempts: u32, report: Report) {
     if report.header {
         response
             .headers_mut()
@@ -366,5 +393,4 @@ fn finish<R>(mut response: Response<R>, attempts: u32, report: Report) -> Respon
     if attempts > 1 || report.always_extension {
         response.extensions_mut().insert(Attempts(attempts));
     }
-    response
 }

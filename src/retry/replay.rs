@@ -223,15 +223,22 @@ where
 }
 
 impl<B> Drop for ReplaySource<B> {
+    // Inlined: a request without a body (`Empty`) has nothing to do here.
+    #[inline]
     fn drop(&mut self) {
         if let Self::Shared(state) = self {
-            // No attempt will follow: the current one streams on without
-            // keeping anything.
-            let mut guard = lock(state);
-            guard.stop_buffering();
-            guard.release_read_chunks();
+            stop_keeping(state);
         }
     }
+}
+
+/// No attempt will follow: the current one streams on without keeping
+/// anything.
+#[inline(never)]
+fn stop_keeping<B>(state: &Mutex<ReplayState<B>>) {
+    let mut guard = lock(state);
+    guard.stop_buffering();
+    guard.release_read_chunks();
 }
 
 impl<B> fmt::Debug for ReplaySource<B> {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use tower_service::Service;
 
+use super::budget::SlotCache;
 use super::future::{ResponseFuture, Retrying};
 use super::layer::Policy;
 use super::policy;
@@ -21,6 +22,8 @@ use crate::body::ResponseBody;
 pub struct Retry<S> {
     inner: S,
     policy: Arc<Policy>,
+    /// The budget slot this service last deposited in.
+    slot: Option<SlotCache>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Retry<S> {
@@ -34,7 +37,11 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Retry<S> {
 
 impl<S> Retry<S> {
     pub(crate) fn new(inner: S, policy: Arc<Policy>) -> Self {
-        Self { inner, policy }
+        Self {
+            inner,
+            policy,
+            slot: None,
+        }
     }
 
     /// The wrapped service.
@@ -58,18 +65,20 @@ pub(crate) struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    /// `None` when the request has no headers: nothing to clone now or to
+    /// drop later (an empty `HeaderMap` still costs both).
+    headers: Option<HeaderMap>,
     pub(crate) extensions: Extensions,
 }
 
 impl Head {
-    #[inline]
+    #[inline(always)]
     fn of<B>(request: &Request<B>) -> Self {
         Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: request.headers().clone(),
+            headers: (!request.headers().is_empty()).then(|| request.headers().clone()),
             extensions: request.extensions().clone(),
         }
     }
@@ -80,7 +89,9 @@ impl Head {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
+        if let Some(headers) = &self.headers {
+            *request.headers_mut() = headers.clone();
+        }
         *request.extensions_mut() = self.extensions.clone();
         request
     }
@@ -103,7 +114,7 @@ where
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let policy = &*self.policy;
-        policy.shared.budget.deposit();
+        policy.shared.budget.deposit_cached(&mut self.slot);
         let repeat_is_safe =
             policy.non_idempotent || policy::repeat_is_safe(request.method(), request.headers());
         let grpc = policy.per_try_timeout.is_some() && crate::error::is_grpc(request.headers());
@@ -121,24 +132,24 @@ where
             });
             return ResponseFuture::once(self.inner.call(request), &self.policy, grpc);
         }
-        let head = Head::of(&request);
-        let mut source = None;
+        // The head is copied straight into its place: each move of it was
+        // a copy (measured).
+        let mut retrying = Retrying::new(
+            self.inner.clone(),
+            Head::of(&request),
+            None,
+            Arc::clone(&self.policy),
+            repeat_is_safe,
+        );
         // `map` moves the head once, where `into_parts` and `from_parts`
         // would move it twice.
         let request = request.map(|body| match ReplaySource::new(body, policy.replay_limit) {
             Ok((replay, first)) => {
-                source = Some(replay);
+                retrying.source = Some(replay);
                 first
             }
             Err(body) => ReplayBody::once(body),
         });
-        let retrying = Retrying::new(
-            self.inner.clone(),
-            head,
-            source,
-            Arc::clone(&self.policy),
-            repeat_is_safe,
-        );
         ResponseFuture::retrying(self.inner.call(request), retrying, grpc)
     }
 }
