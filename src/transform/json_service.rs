@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -16,7 +15,6 @@ use super::body::{Collected, Collector, TransformBody};
 use super::json::JsonOps;
 use super::stats::{BodyOutcome, Counters};
 use super::template::{Captured, Lookup, NoVars, VarSet};
-use crate::peer::PeerAddr;
 
 /// The default size cap of a body to rewrite: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -210,16 +208,6 @@ impl<S> JsonBody<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
-
-    fn client_ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
-        if let Some(resolver) = &self.shared.client_ip {
-            return resolver.client_ip(request.headers(), request.extensions());
-        }
-        request
-            .extensions()
-            .get::<PeerAddr>()
-            .map(|peer| peer.0.ip().to_canonical())
-    }
 }
 
 /// Whether a body with these headers is a JSON document that may be
@@ -270,19 +258,9 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        let captured = (!shared.vars.is_empty()).then(|| {
-            let client_ip = if shared.vars.uses_client_ip() {
-                self.client_ip(&request)
-            } else {
-                None
-            };
-            shared.vars.capture(
-                request.extensions(),
-                request.headers(),
-                request.uri().query(),
-                client_ip,
-            )
-        });
+        let captured = shared
+            .vars
+            .capture_request(&request, shared.client_ip.as_ref());
         let response_ops = !shared.response.is_empty() && request.method() != Method::HEAD;
         let expected = content_length(request.headers());
         // An empty body (a GET, say) has nothing to rewrite.

@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -10,7 +9,6 @@ use tower_service::Service;
 
 use super::layer::Shared;
 use super::template::{Captured, Lookup, NoVars};
-use crate::peer::PeerAddr;
 
 /// Applies header and query operations to requests and header operations
 /// to responses.
@@ -37,16 +35,6 @@ impl<S> Transform<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
-
-    fn client_ip<B>(&self, request: &Request<B>) -> Option<IpAddr> {
-        if let Some(resolver) = &self.shared.client_ip {
-            return resolver.client_ip(request.headers(), request.extensions());
-        }
-        request
-            .extensions()
-            .get::<PeerAddr>()
-            .map(|peer| peer.0.ip().to_canonical())
-    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Transform<S>
@@ -65,19 +53,9 @@ where
         let shared = &*self.shared;
         // Variables are read once, from the request as the client sent it,
         // before any operation changes it; fixed values need none of this.
-        let captured = (!shared.vars.is_empty()).then(|| {
-            let client_ip = if shared.vars.uses_client_ip() {
-                self.client_ip(&request)
-            } else {
-                None
-            };
-            shared.vars.capture(
-                request.extensions(),
-                request.headers(),
-                request.uri().query(),
-                client_ip,
-            )
-        });
+        let captured = shared
+            .vars
+            .capture_request(&request, shared.client_ip.as_ref());
         let vars: &dyn Lookup = match &captured {
             Some(captured) => captured,
             None => &NoVars,

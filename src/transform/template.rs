@@ -312,6 +312,36 @@ impl VarSet {
         self.vars.contains(&Var::ClientIp)
     }
 
+    /// Reads every variable from `request` as it is now, `None` when the
+    /// templates use none. The client IP is resolved (through `proxies`
+    /// when given, else the socket peer) only when a template uses it.
+    pub(crate) fn capture_request<B>(
+        self: &Arc<Self>,
+        request: &http::Request<B>,
+        proxies: Option<&crate::net::TrustedProxies>,
+    ) -> Option<Captured> {
+        if self.is_empty() {
+            return None;
+        }
+        let client_ip = if self.uses_client_ip() {
+            match proxies {
+                Some(proxies) => proxies.client_ip(request.headers(), request.extensions()),
+                None => request
+                    .extensions()
+                    .get::<crate::peer::PeerAddr>()
+                    .map(|peer| peer.0.ip().to_canonical()),
+            }
+        } else {
+            None
+        };
+        Some(self.capture(
+            request.extensions(),
+            request.headers(),
+            request.uri().query(),
+            client_ip,
+        ))
+    }
+
     /// Reads every variable from the request as it is now.
     pub(crate) fn capture(
         self: &Arc<Self>,
