@@ -224,19 +224,11 @@ impl BoundGateway {
     where
         F: Future<Output = ()> + Send,
     {
-        let (stop, stopped) = watch::channel(false);
-        let wait = |mut stopped: watch::Receiver<bool>| async move {
-            let _stopping = stopped.wait_for(|stop| *stop).await.is_ok();
-        };
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut servers = Servers::new();
         let mut connections: Vec<(String, Connections)> = Vec::new();
         for listener in self.listeners {
             connections.push((listener.name.clone(), listener.server.connections()));
-            tasks.spawn(
-                listener
-                    .server
-                    .serve(listener.service, wait(stopped.clone())),
-            );
+            servers.spawn(listener.server, listener.service);
         }
         if let Some(admin) = self.admin {
             let service = Admin::new(
@@ -245,12 +237,57 @@ impl BoundGateway {
                 self.gateway.metrics.clone(),
                 connections,
             );
-            tasks.spawn(admin.serve(service, wait(stopped.clone())));
+            servers.spawn(admin, service);
         }
+        servers.run_until(shutdown).await
+    }
+}
+
+/// Servers run together: each spawned on its own task, all asked to stop
+/// (and drain) when the shutdown future completes; the first fatal error
+/// of any is the result. The gateway's and the sidecar's listeners run
+/// this way.
+pub(crate) struct Servers {
+    tasks: tokio::task::JoinSet<io::Result<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Servers {
+    pub(crate) fn new() -> Self {
+        Self {
+            tasks: tokio::task::JoinSet::new(),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    /// Serves `service` on `server` until the shutdown.
+    pub(crate) fn spawn<S, B>(&mut self, server: Server, service: S)
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        let mut stopped = self.stop.subscribe();
+        self.tasks.spawn(server.serve(service, async move {
+            // An error means the sender is gone, which also means stopping.
+            let _stopping = stopped.wait_for(|stop| *stop).await.is_ok();
+        }));
+    }
+
+    /// Waits for `shutdown`, then stops every server and waits for them
+    /// to drain.
+    pub(crate) async fn run_until<F>(mut self, shutdown: F) -> io::Result<()>
+    where
+        F: Future<Output = ()> + Send,
+    {
         shutdown.await;
-        let _ = stop.send(true);
+        let _ = self.stop.send(true);
         let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
+        while let Some(joined) = self.tasks.join_next().await {
             match joined {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => result = Err(error),

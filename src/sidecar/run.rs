@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::build::{self, Built};
 use super::config::{SidecarConfig, SidecarError, WorkloadTls};
 use crate::gateway::admin::{Admin, AdminParts};
+use crate::gateway::run::Servers;
 use crate::gateway::{Server, ServerConfig};
 use crate::tls::{TlsMaterial, TlsWatcher};
 
@@ -153,30 +153,16 @@ impl BoundSidecar {
             admin,
             ..
         } = self;
-        let (stop, stopped) = watch::channel(false);
-        let wait = |mut stopped: watch::Receiver<bool>| async move {
-            let _stopping = stopped.wait_for(|stop| *stop).await.is_ok();
-        };
         let connections = vec![
             ("inbound".to_owned(), inbound.connections()),
             ("outbound".to_owned(), outbound.connections()),
         ];
         let admin_service = Admin::from_parts(admin_parts(&sidecar, connections));
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(inbound.serve(sidecar.built.inbound.clone(), wait(stopped.clone())));
-        tasks.spawn(outbound.serve(sidecar.built.outbound.clone(), wait(stopped.clone())));
-        tasks.spawn(admin.serve(admin_service, wait(stopped.clone())));
-        shutdown.await;
-        let _ = stop.send(true);
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => result = Err(error),
-                Err(error) => result = Err(io::Error::other(error)),
-            }
-        }
-        result
+        let mut servers = Servers::new();
+        servers.spawn(inbound, sidecar.built.inbound.clone());
+        servers.spawn(outbound, sidecar.built.outbound.clone());
+        servers.spawn(admin, admin_service);
+        servers.run_until(shutdown).await
     }
 }
 
