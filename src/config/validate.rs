@@ -1168,12 +1168,11 @@ impl Validator<'_> {
         }
         let mut seen = HashSet::new();
         for (i, b) in s.backends.iter().enumerate() {
-            if !known.upstreams.contains(b.upstream.as_str()) {
-                self.push(
-                    format!("{path}.backends[{i}].upstream"),
-                    format!("unknown upstream {:?}", b.upstream),
-                );
-            }
+            self.known_upstream(
+                &format!("{path}.backends[{i}].upstream"),
+                &b.upstream,
+                known,
+            );
             if !seen.insert(b.upstream.as_str()) {
                 self.push(
                     format!("{path}.backends[{i}].upstream"),
