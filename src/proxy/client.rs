@@ -7,6 +7,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::builder::{BuildError, ProxyBuilder};
+use super::pool::{Http1Pool, SendError};
 use crate::body::Body;
 use crate::error::{Rejection, RejectionKind};
 
@@ -17,11 +18,17 @@ type Connector = tls::TimedConnector;
 #[cfg(not(feature = "tls"))]
 type Connector = HttpConnector;
 
-/// The client every clone of a proxy shares.
-pub(crate) type UpstreamClient = Client<Connector, Body>;
+/// The clients every clone of a proxy shares: the proxy's own HTTP/1.1
+/// pool for cleartext upstreams, and hyper-util's pooled client for h2c and,
+/// with `tls`, `https` (HTTP/1.1 or HTTP/2 by ALPN).
+#[derive(Debug)]
+pub(crate) struct UpstreamClient {
+    pub(crate) pooled: Client<Connector, Body>,
+    pub(crate) http1: Http1Pool,
+}
 
-/// Builds the pooled client: plain TCP with `TCP_NODELAY`, HTTP/1.1 or h2c;
-/// with `tls`, also `https` with ALPN.
+/// Builds the clients: plain TCP with `TCP_NODELAY`, HTTP/1.1 or h2c; with
+/// `tls`, also `https` with ALPN.
 ///
 /// # Errors
 ///
@@ -32,14 +39,20 @@ pub(crate) fn build(config: &ProxyBuilder) -> Result<UpstreamClient, BuildError>
     http.set_connect_timeout(config.connect_timeout);
     // TCP keep-alive probes find dead idle connections before a request does.
     http.set_keepalive(config.pool_idle_timeout);
+    let http1 = Http1Pool::new(
+        http.clone(),
+        config.pool_max_idle_per_host,
+        config.pool_idle_timeout,
+    );
     let connector = connector(config, http)?;
-    Ok(Client::builder(TokioExecutor::new())
+    let pooled = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .http2_only(config.http2_prior_knowledge)
-        .build(connector))
+        .build(connector);
+    Ok(UpstreamClient { pooled, http1 })
 }
 
 #[cfg(not(feature = "tls"))]
@@ -151,16 +164,36 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
     let hyper_error = error
         .source()
         .and_then(|source| source.downcast_ref::<hyper::Error>());
-    let (kind, detail) = if error.is_connect() {
-        let detail = if timed_out(&error) {
+    let (kind, detail) = classify(&error, error.is_connect(), hyper_error);
+    tracing::debug!(kind = %kind, error = ?error, "proxy: upstream request failed");
+    Rejection::new(kind).with_detail(detail).with_cause(error)
+}
+
+/// The rejection for an HTTP/1.1 pool error, as [`rejection`] judges it.
+pub(crate) fn pool_rejection(error: SendError) -> Rejection {
+    let (kind, detail) = match &error {
+        SendError::Connect(_) => classify(&error, true, None),
+        SendError::Http(hyper_error) => classify(&error, false, Some(hyper_error)),
+    };
+    tracing::debug!(kind = %kind, error = ?error, "proxy: upstream request failed");
+    Rejection::new(kind).with_detail(detail).with_cause(error)
+}
+
+fn classify(
+    error: &(dyn std::error::Error + 'static),
+    is_connect: bool,
+    hyper_error: Option<&hyper::Error>,
+) -> (RejectionKind, &'static str) {
+    if is_connect {
+        let detail = if timed_out(error) {
             "connecting to the upstream timed out"
-        } else if tls_failed(&error) {
+        } else if tls_failed(error) {
             "the TLS handshake with the upstream failed"
         } else {
             "the upstream could not be reached"
         };
         (RejectionKind::UpstreamConnect, detail)
-    } else if refused_handshake(&error) {
+    } else if refused_handshake(error) {
         // Under TLS 1.3 the client finishes its side of the handshake and
         // writes the request before the server refuses its certificate;
         // the server never read the request.
@@ -173,7 +206,7 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
             RejectionKind::UpstreamConnect,
             "the upstream connection closed before the request was sent",
         )
-    } else if body_too_large(&error) {
+    } else if body_too_large(error) {
         (
             RejectionKind::PayloadTooLarge,
             "the request body is larger than allowed",
@@ -188,9 +221,7 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
             RejectionKind::UpstreamReset,
             "the upstream closed the connection before a response",
         )
-    };
-    tracing::debug!(kind = %kind, error = ?error, "proxy: upstream request failed");
-    Rejection::new(kind).with_detail(detail).with_cause(error)
+    }
 }
 
 /// Whether the request body was cut by a size limit

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::client;
+use super::pool::SendFuture;
 use super::service::{Shared, respond};
 use crate::body::Body;
 use crate::error::{Rejection, RejectionKind};
@@ -26,11 +27,40 @@ pin_project! {
     }
 }
 
+/// The exchange in flight, on one of the proxy's two clients.
+pub(crate) enum Call {
+    /// hyper-util's pooled client (h2c, `https`).
+    Pooled(ClientFuture),
+    /// The proxy's HTTP/1.1 pool.
+    Http1(SendFuture),
+}
+
+impl Call {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        shared: &Shared,
+        client_upgrade: &mut Option<OnUpgrade>,
+        grpc: bool,
+    ) -> Poll<Response<Body>> {
+        Poll::Ready(match self {
+            Self::Pooled(call) => match ready!(Pin::new(call).poll(cx)) {
+                Ok(response) => shared.finish(response, client_upgrade.take(), grpc),
+                Err(error) => respond(client::rejection(error), grpc),
+            },
+            Self::Http1(call) => match ready!(call.as_mut().poll(cx)) {
+                Ok(response) => shared.finish(response, client_upgrade.take(), grpc),
+                Err(error) => respond(client::pool_rejection(error), grpc),
+            },
+        })
+    }
+}
+
 pin_project! {
     #[project = StateProj]
     enum State {
         Waiting {
-            call: ClientFuture,
+            call: Call,
             // Armed on the first poll, so building the future needs no timer.
             #[pin]
             sleep: Option<Sleep>,
@@ -47,7 +77,7 @@ pin_project! {
 
 impl ResponseFuture {
     pub(crate) fn new(
-        call: ClientFuture,
+        call: Call,
         shared: Arc<Shared>,
         client_upgrade: Option<OnUpgrade>,
         grpc: bool,
@@ -96,9 +126,8 @@ impl Future for ResponseFuture {
                 shared,
                 client_upgrade,
                 grpc,
-            } => match Pin::new(call).poll(cx) {
-                Poll::Ready(Ok(response)) => shared.finish(response, client_upgrade.take(), *grpc),
-                Poll::Ready(Err(error)) => respond(client::rejection(error), *grpc),
+            } => match call.poll(cx, shared, client_upgrade, *grpc) {
+                Poll::Ready(response) => response,
                 Poll::Pending => {
                     let Some(deadline) = *deadline else {
                         return Poll::Pending;

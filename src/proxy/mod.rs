@@ -188,6 +188,7 @@ mod builder;
 mod client;
 mod future;
 mod headers;
+mod pool;
 mod service;
 mod upgrade;
 

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use tower_service::Service;
@@ -14,7 +14,7 @@ use super::builder::{
     BuildError, Config, HostHeader, ProxyBuilder, Target, Upstream, check_scheme,
 };
 use super::client::UpstreamClient;
-use super::future::ResponseFuture;
+use super::future::{Call, ResponseFuture};
 use super::headers::{self, Hop, Keep, Via};
 use super::upgrade;
 use crate::BoxError;
@@ -113,15 +113,27 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let grpc = crate::error::is_grpc(request.headers());
         match self.shared.prepare(request) {
-            Ok((request, client_upgrade)) => ResponseFuture::new(
-                self.shared.client.request(request),
-                Arc::clone(&self.shared),
-                client_upgrade,
-                grpc,
-            ),
+            Ok((request, client_upgrade, via)) => {
+                let call = match via {
+                    Route::Http1(authority) => {
+                        Call::Http1(self.shared.client.http1.send(authority, request))
+                    }
+                    Route::Pooled => Call::Pooled(self.shared.client.pooled.request(request)),
+                };
+                ResponseFuture::new(call, Arc::clone(&self.shared), client_upgrade, grpc)
+            }
             Err(rejection) => ResponseFuture::ready(respond(rejection, grpc)),
         }
     }
+}
+
+/// Which client carries a prepared request.
+pub(crate) enum Route {
+    /// The proxy's HTTP/1.1 pool, to this authority (the request URI is in
+    /// origin form).
+    Http1(Authority),
+    /// hyper-util's client (h2c, `https`; the request URI is absolute).
+    Pooled,
 }
 
 /// A rejection as the proxy's response: gRPC callers get a gRPC status.
@@ -140,7 +152,7 @@ impl Shared {
     fn prepare<B>(
         &self,
         request: Request<B>,
-    ) -> Result<(Request<Body>, Option<OnUpgrade>), Rejection>
+    ) -> Result<(Request<Body>, Option<OnUpgrade>, Route), Rejection>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -217,22 +229,38 @@ impl Shared {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::builder()
-            .scheme(upstream.scheme)
-            .authority(upstream.authority)
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|error| {
-                Rejection::new(RejectionKind::BadRequest)
-                    .with_detail("the request target cannot be forwarded")
-                    .with_cause(error)
-            })?;
+        let route = if !config.h2 && upstream.scheme == Scheme::HTTP {
+            // The HTTP/1.1 pool writes the URI as it is: origin form.
+            if !parts.headers.contains_key(header::HOST)
+                && let Some(host) = headers::host_value(&upstream.scheme, &upstream.authority)
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+            parts.uri = Uri::from(path_and_query);
+            Route::Http1(upstream.authority)
+        } else {
+            parts.uri = Uri::builder()
+                .scheme(upstream.scheme)
+                .authority(upstream.authority)
+                .path_and_query(path_and_query)
+                .build()
+                .map_err(|error| {
+                    Rejection::new(RejectionKind::BadRequest)
+                        .with_detail("the request target cannot be forwarded")
+                        .with_cause(error)
+                })?;
+            Route::Pooled
+        };
         parts.version = if config.h2 {
             Version::HTTP_2
         } else {
             Version::HTTP_11
         };
-        Ok((Request::from_parts(parts, Body::new(body)), client_upgrade))
+        Ok((
+            Request::from_parts(parts, Body::new(body)),
+            client_upgrade,
+            route,
+        ))
     }
 
     /// The upstream for a request URI, and whether it came from the URI.
@@ -264,12 +292,16 @@ impl Shared {
 
     /// Turns the upstream's response into the client's: hop-by-hop headers,
     /// `Via`, and for a `101` to an upgrade request, the tunnel.
-    pub(crate) fn finish(
+    pub(crate) fn finish<B>(
         &self,
-        response: Response<hyper::body::Incoming>,
+        response: Response<B>,
         client_upgrade: Option<OnUpgrade>,
         grpc: bool,
-    ) -> Response<Body> {
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let (mut parts, body) = response.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         if switching && client_upgrade.is_none() {

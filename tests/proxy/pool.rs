@@ -66,3 +66,142 @@ async fn clones_share_one_pool_and_reuse_connections() {
     response.into_body().collect().await.unwrap();
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+/// An upstream that counts the connections it accepted and reports each
+/// one's end on the returned channel; `body` is what every answer carries.
+fn counting_upstream(
+    body: &'static [u8],
+) -> (
+    std::net::SocketAddr,
+    Arc<AtomicUsize>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = crate::support::listener();
+    let addr = listener.local_addr().unwrap();
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let closed = closed_tx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(Response::new(Body::from(bytes::Bytes::from_static(body))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                let _ = closed.send(());
+            });
+        }
+    });
+    (addr, accepted, closed_rx)
+}
+
+async fn get(proxy: &Proxy) -> Response<Body> {
+    let response = proxy
+        .clone()
+        .oneshot(
+            Request::get("/")
+                .header("host", "x")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+}
+
+#[tokio::test]
+async fn a_body_dropped_before_its_end_takes_its_connection_with_it() {
+    static BIG: [u8; 1 << 20] = [b'x'; 1 << 20];
+    let (addr, accepted, mut closed) = counting_upstream(&BIG);
+    let proxy = Proxy::to(format!("http://{addr}")).unwrap();
+    let response = get(&proxy).await;
+    // Only the head was read: the connection is mid-message.
+    drop(response);
+    // Its connection closes, and the next request needs a new one.
+    tokio::time::timeout(std::time::Duration::from_secs(10), closed.recv())
+        .await
+        .expect("the half-read connection is closed");
+    let body = get(&proxy).await.into_body().collect().await.unwrap();
+    assert_eq!(body.to_bytes().len(), BIG.len());
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // Read to its end, it is kept.
+    get(&proxy).await.into_body().collect().await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn at_most_max_idle_connections_per_endpoint_are_kept() {
+    let (addr, accepted, mut closed) = counting_upstream(b"ok");
+    let proxy = Proxy::builder()
+        .upstream(format!("http://{addr}").parse().unwrap())
+        .pool_max_idle_per_host(2)
+        .build()
+        .unwrap();
+    // Five exchanges at once need five connections.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(get(&proxy).await);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    for response in held {
+        response.into_body().collect().await.unwrap();
+    }
+    // Three of them were closed rather than kept.
+    for _ in 0..3 {
+        tokio::time::timeout(std::time::Duration::from_secs(10), closed.recv())
+            .await
+            .expect("connections past the idle bound are closed");
+    }
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(get(&proxy).await);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 8, "two reused, three new");
+}
+
+#[tokio::test]
+async fn connections_idle_past_the_timeout_are_closed() {
+    let (addr, accepted, mut closed) = counting_upstream(b"ok");
+    let proxy = Proxy::builder()
+        .upstream(format!("http://{addr}").parse().unwrap())
+        .pool_idle_timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    get(&proxy).await.into_body().collect().await.unwrap();
+    // The sweep closes it, with no request coming.
+    tokio::time::timeout(std::time::Duration::from_secs(10), closed.recv())
+        .await
+        .expect("the idle connection is closed after the idle timeout");
+    get(&proxy).await.into_body().collect().await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_kept_alive_connections_costs_no_failed_request() {
+    // Answers one request per connection, without `connection: close`,
+    // then closes: the pool keeps a connection that is already dead.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let addr = crate::support::raw_upstream(move |mut stream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use tokio::io::AsyncWriteExt;
+            crate::support::read_head(&mut stream).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let proxy = Proxy::to(format!("http://{addr}")).unwrap();
+    for round in 1..=5 {
+        let body = get(&proxy).await.into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), "ok", "round {round}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}

@@ -1,0 +1,400 @@
+//! The proxy's own pool of HTTP/1.1 connections to cleartext upstreams.
+//!
+//! hyper-util's pooled client does per request what a reverse proxy in
+//! front of a few endpoints does not need: it hashes a `(Scheme, Authority)`
+//! key byte by byte with SipHash on checkout and again on return, races a
+//! checkout against a lazy connect, and spawns a task per response only to
+//! wait until the connection is idle again. This pool keeps, per upstream
+//! authority, a stack of idle `hyper::client::conn::http1` senders:
+//!
+//! * **checkout** pops the most recently used idle sender that is neither
+//!   closed nor idle for longer than the idle timeout, and waits for it to
+//!   be ready (its connection has finished the previous exchange); with
+//!   none, it connects (hyper-util's `HttpConnector`: the same resolver,
+//!   connect timeout, `TCP_NODELAY` and keep-alive as before) and spawns
+//!   the connection, with upgrades, on the runtime;
+//! * a request the connection refused before writing it (a reused
+//!   connection the upstream closed meanwhile) is sent again once on a
+//!   fresh connection, as hyper-util does;
+//! * **return** happens when the response body ends (the body is wrapped),
+//!   or at once for a response without a body; a body dropped before its
+//!   end takes the connection with it (hyper closes it), so a connection is
+//!   never reused mid-message; a `101` connection is never returned;
+//! * **bounds**: at most `max_idle_per_host` idle connections per authority
+//!   and [`MAX_HOSTS`] authorities with idle connections; past either,
+//!   the connection is closed instead of kept. A background sweep, started
+//!   with the first idle connection, closes connections idle past the
+//!   timeout and ends when the proxy is dropped.
+//!
+//! HTTP/2 (prior knowledge or ALPN) and TLS upstreams stay on hyper-util's
+//! client, whose pool multiplexes HTTP/2 streams.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response, Uri};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::BoxError;
+use crate::body::Body;
+
+/// At most this many upstream authorities hold idle connections at once.
+pub(crate) const MAX_HOSTS: usize = 4096;
+
+/// A pool of HTTP/1.1 connections, shared by every clone of a proxy.
+#[derive(Debug, Clone)]
+pub(crate) struct Http1Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    idle: Mutex<Idle>,
+    connector: HttpConnector,
+    builder: http1::Builder,
+    max_idle_per_host: usize,
+    idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+struct Idle {
+    hosts: HashMap<Key, Vec<IdleSender>>,
+    sweeping: bool,
+}
+
+#[derive(Debug)]
+struct IdleSender {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// An upstream authority, hashed and compared as its exact text (the
+/// balancer sets it from the endpoint, always spelled the same way), so
+/// lookups can borrow a `&str`.
+#[derive(Debug, Clone)]
+struct Key(Authority);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// Why an exchange failed, before any response head arrived.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection: refused, unresolvable, or the connect timed out.
+    Connect(BoxError),
+    /// The connection failed the exchange (closed, reset, malformed
+    /// answer, the request body failed); `canceled` when it never wrote
+    /// the request.
+    Http(hyper::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(error) => write!(f, "connect error: {error}"),
+            Self::Http(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(error) => Some(error.as_ref()),
+            Self::Http(error) => Some(error),
+        }
+    }
+}
+
+/// The future of one exchange through the pool.
+pub(crate) type SendFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, SendError>> + Send>>;
+
+impl Http1Pool {
+    pub(crate) fn new(
+        connector: HttpConnector,
+        max_idle_per_host: usize,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                idle: Mutex::new(Idle::default()),
+                connector,
+                builder: http1::Builder::new(),
+                max_idle_per_host,
+                idle_timeout,
+            }),
+        }
+    }
+
+    /// Sends `request` (origin-form URI, `Host` set) to `authority` over a
+    /// pooled connection. The response body gives the connection back to
+    /// the pool when it ends.
+    pub(crate) fn send(&self, authority: Authority, request: Request<Body>) -> SendFuture {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.send(Key(authority), request).await })
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
+        // A panic while holding this lock cannot leave the map half-written
+        // (every critical section is a push, a pop or a retain), so a
+        // poisoned lock is still a consistent pool.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn send(
+        self: Arc<Self>,
+        key: Key,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.checkout(&key).await {
+                Some(sender) => (sender, true),
+                None => (self.connect(&key).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.wrap(key, sender, response)),
+                Err(mut error) => match error.take_message() {
+                    // Never written: a reused connection the upstream closed
+                    // meanwhile. Once more, on a fresh connection.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Http(error.into_error())),
+                },
+            }
+        }
+    }
+
+    /// An idle connection to `key` that is ready for a request, if any.
+    async fn checkout(&self, key: &Key) -> Option<http1::SendRequest<Body>> {
+        loop {
+            let mut sender = self.pop(key)?;
+            // Returned when its response body ended: its connection may not
+            // have read past that yet. A connection that closes instead is
+            // dropped, and the next idle one tried.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn pop(&self, key: &Key) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.lock();
+        let stack = idle.hosts.get_mut(key.0.as_str())?;
+        let mut found = None;
+        while let Some(entry) = stack.pop() {
+            if entry.sender.is_closed() || self.expired(&entry, None) {
+                continue;
+            }
+            found = Some(entry.sender);
+            break;
+        }
+        if stack.is_empty() {
+            idle.hosts.remove(key.0.as_str());
+        }
+        found
+    }
+
+    fn expired(&self, entry: &IdleSender, now: Option<Instant>) -> bool {
+        self.idle_timeout.is_some_and(|timeout| {
+            now.unwrap_or_else(Instant::now)
+                .saturating_duration_since(entry.since)
+                >= timeout
+        })
+    }
+
+    async fn connect(&self, key: &Key) -> Result<http1::SendRequest<Body>, SendError> {
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(key.0.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|error| SendError::Connect(error.into()))?;
+        let io = self
+            .connector
+            .clone()
+            .call(uri)
+            .await
+            .map_err(|error| SendError::Connect(error.into()))?;
+        let (sender, connection) = self
+            .builder
+            .handshake::<TokioIo<tokio::net::TcpStream>, Body>(io)
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(error = %error, "proxy: upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The response, with a body that returns the connection when it ends.
+    fn wrap(
+        self: Arc<Self>,
+        key: Key,
+        sender: http1::SendRequest<Body>,
+        response: Response<Incoming>,
+    ) -> Response<Body> {
+        let (parts, body) = response.into_parts();
+        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The connection is the tunnel's now.
+            return Response::from_parts(parts, Body::new(body));
+        }
+        let release = Release {
+            pool: self,
+            key,
+            sender,
+        };
+        if http_body::Body::is_end_stream(&body) {
+            release.give_back();
+            return Response::from_parts(parts, Body::new(body));
+        }
+        Response::from_parts(
+            parts,
+            Body::new(PooledBody {
+                inner: body,
+                release: Some(release),
+            }),
+        )
+    }
+
+    fn put(self: &Arc<Self>, key: Key, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() || self.max_idle_per_host == 0 {
+            return;
+        }
+        let since = Instant::now();
+        let start_sweep = {
+            let mut idle = self.lock();
+            if !idle.hosts.contains_key(key.0.as_str()) && idle.hosts.len() >= MAX_HOSTS {
+                return;
+            }
+            let stack = idle.hosts.entry(key).or_default();
+            if stack.len() >= self.max_idle_per_host {
+                return;
+            }
+            stack.push(IdleSender { sender, since });
+            let start = self.idle_timeout.is_some() && !idle.sweeping;
+            idle.sweeping |= start;
+            start
+        };
+        if start_sweep && let Some(timeout) = self.idle_timeout {
+            sweep(Arc::downgrade(self), timeout);
+        }
+    }
+}
+
+/// Closes connections idle past `timeout`, every half timeout, until the
+/// pool is gone (or no runtime can run the sweep).
+fn sweep(pool: Weak<Inner>, timeout: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let period = (timeout / 2).max(Duration::from_millis(100));
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        loop {
+            ticks.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            let now = Instant::now();
+            // Dropping a sender wakes its idle connection, which closes.
+            let mut idle = pool.lock();
+            for stack in idle.hosts.values_mut() {
+                stack.retain(|entry| !entry.sender.is_closed() && !pool.expired(entry, Some(now)));
+            }
+            idle.hosts.retain(|_, stack| !stack.is_empty());
+        }
+    });
+}
+
+/// What returns a connection to the pool.
+struct Release {
+    pool: Arc<Inner>,
+    key: Key,
+    sender: http1::SendRequest<Body>,
+}
+
+impl Release {
+    fn give_back(self) {
+        self.pool.put(self.key, self.sender);
+    }
+}
+
+pin_project! {
+    /// An upstream response body that returns its connection to the pool
+    /// when it ends.
+    struct PooledBody {
+        #[pin]
+        inner: Incoming,
+        release: Option<Release>,
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let ended = match &frame {
+            None => true,
+            Some(Ok(_)) => this.inner.is_end_stream(),
+            // A failed body leaves the connection unusable: dropping the
+            // sender with the body lets it close.
+            Some(Err(_)) => {
+                this.release.take();
+                false
+            }
+        };
+        if ended && let Some(release) = this.release.take() {
+            release.give_back();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
