@@ -128,17 +128,26 @@ fn handled_anyway(option: &str) -> bool {
 
 /// The bit of a hop-by-hop header this proxy removes or rewrites; 0 for
 /// any other (those a `Connection` header names are found through it).
+///
+/// By the name's length first: most names have a length no hop-by-hop
+/// header has, and the rest need one or two comparisons (names are
+/// lower case).
 fn hop_by_hop_bit(name: &HeaderName) -> u16 {
-    if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-        return 1 << i;
-    }
-    if name == header::UPGRADE {
-        UPGRADE_BIT
-    } else if name == header::TE {
-        TE_BIT
-    } else {
-        0
-    }
+    let name = name.as_str();
+    let index = match name.len() {
+        2 if name == "te" => return TE_BIT,
+        7 if name == "upgrade" => return UPGRADE_BIT,
+        7 if name == "trailer" => 3,
+        10 if name == "connection" => 0,
+        10 if name == "keep-alive" => 1,
+        16 if name == "proxy-connection" => 2,
+        17 if name == "transfer-encoding" => 4,
+        18 if name == "proxy-authenticate" => 5,
+        19 if name == "proxy-authorization" => 6,
+        _ => return 0,
+    };
+    debug_assert_eq!(HOP_BY_HOP[index].as_str(), name);
+    1 << index
 }
 
 /// What to do with `X-Forwarded-*` and `Forwarded` values a request arrives with.
@@ -226,7 +235,7 @@ impl ForwardedConfig {
                 HeaderValue::try_from(chain).ok()
             }
             (Some(chain), None) => HeaderValue::try_from(chain).ok(),
-            (None, Some(peer)) => HeaderValue::try_from(peer.to_string()).ok(),
+            (None, Some(peer)) => Some(ip_value(peer)),
             (None, None) => None,
         };
         // `insert` replaces every incoming value.
@@ -257,9 +266,7 @@ impl ForwardedConfig {
         }
         value.push_str("for=");
         match hop.peer {
-            Some(IpAddr::V4(ip)) => {
-                let _ = write!(value, "{ip}");
-            }
+            Some(IpAddr::V4(ip)) => push_ipv4(&mut value, ip),
             // RFC 7239 §6: an IPv6 address is bracketed, and then quoted as
             // `[` and `:` are not token characters.
             Some(IpAddr::V6(ip)) => {
@@ -296,6 +303,37 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         out.push_str(value);
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// An address as a header value; IPv4 without the formatting machinery
+/// (once per proxied request).
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let text = match ip {
+        IpAddr::V4(ip) => {
+            let mut text = String::with_capacity(15);
+            push_ipv4(&mut text, ip);
+            text
+        }
+        IpAddr::V6(ip) => ip.to_string(),
+    };
+    // Digits, dots and colons are always a valid header value.
+    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Appends `ip` in dotted-decimal form.
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
 }
 
 fn scheme_value(scheme: &Scheme) -> HeaderValue {
@@ -401,6 +439,43 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_has_its_bit_and_look_alikes_have_none() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_bit(name), 1 << i, "{name}");
+        }
+        assert_eq!(hop_by_hop_bit(&header::UPGRADE), UPGRADE_BIT);
+        assert_eq!(hop_by_hop_bit(&header::TE), TE_BIT);
+        // Same lengths, other names.
+        for other in [
+            "tk",
+            "trailers",
+            "user-agent",
+            "keep-alive2",
+            "x-forwarded-host",
+        ] {
+            let name = HeaderName::from_bytes(other.as_bytes()).unwrap();
+            assert_eq!(hop_by_hop_bit(&name), 0, "{other}");
+        }
+        assert_eq!(hop_by_hop_bit(&header::ACCEPT), 0);
+    }
+
+    #[test]
+    fn ipv4_addresses_format_as_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "9.10.99.100",
+            "192.168.255.7",
+            "255.255.255.255",
+        ] {
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            assert_eq!(ip_value(IpAddr::V4(ip)), ip.to_string().as_str());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_value(v6), "2001:db8::1");
     }
 
     #[test]

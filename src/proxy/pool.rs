@@ -7,9 +7,8 @@
 //! wait until the connection is idle again. This pool keeps, per upstream
 //! authority, a stack of idle `hyper::client::conn::http1` senders:
 //!
-//! * **checkout** pops the most recently used idle sender that is neither
-//!   closed nor idle for longer than the idle timeout, and waits for it to
-//!   be ready (its connection has finished the previous exchange); with
+//! * **checkout** pops the most recently used idle sender that is not
+//!   closed, and waits for it to be ready (its connection has finished the previous exchange); with
 //!   none, it connects (hyper-util's `HttpConnector`: the same resolver,
 //!   connect timeout, `TCP_NODELAY` and keep-alive as before) and spawns
 //!   the connection, with upgrades, on the runtime;
@@ -23,15 +22,17 @@
 //! * **bounds**: at most `max_idle_per_host` idle connections per authority
 //!   and [`MAX_HOSTS`] authorities with idle connections; past either,
 //!   the connection is closed instead of kept. A background sweep, started
-//!   with the first idle connection, closes connections idle past the
-//!   timeout and ends when the proxy is dropped.
+//!   with the first idle connection, runs every half idle timeout and
+//!   closes connections idle for at least the timeout (so between 1× and
+//!   1.5× it: counted in sweeps, which keeps the clock off the request
+//!   path); it ends when the proxy is dropped.
 //!
 //! HTTP/2 (prior knowledge or ALPN) and TLS upstreams stay on hyper-util's
 //! client, whose pool multiplexes HTTP/2 streams.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
@@ -72,14 +73,42 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Idle {
-    hosts: HashMap<Key, Vec<IdleSender>>,
+    hosts: HashMap<Key, Vec<IdleSender>, BuildHasherDefault<Fnv>>,
     sweeping: bool,
+    /// Sweeps so far.
+    epoch: u64,
 }
 
 #[derive(Debug)]
 struct IdleSender {
     sender: http1::SendRequest<Body>,
-    since: Instant,
+    /// [`Idle::epoch`] when it became idle.
+    epoch: u64,
+}
+
+/// FNV-1a: the keys are a few endpoint authorities the balancer chose (at
+/// most [`MAX_HOSTS`] of them), hashed twice per request; SipHash's
+/// flooding resistance buys nothing here and costs more than the lookup.
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// An upstream authority, hashed and compared as its exact text (the
@@ -217,24 +246,15 @@ impl Inner {
         let stack = idle.hosts.get_mut(key.0.as_str())?;
         let mut found = None;
         while let Some(entry) = stack.pop() {
-            if entry.sender.is_closed() || self.expired(&entry, None) {
-                continue;
+            if !entry.sender.is_closed() {
+                found = Some(entry.sender);
+                break;
             }
-            found = Some(entry.sender);
-            break;
         }
         if stack.is_empty() {
             idle.hosts.remove(key.0.as_str());
         }
         found
-    }
-
-    fn expired(&self, entry: &IdleSender, now: Option<Instant>) -> bool {
-        self.idle_timeout.is_some_and(|timeout| {
-            now.unwrap_or_else(Instant::now)
-                .saturating_duration_since(entry.since)
-                >= timeout
-        })
     }
 
     async fn connect(&self, key: &Key) -> Result<http1::SendRequest<Body>, SendError> {
@@ -297,17 +317,17 @@ impl Inner {
         if sender.is_closed() || self.max_idle_per_host == 0 {
             return;
         }
-        let since = Instant::now();
         let start_sweep = {
             let mut idle = self.lock();
-            if !idle.hosts.contains_key(key.0.as_str()) && idle.hosts.len() >= MAX_HOSTS {
+            if idle.hosts.len() >= MAX_HOSTS && !idle.hosts.contains_key(key.0.as_str()) {
                 return;
             }
+            let epoch = idle.epoch;
             let stack = idle.hosts.entry(key).or_default();
             if stack.len() >= self.max_idle_per_host {
                 return;
             }
-            stack.push(IdleSender { sender, since });
+            stack.push(IdleSender { sender, epoch });
             let start = self.idle_timeout.is_some() && !idle.sweeping;
             idle.sweeping |= start;
             start
@@ -318,25 +338,34 @@ impl Inner {
     }
 }
 
-/// Closes connections idle past `timeout`, every half timeout, until the
-/// pool is gone (or no runtime can run the sweep).
+/// Closes connections idle for at least `timeout`, sweeping every half
+/// timeout, until the pool is gone (or no runtime can run the sweep).
 fn sweep(pool: Weak<Inner>, timeout: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let period = (timeout / 2).max(Duration::from_millis(100));
+    let period = (timeout / 2).max(Duration::from_millis(1));
+    // An entry put between sweeps `e` and `e + 1` has been idle for at
+    // least `(k - e - 1) × period` at sweep `k`.
+    let sweeps = u64::try_from(timeout.as_nanos().div_ceil(period.as_nanos()))
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
     runtime.spawn(async move {
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
         loop {
             ticks.tick().await;
             let Some(pool) = pool.upgrade() else { return };
-            let now = Instant::now();
             // Dropping a sender wakes its idle connection, which closes.
             let mut idle = pool.lock();
+            idle.epoch += 1;
+            let epoch = idle.epoch;
             for stack in idle.hosts.values_mut() {
-                stack.retain(|entry| !entry.sender.is_closed() && !pool.expired(entry, Some(now)));
+                stack.retain(|entry| {
+                    !entry.sender.is_closed() && epoch.saturating_sub(entry.epoch) < sweeps
+                });
             }
             idle.hosts.retain(|_, stack| !stack.is_empty());
+            drop(idle);
         }
     });
 }
