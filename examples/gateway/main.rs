@@ -49,14 +49,18 @@ fn main() -> ExitCode {
     let workers = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|n| n.parse::<usize>().ok());
-    let runtime = match workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+    let event_interval = std::env::var("MESHGATE_EVENT_INTERVAL")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok());
+    let multi = std::env::var("MESHGATE_RUNTIME").is_ok_and(|r| r == "multi");
+    let mut builder = match workers {
+        Some(1) if !multi => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
     };
+    if let Some(interval) = event_interval {
+        builder.event_interval(interval);
+    }
+    let runtime = builder.enable_all().build();
     match runtime {
         Ok(runtime) => runtime.block_on(run()),
         Err(error) => {

@@ -7,9 +7,10 @@
 //! wait until the connection is idle again. This pool keeps, per upstream
 //! authority, a stack of idle `hyper::client::conn::http1` senders:
 //!
-//! * **checkout** pops the most recently used idle sender that is not
-//!   closed, and waits for it to be ready (its connection has finished the previous exchange); with
-//!   none, it connects (hyper-util's `HttpConnector`: the same resolver,
+//! * **checkout** takes the most recently used idle sender whose
+//!   connection is ready for a request now (one still finishing an
+//!   exchange is left idle, never waited for; closed ones are dropped);
+//!   with none, it connects (hyper-util's `HttpConnector`: the same resolver,
 //!   connect timeout, `TCP_NODELAY` and keep-alive as before) and spawns
 //!   the connection, with upgrades, on the runtime;
 //! * a request the connection refused before writing it (a reused
@@ -35,7 +36,7 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -212,7 +213,7 @@ impl Inner {
         mut request: Request<Body>,
     ) -> Result<Response<Body>, SendError> {
         loop {
-            let (mut sender, reused) = match self.checkout(&key).await {
+            let (mut sender, reused) = match self.checkout(&key) {
                 Some(sender) => (sender, true),
                 None => (self.connect(&key).await?, false),
             };
@@ -228,27 +229,27 @@ impl Inner {
         }
     }
 
-    /// An idle connection to `key` that is ready for a request, if any.
-    async fn checkout(&self, key: &Key) -> Option<http1::SendRequest<Body>> {
-        loop {
-            let mut sender = self.pop(key)?;
-            // Returned when its response body ended: its connection may not
-            // have read past that yet. A connection that closes instead is
-            // dropped, and the next idle one tried.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
-            }
-        }
-    }
-
-    fn pop(&self, key: &Key) -> Option<http1::SendRequest<Body>> {
+    /// An idle connection to `key` that is ready for a request now, if
+    /// any. Never waits: a connection still finishing its last exchange
+    /// (an upstream that answered before reading the whole request body,
+    /// say) stays idle rather than make this request wait behind another
+    /// client's upload; closed ones are dropped.
+    fn checkout(&self, key: &Key) -> Option<http1::SendRequest<Body>> {
+        let mut cx = Context::from_waker(Waker::noop());
         let mut idle = self.lock();
         let stack = idle.hosts.get_mut(key.0.as_str())?;
         let mut found = None;
-        while let Some(entry) = stack.pop() {
-            if !entry.sender.is_closed() {
-                found = Some(entry.sender);
-                break;
+        // From the most recently used down.
+        let mut i = stack.len();
+        while i > 0 {
+            i -= 1;
+            match stack[i].sender.poll_ready(&mut cx) {
+                Poll::Ready(Ok(())) => {
+                    found = Some(stack.remove(i).sender);
+                    break;
+                }
+                Poll::Ready(Err(_)) => drop(stack.remove(i)),
+                Poll::Pending => {}
             }
         }
         if stack.is_empty() {

@@ -205,3 +205,65 @@ async fn an_upstream_that_closes_kept_alive_connections_costs_no_failed_request(
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 5);
 }
+
+/// A request body that sends one chunk, then never ends.
+struct Stalled(bool);
+
+impl http_body::Body for Stalled {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        if self.0 {
+            return std::task::Poll::Pending;
+        }
+        self.0 = true;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"part",
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn a_request_never_waits_behind_another_clients_unfinished_upload() {
+    // Answers every request at once, before reading its body, and keeps
+    // the connection open, reading whatever comes.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let addr = crate::support::raw_upstream(move |mut stream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            crate::support::read_head(&mut stream).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+    });
+    let proxy = Proxy::to(format!("http://{addr}")).unwrap();
+    // The response ends while the connection is still sending a body
+    // whose upload stalls.
+    let response = proxy
+        .clone()
+        .oneshot(
+            Request::post("/upload")
+                .header("host", "x")
+                .body(Body::new(Stalled(false)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    // The next request goes out on another connection at once.
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(5), get(&proxy))
+        .await
+        .expect("the request is not queued behind the stalled upload");
+    answered.into_body().collect().await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
