@@ -194,7 +194,8 @@ impl ProxyBuilder {
     }
 
     /// How long an idle pooled connection is kept. `None` keeps it until
-    /// the upstream closes it.
+    /// the upstream closes it. Cleartext HTTP/1.1 connections are closed
+    /// by a sweep every half timeout, so after 1× to 1.5× the timeout.
     ///
     /// Default: 90 s.
     pub fn pool_idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
@@ -203,7 +204,8 @@ impl ProxyBuilder {
     }
 
     /// How many idle connections are kept per upstream (scheme and
-    /// authority). `0` disables pooling.
+    /// authority). `0` disables pooling. Cleartext HTTP/1.1 connections
+    /// are also kept for at most 4 096 upstream authorities at once.
     ///
     /// Default: 32.
     pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {

@@ -1,4 +1,4 @@
-//! A streaming reverse proxy to HTTP upstreams, on a pooled `hyper-util` client.
+//! A streaming reverse proxy to HTTP upstreams, on pooled hyper connections.
 //!
 //! [`Proxy`] is a tower service, `Service<Request<B>>` for any body `B`
 //! with `Bytes` data, that answers `Response<`[`Body`](crate::Body)`>` and
@@ -16,6 +16,16 @@
 //! connections per upstream and drops them after
 //! [`pool_idle_timeout`](ProxyBuilder::pool_idle_timeout). Nothing is
 //! locked on the request path beyond the pool's own short lock.
+//!
+//! Cleartext HTTP/1.1 upstreams use the proxy's own pool of
+//! `hyper::client::conn::http1` connections, built for a proxy's hot path:
+//! a connection goes back to the pool when its response body ends (never
+//! mid-message: a body dropped early closes its connection), an idle
+//! connection still busy with an exchange is never waited for, a request a
+//! reused connection refused before writing it is sent once more on a new
+//! connection, and idle connections are closed between 1× and 1.5× the idle
+//! timeout. h2c and `https` upstreams use hyper-util's pooled client, which
+//! also multiplexes HTTP/2.
 //!
 //! Request and response bodies stream both ways, frame by frame: nothing
 //! is buffered beyond what hyper and the sockets hold, so memory stays
