@@ -600,7 +600,10 @@ impl Connection {
             }
             () = stopped(&mut self.stop) => return,
         }
+        // Biased: the connection is polled first, without a random pick,
+        // at every wake-up of a busy connection.
         let result = tokio::select! {
+            biased;
             result = &mut connection => result,
             () = stopped(&mut self.stop) => {
                 graceful_shutdown(connection.as_mut());

@@ -119,8 +119,12 @@ fn generate_id() -> HeaderValue {
         let len = 2 * range.len();
         hex_into(&bytes[range], &mut text[at..at + len]);
     }
-    // Hex digits and hyphens are always a valid header value.
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    // Owned by a shared buffer from the start: the id is cloned into the
+    // request, its extension and the response, and a plain copy would be
+    // reallocated as shared at the first clone. Hex digits and hyphens are
+    // always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SetRequestId<S>

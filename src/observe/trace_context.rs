@@ -127,8 +127,22 @@ where
 /// trace headers for the inner service.
 fn propagate(headers: &mut HeaderMap) -> TraceContext {
     let span_id = random_non_zero::<8>();
-    let b3 = B3::read(headers);
-    let context = if let Some((trace_id, parent_id, flags)) = read_traceparent(headers) {
+    // One pass over the names: most requests carry none of these headers,
+    // and each look-up hashes its name.
+    let (mut has_traceparent, mut has_tracestate, mut has_b3) = (false, false, false);
+    for name in headers.keys() {
+        let name = name.as_str();
+        has_traceparent |= name == "traceparent";
+        has_tracestate |= name == "tracestate";
+        has_b3 |= name.starts_with("x-b3-");
+    }
+    let b3 = if has_b3 { B3::read(headers) } else { None };
+    let traceparent = if has_traceparent {
+        read_traceparent(headers)
+    } else {
+        None
+    };
+    let context = if let Some((trace_id, parent_id, flags)) = traceparent {
         TraceContext {
             trace_id,
             span_id,
@@ -137,7 +151,9 @@ fn propagate(headers: &mut HeaderMap) -> TraceContext {
         }
     } else {
         // Without a valid traceparent, tracestate must not be trusted.
-        headers.remove(TRACESTATE);
+        if has_tracestate {
+            headers.remove(TRACESTATE);
+        }
         match &b3 {
             Some(b3) => TraceContext {
                 trace_id: b3.trace_id,
@@ -169,12 +185,7 @@ fn propagate(headers: &mut HeaderMap) -> TraceContext {
         }
         // B3 headers that are malformed or name another trace are dropped,
         // so the inner service never sees two disagreeing contexts.
-        // (One pass over the names first: most requests carry no B3 header,
-        // and five hashed removals cost more than the scan.)
-        _ if headers
-            .keys()
-            .any(|name| name.as_str().starts_with("x-b3-")) =>
-        {
+        _ if has_b3 => {
             for name in [
                 B3_TRACE_ID,
                 B3_SPAN_ID,

@@ -13,9 +13,9 @@
 //!   with none, it connects (hyper-util's `HttpConnector`: the same resolver,
 //!   connect timeout, `TCP_NODELAY` and keep-alive as before) and spawns
 //!   the connection, with upgrades, on the runtime;
-//! * a request the connection refused before writing it (a reused
-//!   connection the upstream closed meanwhile) is sent again once on a
-//!   fresh connection, as hyper-util does;
+//! * a request a reused connection refused before writing it (the
+//!   upstream closed it meanwhile) is sent again, as hyper-util does, on
+//!   the next idle connection or a new one;
 //! * **return** happens when the response body ends (the body is wrapped),
 //!   or at once for a response without a body; a body dropped before its
 //!   end takes the connection with it (hyper closes it), so a connection is
@@ -221,7 +221,9 @@ impl Inner {
                 Ok(response) => return Ok(self.wrap(key, sender, response)),
                 Err(mut error) => match error.take_message() {
                     // Never written: a reused connection the upstream closed
-                    // meanwhile. Once more, on a fresh connection.
+                    // meanwhile. Again, on the next idle connection or a new
+                    // one; each try uses up a dead idle connection, and a new
+                    // connection's refusal is final, so this ends.
                     Some(unsent) if reused => request = unsent,
                     _ => return Err(SendError::Http(error.into_error())),
                 },
