@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::clock::Clock;
 use super::key::KeyBy;
 use super::quota::Verdict;
 use super::quota::{Gcra, Quota};
@@ -43,6 +44,7 @@ struct Settings {
     legacy_headers: bool,
     max_keys: usize,
     sweep_interval: Duration,
+    clock: Clock,
 }
 
 /// The outcome of [`RateLimitLayer::check`].
@@ -109,6 +111,7 @@ impl RateLimitLayer {
                 legacy_headers: false,
                 max_keys: DEFAULT_MAX_KEYS,
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
+                clock: Clock::default(),
             },
             shared: Arc::default(),
         }
@@ -211,6 +214,14 @@ impl RateLimitLayer {
     /// Default: [`DEFAULT_SWEEP_INTERVAL`] (10 s).
     pub fn sweep_interval(self, every: Duration) -> Self {
         self.configured(|s| s.sweep_interval = every)
+    }
+
+    /// The clock the local backend measures time with: [`Clock::Tokio`]
+    /// for tests under paused tokio time.
+    ///
+    /// Default: [`Clock::Monotonic`].
+    pub fn clock(self, clock: Clock) -> Self {
+        self.configured(|s| s.clock = clock)
     }
 
     /// How many keys the local backend holds now.
@@ -318,7 +329,11 @@ impl Settings {
             exempt_networks: self.exempt_networks.clone(),
             max_in_flight: self.max_in_flight,
             legacy_headers: self.legacy_headers,
-            store: Arc::new(LocalStore::new(self.max_keys, self.sweep_interval)),
+            store: Arc::new(LocalStore::new(
+                self.max_keys,
+                self.sweep_interval,
+                self.clock,
+            )),
         }
     }
 }

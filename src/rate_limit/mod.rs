@@ -125,6 +125,7 @@
 //! # }
 //! ```
 
+mod clock;
 mod future;
 mod headers;
 mod key;
@@ -133,6 +134,7 @@ mod quota;
 mod service;
 mod store;
 
+pub use clock::Clock;
 pub use future::ResponseFuture;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use key::KeyBy;

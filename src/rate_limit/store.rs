@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use super::clock::{Clock, Epoch};
 use super::key::Key;
 use super::quota::{Gcra, Verdict, check};
 
@@ -186,7 +185,7 @@ pub(crate) enum Admission {
 /// Every key's GCRA state, in shards each behind its own short lock.
 #[derive(Debug)]
 pub(crate) struct LocalStore {
-    epoch: Instant,
+    epoch: Epoch,
     seed: [u64; 2],
     shards: Box<[Mutex<Shard>]>,
     shard_cap: usize,
@@ -196,13 +195,13 @@ pub(crate) struct LocalStore {
 impl LocalStore {
     /// `max_keys` is at least 1 (the builder clamps it); the store never
     /// holds more.
-    pub(crate) fn new(max_keys: usize, sweep_every: Duration) -> Self {
+    pub(crate) fn new(max_keys: usize, sweep_every: Duration, clock: Clock) -> Self {
         // A power of two, so the shard is picked with a mask; one shard
         // for small bounds, so every bound under `MAX_SHARDS` is kept
         // exactly.
         let shards = if max_keys < MAX_SHARDS { 1 } else { MAX_SHARDS };
         Self {
-            epoch: Instant::now(),
+            epoch: Epoch::start(clock),
             // Random per store, so keys chosen to collide cannot be
             // computed from outside.
             seed: [
@@ -222,15 +221,11 @@ impl LocalStore {
         }
     }
 
-    /// Nanoseconds since the store's epoch, on tokio's clock (so paused
-    /// time in tests drives the limiter). Read once per check.
+    /// Nanoseconds since the store's epoch, on its [`Clock`]. Read once
+    /// per check.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        let elapsed = Instant::now().saturating_duration_since(self.epoch);
-        elapsed
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(elapsed.subsec_nanos()))
+        self.epoch.now()
     }
 
     /// The key of `key` counted against quota set `policy`.
@@ -412,7 +407,7 @@ mod tests {
 
     #[test]
     fn hashes_spread_and_tell_keys_apart() {
-        let store = LocalStore::new(1000, Duration::from_secs(10));
+        let store = LocalStore::new(1000, Duration::from_secs(10), Clock::Monotonic);
         let mut seen = HashSet::new();
         let mut shards = vec![0usize; store.shards.len()];
         for i in 0..10_000u32 {
@@ -431,7 +426,7 @@ mod tests {
             store.key(0, Key::Global).hash,
             store.key(1, Key::Global).hash
         );
-        let other = LocalStore::new(1000, Duration::from_secs(10));
+        let other = LocalStore::new(1000, Duration::from_secs(10), Clock::Monotonic);
         assert_ne!(
             other.key(0, Key::Global).hash,
             store.key(0, Key::Global).hash
