@@ -17,7 +17,7 @@ use std::num::NonZeroU32;
 use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
 use meshgate::peer::PeerAddr;
-use meshgate::rate_limit::{Quota, RateLimitLayer};
+use meshgate::rate_limit::{Clock, Quota, RateLimitLayer};
 use tower::{Layer, Service, service_fn};
 
 async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
@@ -44,6 +44,23 @@ fn layer() -> RateLimitLayer {
 /// Governor's quota, as one meshgate quota: like for like.
 fn governor_quota() -> governor::Quota {
     governor::Quota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::MAX)
+}
+
+/// Governor's keyed limiter with a seeded folded-multiply hasher
+/// (`foldhash`, of the family the local backend's key hash belongs to) in
+/// place of its default SipHash: like for like on hashing too.
+type FoldGovernor = governor::RateLimiter<
+    IpAddr,
+    governor::state::keyed::DashMapStateStore<IpAddr, foldhash::fast::RandomState>,
+    governor::clock::DefaultClock,
+>;
+
+fn fold_governor() -> FoldGovernor {
+    governor::RateLimiter::dashmap_with_clock_and_hasher(
+        governor_quota(),
+        governor::clock::DefaultClock::default(),
+        foldhash::fast::RandomState::default(),
+    )
 }
 
 /// The same quota as [`governor_quota`] for meshgate.
@@ -81,6 +98,18 @@ fn bench(c: &mut Criterion) {
             j = (j + 1) % 10_000;
             let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + j));
             black_box(governor.check_key(&ip).is_ok())
+        })
+    });
+    let fold = fold_governor();
+    c.bench_function("rate_limit/governor_foldhash_check_key_one_key", |b| {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        b.iter(|| black_box(fold.check_key(black_box(&ip)).is_ok()))
+    });
+    c.bench_function("rate_limit/governor_foldhash_check_key_10k_keys", |b| {
+        b.iter(|| {
+            j = (j + 1) % 10_000;
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + j));
+            black_box(fold.check_key(&ip).is_ok())
         })
     });
     // The check alone, as governor's: the layer's `check` on prepared
@@ -201,12 +230,19 @@ fn bench_redis(_: &mut Criterion) {}
 ///
 /// * `governor_one`, `governor_10k`: governor's `check_key` (one key, or
 ///   10 000 IP keys in turn);
+/// * `fold_governor_one`, `fold_governor_10k`: the same with `foldhash`
+///   instead of SipHash;
 /// * `check_one`, `check_10k`: the layer's `check` with governor's quota,
 ///   on requests whose client IP is resolved;
+/// * `check_tokio_one`: the same on [`Clock::Tokio`] (with the bench's
+///   tokio `test-util` feature, so the paused-clock path);
 /// * `check2_one`, `check2_10k`: the same with the bench's two quotas;
 /// * `service_fn`, `layer_one`, `layer_10k`: a fresh request through a bare
 ///   `service_fn`, and through the layer (two quotas);
-/// * `clock`: the local backend's clock read alone.
+/// * `clock`, `clock_tokio`: the local backend's clocks read alone (the
+///   default, `quanta`'s; and tokio's, on the `test-util` path), and
+///   `clock_std`: `std::time::Instant::now` as tokio reads it without
+///   `test-util`.
 ///
 /// Each run prints the wall time of its measured part (secondary: noisy on a shared
 /// machine). Everything runs inside a current-thread runtime, as in a server.
@@ -229,7 +265,17 @@ fn profile(spec: &str) {
             }
         });
     };
+    let fold_governor = |keys: usize| {
+        let limiter = fold_governor();
+        measured(|| {
+            for i in 0..n {
+                black_box(limiter.check_key(black_box(&ips[i % keys])).is_ok());
+            }
+        });
+    };
     let check = |layer: RateLimitLayer, keys: usize| {
+        // Builds the limiter (and calibrates its clock) before the count.
+        black_box(layer.key_capacity());
         let mut prepared: Vec<Request<()>> = (0..keys as u32).map(request).collect();
         measured(|| {
             for i in 0..n {
@@ -240,7 +286,10 @@ fn profile(spec: &str) {
     match variant {
         "governor_one" => governor(1),
         "governor_10k" => governor(10_000),
+        "fold_governor_one" => fold_governor(1),
+        "fold_governor_10k" => fold_governor(10_000),
         "check_one" => check(one_quota_layer(), 1),
+        "check_tokio_one" => check(one_quota_layer().clock(Clock::Tokio), 1),
         "check_10k" => check(one_quota_layer(), 10_000),
         "check2_one" => check(layer(), 1),
         "check2_10k" => check(layer(), 10_000),
@@ -266,12 +315,30 @@ fn profile(spec: &str) {
             });
         }
         "clock" => {
-            // What the local backend pays for its clock on every check:
-            // tokio's `Instant::now` and the nanoseconds since an epoch.
-            let epoch = tokio::time::Instant::now();
+            // The default clock as the local backend reads it: the raw
+            // counter, scaled to nanoseconds since an epoch.
+            let clock = quanta::Clock::new();
+            let start = clock.raw();
             measured(|| {
                 for _ in 0..n {
-                    let elapsed = tokio::time::Instant::now().saturating_duration_since(epoch);
+                    black_box(clock.delta_as_nanos(start, clock.raw()));
+                }
+            });
+        }
+        "clock_tokio" | "clock_std" => {
+            // `Clock::Tokio`: tokio's `Instant::now` and the nanoseconds
+            // since an epoch; `clock_std` is what tokio's `now` is in a
+            // build without `test-util`.
+            let epoch = std::time::Instant::now();
+            let tokio = variant == "clock_tokio";
+            measured(|| {
+                for _ in 0..n {
+                    let now = if tokio {
+                        tokio::time::Instant::now().into_std()
+                    } else {
+                        std::time::Instant::now()
+                    };
+                    let elapsed = now.saturating_duration_since(epoch);
                     black_box(
                         elapsed.as_secs() * 1_000_000_000 + u64::from(elapsed.subsec_nanos()),
                     );

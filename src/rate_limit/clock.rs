@@ -56,7 +56,7 @@ impl Epoch {
     }
 
     /// Nanoseconds since the epoch; never goes below 0.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn now(&self) -> u64 {
         match self {
             // The raw read then one multiply and shift; 0 if the counter

@@ -263,15 +263,17 @@ impl RateLimitLayer {
         }
         let key = limiter.store.key(policy, key);
         match limiter.store.acquire(&key, quotas, None) {
-            Admission::Allowed(Verdict::Allowed(Some(state))) => Decision::Allowed {
+            Admission::Checked(Verdict::Allowed(Some(state))) => Decision::Allowed {
                 remaining: state.remaining,
                 reset: Duration::from_nanos(state.reset),
             },
-            Admission::Refused(Verdict::Refused { retry_after, .. }) => Decision::Refused {
+            Admission::Checked(Verdict::Refused { retry_after, .. }) => Decision::Refused {
                 retry_after: Duration::from_nanos(retry_after),
             },
             // Non-empty quotas always give a state; no in-flight bound here.
-            _ => Decision::Unlimited,
+            Admission::Checked(Verdict::Allowed(None)) | Admission::Overloaded => {
+                Decision::Unlimited
+            }
         }
     }
 
