@@ -233,8 +233,9 @@ pub(crate) fn check(quotas: &[Gcra], tats: &mut [u64], now: u64) -> Verdict {
     check_all(quotas, tats, now)
 }
 
+/// [`check`] for one quota.
 #[inline(always)]
-fn check_one(q: &Gcra, tat: &mut u64, now: u64) -> Verdict {
+pub(crate) fn check_one(q: &Gcra, tat: &mut u64, now: u64) -> Verdict {
     let next = (*tat).max(now).saturating_add(q.interval);
     let ahead = next - now;
     if ahead > q.capacity {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::clock::{Clock, Epoch};
 use super::key::Key;
-use super::quota::{Gcra, Verdict, check};
+use super::quota::{Gcra, Verdict, check, check_one};
 
 /// How many entries eviction looks at to pick its victim: an approximate
 /// choice in constant time, as Redis does.
@@ -156,7 +156,11 @@ impl Entry {
         {
             return Admission::Overloaded;
         }
-        let verdict = check(quotas, self.tats.for_quotas(quotas.len()), now);
+        let verdict = match (quotas, &mut self.tats) {
+            // One quota in its inline slot, the common case.
+            ([quota], Tats::Inline([tat, ..])) => check_one(quota, tat, now),
+            _ => check(quotas, self.tats.for_quotas(quotas.len()), now),
+        };
         if max_in_flight.is_some() && matches!(verdict, Verdict::Allowed(_)) {
             self.in_flight += 1;
         }
