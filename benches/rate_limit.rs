@@ -16,6 +16,7 @@ use std::num::NonZeroU32;
 
 use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
+use meshgate::net::ClientIp;
 use meshgate::peer::PeerAddr;
 use meshgate::rate_limit::{Clock, Quota, RateLimitLayer};
 use tower::{Layer, Service, service_fn};
@@ -30,6 +31,15 @@ fn request(i: u32) -> Request<()> {
     request
         .extensions_mut()
         .insert(PeerAddr(SocketAddr::new(ip, 40000)));
+    request
+}
+
+/// A request whose client IP is resolved (as after an outer layer, or a
+/// first check).
+fn prepared(i: u32) -> Request<()> {
+    let mut request = request(i);
+    let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+    request.extensions_mut().insert(ClientIp(ip));
     request
 }
 
@@ -115,28 +125,38 @@ fn bench(c: &mut Criterion) {
     // The check alone, as governor's: the layer's `check` on prepared
     // requests (their client IP resolved once, as an outer layer would),
     // with governor's one quota (like for like), then with two quotas.
+    let mut requests: Vec<Request<()>> = (0..10_000).map(prepared).collect();
+    // Governor keyed by the same requests' client IP: the extension
+    // look-up `check` makes too.
+    let mut k = 0usize;
+    c.bench_function("rate_limit/governor_foldhash_check_request_10k_keys", |b| {
+        b.iter(|| {
+            k = (k + 1) % requests.len();
+            let request = black_box(&requests[k]);
+            let ip = request.extensions().get::<ClientIp>();
+            black_box(ip.is_some_and(|ip| fold.check_key(&ip.0).is_ok()))
+        })
+    });
     let checks = one_quota_layer();
-    let mut one = request(1);
+    let mut one = prepared(1);
     c.bench_function("rate_limit/check_one_quota_one_key", |b| {
         b.iter(|| black_box(checks.check(&mut one)))
     });
-    let mut prepared: Vec<Request<()>> = (0..10_000).map(request).collect();
-    let mut k = 0usize;
     c.bench_function("rate_limit/check_one_quota_10k_keys", |b| {
         b.iter(|| {
-            k = (k + 1) % prepared.len();
-            black_box(checks.check(&mut prepared[k]))
+            k = (k + 1) % requests.len();
+            black_box(checks.check(&mut requests[k]))
         })
     });
     let checks = layer();
-    let mut one = request(1);
+    let mut one = prepared(1);
     c.bench_function("rate_limit/check_one_key", |b| {
         b.iter(|| black_box(checks.check(&mut one)))
     });
     c.bench_function("rate_limit/check_10k_keys", |b| {
         b.iter(|| {
-            k = (k + 1) % prepared.len();
-            black_box(checks.check(&mut prepared[k]))
+            k = (k + 1) % requests.len();
+            black_box(checks.check(&mut requests[k]))
         })
     });
     let mut many_keys = layer().layer(service_fn(ok));
@@ -232,6 +252,9 @@ fn bench_redis(_: &mut Criterion) {}
 ///   10 000 IP keys in turn);
 /// * `fold_governor_one`, `fold_governor_10k`: the same with `foldhash`
 ///   instead of SipHash;
+/// * `fold_governor_request_one`, `fold_governor_request_10k`: the same,
+///   keyed by the [`ClientIp`] of the requests `check` gets (the extension
+///   look-up `check` makes too);
 /// * `check_one`, `check_10k`: the layer's `check` with governor's quota,
 ///   on requests whose client IP is resolved;
 /// * `check_tokio_one`: the same on [`Clock::Tokio`] (with the bench's
@@ -265,7 +288,7 @@ fn profile(spec: &str) {
             }
         });
     };
-    let fold_governor = |keys: usize| {
+    let fold_governor_keys = |keys: usize| {
         let limiter = fold_governor();
         measured(|| {
             for i in 0..n {
@@ -273,10 +296,21 @@ fn profile(spec: &str) {
             }
         });
     };
+    let fold_governor_request = |keys: usize| {
+        let limiter = fold_governor();
+        let prepared: Vec<Request<()>> = (0..keys as u32).map(prepared).collect();
+        measured(|| {
+            for i in 0..n {
+                let request = black_box(&prepared[i % keys]);
+                let ip = request.extensions().get::<ClientIp>();
+                black_box(ip.is_some_and(|ip| limiter.check_key(&ip.0).is_ok()));
+            }
+        });
+    };
     let check = |layer: RateLimitLayer, keys: usize| {
         // Builds the limiter (and calibrates its clock) before the count.
         black_box(layer.key_capacity());
-        let mut prepared: Vec<Request<()>> = (0..keys as u32).map(request).collect();
+        let mut prepared: Vec<Request<()>> = (0..keys as u32).map(prepared).collect();
         measured(|| {
             for i in 0..n {
                 black_box(layer.check(black_box(&mut prepared[i % keys])));
@@ -286,8 +320,10 @@ fn profile(spec: &str) {
     match variant {
         "governor_one" => governor(1),
         "governor_10k" => governor(10_000),
-        "fold_governor_one" => fold_governor(1),
-        "fold_governor_10k" => fold_governor(10_000),
+        "fold_governor_one" => fold_governor_keys(1),
+        "fold_governor_10k" => fold_governor_keys(10_000),
+        "fold_governor_request_one" => fold_governor_request(1),
+        "fold_governor_request_10k" => fold_governor_request(10_000),
         "check_one" => check(one_quota_layer(), 1),
         "check_tokio_one" => check(one_quota_layer().clock(Clock::Tokio), 1),
         "check_10k" => check(one_quota_layer(), 10_000),
