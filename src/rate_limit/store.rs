@@ -1,7 +1,6 @@
 //! The local backend: a sharded, bounded map of GCRA states.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -27,46 +26,19 @@ pub(crate) struct StoreKey {
     key: Key,
 }
 
-impl PartialEq for StoreKey {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
+impl StoreKey {
+    #[inline(always)]
+    fn is(&self, other: &Self) -> bool {
         self.hash == other.hash && self.policy == other.policy && self.key == other.key
     }
 }
 
-impl Eq for StoreKey {}
-
-impl Hash for StoreKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Passes on the hash a [`StoreKey`] carries: it was computed with the
-/// store's randomly keyed SipHash, so the map stays resistant to chosen
-/// keys without hashing twice.
-#[derive(Debug, Clone, Copy, Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is called (by `StoreKey`); fold anything else in.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Map = HashMap<StoreKey, Entry, BuildHasherDefault<Prehashed>>;
+/// A shard's entries, found by the hash their [`StoreKey`] carries: it was
+/// computed once with the store's randomly keyed hash, so the table stays
+/// resistant to chosen keys without hashing twice. (`hashbrown`'s table
+/// with its `inline-more` feature, which std's map is built without: the
+/// look-up inlines into the check.)
+type Map = hashbrown::HashTable<(StoreKey, Entry)>;
 
 /// Quotas per key whose theoretical arrival times are held in the entry
 /// itself; a quota set with more keeps them on the heap.
@@ -188,7 +160,11 @@ pub(crate) enum Admission {
 pub(crate) struct LocalStore {
     epoch: Epoch,
     seed: [u64; 2],
-    shards: Box<[Mutex<Shard>]>,
+    /// Always [`MAX_SHARDS`], so a masked index needs no bounds check;
+    /// the shards past `shard_mask` stay empty.
+    shards: Box<[Mutex<Shard>; MAX_SHARDS]>,
+    /// The shards in use, less one: 0 or `MAX_SHARDS - 1`.
+    shard_mask: usize,
     shard_cap: usize,
     sweep_every: u64,
 }
@@ -209,14 +185,13 @@ impl LocalStore {
                 RandomState::new().hash_one(0x5eed_u64) | 1,
                 RandomState::new().hash_one(0xfeed_u64),
             ],
-            shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        map: Map::default(),
-                        next_sweep: 0,
-                    })
+            shards: Box::new(std::array::from_fn(|_| {
+                Mutex::new(Shard {
+                    map: Map::new(),
+                    next_sweep: 0,
                 })
-                .collect(),
+            })),
+            shard_mask: shards - 1,
             shard_cap: (max_keys / shards).max(1),
             sweep_every: u64::try_from(sweep_every.as_nanos()).unwrap_or(u64::MAX),
         }
@@ -291,7 +266,7 @@ impl LocalStore {
     #[inline(always)]
     fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
         // The high bits pick the shard; the map uses the low ones.
-        let index = ((key.hash >> 40) as usize) & (self.shards.len() - 1);
+        let index = ((key.hash >> 40) as usize) & self.shard_mask & (MAX_SHARDS - 1);
         // A shard stays consistent whatever panicked while it was held.
         self.shards[index]
             .lock()
@@ -310,21 +285,22 @@ impl LocalStore {
         let now = self.now();
         let mut shard = self.shard(key);
         // One look-up for a known key, the common case.
-        if let Some(entry) = shard.map.get_mut(key) {
+        if let Some((_, entry)) = shard.map.find_mut(key.hash, |(k, _)| k.is(key)) {
             return entry.admit(quotas, max_in_flight, now);
         }
         self.make_room(&mut shard, now);
-        shard
+        let entry = (key.clone(), Entry::new(quotas.len()));
+        let (_, entry) = shard
             .map
-            .entry(key.clone())
-            .or_insert_with(|| Entry::new(quotas.len()))
-            .admit(quotas, max_in_flight, now)
+            .insert_unique(key.hash, entry, |(k, _)| k.hash)
+            .into_mut();
+        entry.admit(quotas, max_in_flight, now)
     }
 
     /// Ends a request counted in flight.
     pub(crate) fn release(&self, key: &StoreKey) {
         let mut shard = self.shard(key);
-        if let Some(entry) = shard.map.get_mut(key) {
+        if let Some((_, entry)) = shard.map.find_mut(key.hash, |(k, _)| k.is(key)) {
             entry.in_flight = entry.in_flight.saturating_sub(1);
         }
     }
@@ -335,7 +311,7 @@ impl LocalStore {
     /// prefers stale entries anyway.
     fn make_room(&self, shard: &mut Shard, now: u64) {
         if now >= shard.next_sweep {
-            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.map.retain(|(_, e)| !e.is_stale(now));
             shard.next_sweep = now.saturating_add(self.sweep_every);
         }
         if shard.map.len() >= self.shard_cap {
@@ -347,8 +323,10 @@ impl LocalStore {
                 .take(EVICTION_SAMPLE)
                 .min_by_key(|(_, e)| (e.in_flight > 0, e.stale_at()))
                 .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                shard.map.remove(&victim);
+            if let Some(victim) = victim
+                && let Ok(entry) = shard.map.find_entry(victim.hash, |(k, _)| k.is(&victim))
+            {
+                entry.remove();
             }
         }
     }
@@ -358,7 +336,7 @@ impl LocalStore {
         let now = self.now();
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.map.retain(|(_, e)| !e.is_stale(now));
             shard.next_sweep = now.saturating_add(self.sweep_every);
         }
     }
@@ -373,7 +351,7 @@ impl LocalStore {
 
     /// The most keys held.
     pub(crate) fn capacity(&self) -> usize {
-        self.shard_cap * self.shards.len()
+        self.shard_cap * (self.shard_mask + 1)
     }
 }
 
@@ -434,7 +412,7 @@ mod tests {
     fn hashes_spread_and_tell_keys_apart() {
         let store = LocalStore::new(1000, Duration::from_secs(10), Clock::Monotonic);
         let mut seen = HashSet::new();
-        let mut shards = vec![0usize; store.shards.len()];
+        let mut shards = vec![0usize; store.shard_mask + 1];
         for i in 0..10_000u32 {
             let key = store.key(0, Key::Ip(IpAddr::from(std::net::Ipv4Addr::from(i))));
             seen.insert(key.hash);
