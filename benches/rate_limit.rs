@@ -1,6 +1,9 @@
 //! An allowed request through `RateLimitLayer` against a bare `service_fn`,
 //! in the same run: one key, and 10 000 keys in turn; `governor`'s raw
-//! keyed check as the reference for the check alone. With the `redis`
+//! keyed check as the reference for the check alone (with its default
+//! SipHash; with `foldhash`, the hash family of the local backend; and
+//! with `foldhash`, keyed by the `ClientIp` of the same requests, the
+//! like-for-like reference for `RateLimitLayer::check`). With the `redis`
 //! feature and `redis-server` on PATH, also requests through the Redis
 //! backend, one at a time and 32 at once (on one multiplexed connection).
 //!
