@@ -1,6 +1,9 @@
 //! An allowed request through `RateLimitLayer` against a bare `service_fn`,
 //! in the same run: one key, and 10 000 keys in turn; `governor`'s raw
-//! keyed check as the reference for the check alone. With the `redis`
+//! keyed check as the reference for the check alone (with its default
+//! SipHash; with `foldhash`, the hash family of the local backend; and
+//! with `foldhash`, keyed by the `ClientIp` of the same requests, the
+//! like-for-like reference for `RateLimitLayer::check`). With the `redis`
 //! feature and `redis-server` on PATH, also requests through the Redis
 //! backend, one at a time and 32 at once (on one multiplexed connection).
 //!
@@ -16,8 +19,9 @@ use std::num::NonZeroU32;
 
 use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
+use meshgate::net::ClientIp;
 use meshgate::peer::PeerAddr;
-use meshgate::rate_limit::{Quota, RateLimitLayer};
+use meshgate::rate_limit::{Clock, Quota, RateLimitLayer};
 use tower::{Layer, Service, service_fn};
 
 async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
@@ -33,6 +37,15 @@ fn request(i: u32) -> Request<()> {
     request
 }
 
+/// A request whose client IP is resolved (as after an outer layer, or a
+/// first check).
+fn prepared(i: u32) -> Request<()> {
+    let mut request = request(i);
+    let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+    request.extensions_mut().insert(ClientIp(ip));
+    request
+}
+
 /// Quotas no benchmark run can exhaust, so every request is allowed.
 fn layer() -> RateLimitLayer {
     RateLimitLayer::new([
@@ -44,6 +57,23 @@ fn layer() -> RateLimitLayer {
 /// Governor's quota, as one meshgate quota: like for like.
 fn governor_quota() -> governor::Quota {
     governor::Quota::per_second(NonZeroU32::MAX).allow_burst(NonZeroU32::MAX)
+}
+
+/// Governor's keyed limiter with a seeded folded-multiply hasher
+/// (`foldhash`, of the family the local backend's key hash belongs to) in
+/// place of its default SipHash: like for like on hashing too.
+type FoldGovernor = governor::RateLimiter<
+    IpAddr,
+    governor::state::keyed::DashMapStateStore<IpAddr, foldhash::fast::RandomState>,
+    governor::clock::DefaultClock,
+>;
+
+fn fold_governor() -> FoldGovernor {
+    governor::RateLimiter::dashmap_with_clock_and_hasher(
+        governor_quota(),
+        governor::clock::DefaultClock::default(),
+        foldhash::fast::RandomState::default(),
+    )
 }
 
 /// The same quota as [`governor_quota`] for meshgate.
@@ -83,31 +113,53 @@ fn bench(c: &mut Criterion) {
             black_box(governor.check_key(&ip).is_ok())
         })
     });
+    let fold = fold_governor();
+    c.bench_function("rate_limit/governor_foldhash_check_key_one_key", |b| {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        b.iter(|| black_box(fold.check_key(black_box(&ip)).is_ok()))
+    });
+    c.bench_function("rate_limit/governor_foldhash_check_key_10k_keys", |b| {
+        b.iter(|| {
+            j = (j + 1) % 10_000;
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + j));
+            black_box(fold.check_key(&ip).is_ok())
+        })
+    });
     // The check alone, as governor's: the layer's `check` on prepared
     // requests (their client IP resolved once, as an outer layer would),
     // with governor's one quota (like for like), then with two quotas.
+    let mut requests: Vec<Request<()>> = (0..10_000).map(prepared).collect();
+    // Governor keyed by the same requests' client IP: the extension
+    // look-up `check` makes too.
+    let mut k = 0usize;
+    c.bench_function("rate_limit/governor_foldhash_check_request_10k_keys", |b| {
+        b.iter(|| {
+            k = (k + 1) % requests.len();
+            let request = black_box(&requests[k]);
+            let ip = request.extensions().get::<ClientIp>();
+            black_box(ip.is_some_and(|ip| fold.check_key(&ip.0).is_ok()))
+        })
+    });
     let checks = one_quota_layer();
-    let mut one = request(1);
+    let mut one = prepared(1);
     c.bench_function("rate_limit/check_one_quota_one_key", |b| {
         b.iter(|| black_box(checks.check(&mut one)))
     });
-    let mut prepared: Vec<Request<()>> = (0..10_000).map(request).collect();
-    let mut k = 0usize;
     c.bench_function("rate_limit/check_one_quota_10k_keys", |b| {
         b.iter(|| {
-            k = (k + 1) % prepared.len();
-            black_box(checks.check(&mut prepared[k]))
+            k = (k + 1) % requests.len();
+            black_box(checks.check(&mut requests[k]))
         })
     });
     let checks = layer();
-    let mut one = request(1);
+    let mut one = prepared(1);
     c.bench_function("rate_limit/check_one_key", |b| {
         b.iter(|| black_box(checks.check(&mut one)))
     });
     c.bench_function("rate_limit/check_10k_keys", |b| {
         b.iter(|| {
-            k = (k + 1) % prepared.len();
-            black_box(checks.check(&mut prepared[k]))
+            k = (k + 1) % requests.len();
+            black_box(checks.check(&mut requests[k]))
         })
     });
     let mut many_keys = layer().layer(service_fn(ok));
@@ -201,12 +253,22 @@ fn bench_redis(_: &mut Criterion) {}
 ///
 /// * `governor_one`, `governor_10k`: governor's `check_key` (one key, or
 ///   10 000 IP keys in turn);
+/// * `fold_governor_one`, `fold_governor_10k`: the same with `foldhash`
+///   instead of SipHash;
+/// * `fold_governor_request_one`, `fold_governor_request_10k`: the same,
+///   keyed by the [`ClientIp`] of the requests `check` gets (the extension
+///   look-up `check` makes too);
 /// * `check_one`, `check_10k`: the layer's `check` with governor's quota,
 ///   on requests whose client IP is resolved;
+/// * `check_tokio_one`: the same on [`Clock::Tokio`] (with the bench's
+///   tokio `test-util` feature, so the paused-clock path);
 /// * `check2_one`, `check2_10k`: the same with the bench's two quotas;
 /// * `service_fn`, `layer_one`, `layer_10k`: a fresh request through a bare
 ///   `service_fn`, and through the layer (two quotas);
-/// * `clock`: the local backend's clock read alone.
+/// * `clock`, `clock_tokio`: the local backend's clocks read alone (the
+///   default, `quanta`'s; and tokio's, on the `test-util` path), and
+///   `clock_std`: `std::time::Instant::now` as tokio reads it without
+///   `test-util`.
 ///
 /// Each run prints the wall time of its measured part (secondary: noisy on a shared
 /// machine). Everything runs inside a current-thread runtime, as in a server.
@@ -229,8 +291,29 @@ fn profile(spec: &str) {
             }
         });
     };
+    let fold_governor_keys = |keys: usize| {
+        let limiter = fold_governor();
+        measured(|| {
+            for i in 0..n {
+                black_box(limiter.check_key(black_box(&ips[i % keys])).is_ok());
+            }
+        });
+    };
+    let fold_governor_request = |keys: usize| {
+        let limiter = fold_governor();
+        let prepared: Vec<Request<()>> = (0..keys as u32).map(prepared).collect();
+        measured(|| {
+            for i in 0..n {
+                let request = black_box(&prepared[i % keys]);
+                let ip = request.extensions().get::<ClientIp>();
+                black_box(ip.is_some_and(|ip| limiter.check_key(&ip.0).is_ok()));
+            }
+        });
+    };
     let check = |layer: RateLimitLayer, keys: usize| {
-        let mut prepared: Vec<Request<()>> = (0..keys as u32).map(request).collect();
+        // Builds the limiter (and calibrates its clock) before the count.
+        black_box(layer.key_capacity());
+        let mut prepared: Vec<Request<()>> = (0..keys as u32).map(prepared).collect();
         measured(|| {
             for i in 0..n {
                 black_box(layer.check(black_box(&mut prepared[i % keys])));
@@ -240,7 +323,12 @@ fn profile(spec: &str) {
     match variant {
         "governor_one" => governor(1),
         "governor_10k" => governor(10_000),
+        "fold_governor_one" => fold_governor_keys(1),
+        "fold_governor_10k" => fold_governor_keys(10_000),
+        "fold_governor_request_one" => fold_governor_request(1),
+        "fold_governor_request_10k" => fold_governor_request(10_000),
         "check_one" => check(one_quota_layer(), 1),
+        "check_tokio_one" => check(one_quota_layer().clock(Clock::Tokio), 1),
         "check_10k" => check(one_quota_layer(), 10_000),
         "check2_one" => check(layer(), 1),
         "check2_10k" => check(layer(), 10_000),
@@ -266,12 +354,30 @@ fn profile(spec: &str) {
             });
         }
         "clock" => {
-            // What the local backend pays for its clock on every check:
-            // tokio's `Instant::now` and the nanoseconds since an epoch.
-            let epoch = tokio::time::Instant::now();
+            // The default clock as the local backend reads it: the raw
+            // counter, scaled to nanoseconds since an epoch.
+            let clock = quanta::Clock::new();
+            let start = clock.raw();
             measured(|| {
                 for _ in 0..n {
-                    let elapsed = tokio::time::Instant::now().saturating_duration_since(epoch);
+                    black_box(clock.delta_as_nanos(start, clock.raw()));
+                }
+            });
+        }
+        "clock_tokio" | "clock_std" => {
+            // `Clock::Tokio`: tokio's `Instant::now` and the nanoseconds
+            // since an epoch; `clock_std` is what tokio's `now` is in a
+            // build without `test-util`.
+            let epoch = std::time::Instant::now();
+            let tokio = variant == "clock_tokio";
+            measured(|| {
+                for _ in 0..n {
+                    let now = if tokio {
+                        tokio::time::Instant::now().into_std()
+                    } else {
+                        std::time::Instant::now()
+                    };
+                    let elapsed = now.saturating_duration_since(epoch);
                     black_box(
                         elapsed.as_secs() * 1_000_000_000 + u64::from(elapsed.subsec_nanos()),
                     );

@@ -60,12 +60,32 @@ impl From<&crate::config::RateLimitKey> for KeyBy {
 const MAX_HEADER_KEY: usize = 256;
 
 /// A counter's key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Eq)]
 pub(crate) enum Key {
     Global,
     UnknownClient,
     Ip(IpAddr),
     Text(Arc<str>),
+}
+
+impl PartialEq for Key {
+    /// As derived, with the text comparison out of line: comparing
+    /// addresses, the common case, stays a few instructions wherever it is
+    /// inlined (the store's map look-up).
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Ip(a), Self::Ip(b)) => a == b,
+            (Self::Text(a), Self::Text(b)) => same_text(a, b),
+            (Self::Global, Self::Global) | (Self::UnknownClient, Self::UnknownClient) => true,
+            _ => false,
+        }
+    }
+}
+
+#[inline(never)]
+fn same_text(a: &str, b: &str) -> bool {
+    a == b
 }
 
 impl KeyBy {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::clock::Clock;
 use super::key::KeyBy;
 use super::quota::Verdict;
 use super::quota::{Gcra, Quota};
@@ -43,6 +44,7 @@ struct Settings {
     legacy_headers: bool,
     max_keys: usize,
     sweep_interval: Duration,
+    clock: Clock,
 }
 
 /// The outcome of [`RateLimitLayer::check`].
@@ -109,6 +111,7 @@ impl RateLimitLayer {
                 legacy_headers: false,
                 max_keys: DEFAULT_MAX_KEYS,
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
+                clock: Clock::default(),
             },
             shared: Arc::default(),
         }
@@ -213,6 +216,14 @@ impl RateLimitLayer {
         self.configured(|s| s.sweep_interval = every)
     }
 
+    /// The clock the local backend measures time with: [`Clock::Tokio`]
+    /// for tests under paused tokio time.
+    ///
+    /// Default: [`Clock::Monotonic`].
+    pub fn clock(self, clock: Clock) -> Self {
+        self.configured(|s| s.clock = clock)
+    }
+
     /// How many keys the local backend holds now.
     #[must_use]
     pub fn key_count(&self) -> usize {
@@ -252,15 +263,17 @@ impl RateLimitLayer {
         }
         let key = limiter.store.key(policy, key);
         match limiter.store.acquire(&key, quotas, None) {
-            Admission::Allowed(Verdict::Allowed(Some(state))) => Decision::Allowed {
+            Admission::Checked(Verdict::Allowed(Some(state))) => Decision::Allowed {
                 remaining: state.remaining,
                 reset: Duration::from_nanos(state.reset),
             },
-            Admission::Refused(Verdict::Refused { retry_after, .. }) => Decision::Refused {
+            Admission::Checked(Verdict::Refused { retry_after, .. }) => Decision::Refused {
                 retry_after: Duration::from_nanos(retry_after),
             },
             // Non-empty quotas always give a state; no in-flight bound here.
-            _ => Decision::Unlimited,
+            Admission::Checked(Verdict::Allowed(None)) | Admission::Overloaded => {
+                Decision::Unlimited
+            }
         }
     }
 
@@ -318,7 +331,11 @@ impl Settings {
             exempt_networks: self.exempt_networks.clone(),
             max_in_flight: self.max_in_flight,
             legacy_headers: self.legacy_headers,
-            store: Arc::new(LocalStore::new(self.max_keys, self.sweep_interval)),
+            store: Arc::new(LocalStore::new(
+                self.max_keys,
+                self.sweep_interval,
+                self.clock,
+            )),
         }
     }
 }

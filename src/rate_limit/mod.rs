@@ -48,12 +48,21 @@
 //!
 //! # Why not `governor`
 //!
-//! The local backend is its own GCRA, on tokio's clock (so tests run under
-//! paused time), in a sharded map: `governor`'s keyed limiter checks one
-//! quota per limiter and has no way to give a cell back, so "all quotas or
-//! none" would need check-then-refund across several limiters, with a race
-//! between them; its keyed store has no hard bound on keys either. One
-//! short shard lock covers the check of every quota of a key.
+//! The local backend is its own GCRA in a sharded map: `governor`'s keyed
+//! limiter checks one quota per limiter and has no way to give a cell back,
+//! so "all quotas or none" would need check-then-refund across several
+//! limiters, with a race between them; its keyed store has no hard bound
+//! on keys either. One short shard lock covers the check of every quota of
+//! a key.
+//!
+//! # Clock
+//!
+//! The local backend reads the time once per check from its [`Clock`]: by
+//! default the CPU's time-stamp counter through `quanta` (the clock
+//! `governor` uses; a few nanoseconds), which does not see tokio's paused
+//! time. Tests that pause and advance tokio's clock select
+//! [`Clock::Tokio`] with [`RateLimitLayer::clock`]; the limiter is the
+//! same code on either clock. The Redis backend uses Redis' clock.
 //!
 //! # Sharing and bounds
 //!
@@ -125,6 +134,7 @@
 //! # }
 //! ```
 
+mod clock;
 mod future;
 mod headers;
 mod key;
@@ -133,6 +143,7 @@ mod quota;
 mod service;
 mod store;
 
+pub use clock::Clock;
 pub use future::ResponseFuture;
 pub use headers::{RATELIMIT, RATELIMIT_POLICY};
 pub use key::KeyBy;

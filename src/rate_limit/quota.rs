@@ -223,29 +223,43 @@ pub(crate) enum Verdict {
 
 /// Checks one request against every quota, charging all of them or none.
 /// `tats` holds each quota's theoretical arrival time (ns since the epoch).
-#[inline]
+#[inline(always)]
 pub(crate) fn check(quotas: &[Gcra], tats: &mut [u64], now: u64) -> Verdict {
-    // One quota, the common case: the arithmetic below without the loops.
+    // One quota, the common case: no loop and nothing to undo, inlined
+    // into the store's look-up.
     if let ([q], [tat]) = (quotas, &mut *tats) {
-        let next = (*tat).max(now).saturating_add(q.interval);
-        let ahead = next - now;
-        if ahead > q.capacity {
-            return Verdict::Refused {
-                retry_after: ahead - q.capacity,
-                state: QuotaState {
-                    index: 0,
-                    remaining: 0,
-                    reset: (*tat).saturating_sub(now),
-                },
-            };
-        }
-        *tat = next;
-        return Verdict::Allowed(Some(QuotaState {
-            index: 0,
-            remaining: (q.capacity - ahead) / q.interval,
-            reset: ahead,
-        }));
+        return check_one(q, tat, now);
     }
+    check_all(quotas, tats, now)
+}
+
+/// [`check`] for one quota.
+#[inline(always)]
+pub(crate) fn check_one(q: &Gcra, tat: &mut u64, now: u64) -> Verdict {
+    let next = (*tat).max(now).saturating_add(q.interval);
+    let ahead = next - now;
+    if ahead > q.capacity {
+        return Verdict::Refused {
+            retry_after: ahead - q.capacity,
+            state: QuotaState {
+                index: 0,
+                remaining: 0,
+                reset: (*tat).saturating_sub(now),
+            },
+        };
+    }
+    *tat = next;
+    Verdict::Allowed(Some(QuotaState {
+        index: 0,
+        remaining: (q.capacity - ahead) / q.interval,
+        reset: ahead,
+    }))
+}
+
+/// [`check`] for any number of quotas: every one is checked before any
+/// is charged.
+#[inline(never)]
+fn check_all(quotas: &[Gcra], tats: &mut [u64], now: u64) -> Verdict {
     let mut refused: Option<(u64, QuotaState)> = None;
     for (index, (q, tat)) in quotas.iter().zip(tats.iter()).enumerate() {
         let next = (*tat).max(now).saturating_add(q.interval);

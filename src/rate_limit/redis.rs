@@ -375,7 +375,7 @@ where
                         OnRedisError::Local => {
                             let local = limiter.store.key(policy, key);
                             match limiter.store.acquire(&local, &quotas, None) {
-                                Admission::Allowed(v) | Admission::Refused(v) => v,
+                                Admission::Checked(verdict) => verdict,
                                 Admission::Overloaded => return unavailable(grpc),
                             }
                         }

@@ -37,31 +37,41 @@ impl Limiter {
     /// What limits a request: `None` when it is not limited (exempt, or no
     /// quota and no in-flight bound), else its quota set and key. Inserts
     /// the [`ClientIp`] it resolved into the request.
+    #[inline(always)]
     pub(crate) fn plan<B>(&self, request: &mut Request<B>) -> Option<(u32, Key)> {
         if self.by_client_ip_only {
-            // What the general walk below does for this configuration,
-            // with one extension look-up when the client IP is known.
+            // What `plan_any` does for this configuration, with one
+            // extension look-up when the client IP is known.
             if self.policies[0].is_empty() && self.max_in_flight.is_none() {
                 return None;
             }
             if let Some(given) = request.extensions().get::<ClientIp>() {
                 return Some((0, Key::Ip(given.0)));
             }
-            let ip = request
-                .extensions()
-                .get::<PeerAddr>()
-                .and_then(|peer| self.trusted_proxies.resolve(peer.0.ip(), request.headers()));
-            return Some((
-                0,
-                match ip {
-                    Some(addr) => {
-                        request.extensions_mut().insert(ClientIp(addr));
-                        Key::Ip(addr)
-                    }
-                    None => Key::UnknownClient,
-                },
-            ));
+            return Some((0, self.resolve_client_ip(request)));
         }
+        self.plan_any(request)
+    }
+
+    /// The key of a request keyed by client IP that carries no
+    /// [`ClientIp`] yet; inserts the one it resolves.
+    fn resolve_client_ip<B>(&self, request: &mut Request<B>) -> Key {
+        let ip = request
+            .extensions()
+            .get::<PeerAddr>()
+            .and_then(|peer| self.trusted_proxies.resolve(peer.0.ip(), request.headers()));
+        match ip {
+            Some(addr) => {
+                request.extensions_mut().insert(ClientIp(addr));
+                Key::Ip(addr)
+            }
+            None => Key::UnknownClient,
+        }
+    }
+
+    /// [`plan`](Self::plan) for any configuration.
+    #[inline(never)]
+    fn plan_any<B>(&self, request: &mut Request<B>) -> Option<(u32, Key)> {
         let ip = IpSource::new(&self.trusted_proxies);
         let consumer = if self.reads_consumer {
             request.extensions().get::<ConsumerIdentity>()
@@ -131,25 +141,17 @@ where
             legacy: limiter.legacy_headers,
         };
         match limiter.store.acquire(&key, quotas, limiter.max_in_flight) {
-            Admission::Allowed(verdict) => {
-                let headers = match verdict {
-                    Verdict::Allowed(Some(state)) => Some(info(state)),
-                    _ => None,
-                };
+            Admission::Checked(Verdict::Allowed(state)) => {
                 let permit = limiter
                     .max_in_flight
                     .map(|_| InFlight::new(Arc::clone(&limiter.store), key));
-                ResponseFuture::allowed(self.inner.call(request), headers, permit)
+                ResponseFuture::allowed(self.inner.call(request), state.map(info), permit)
             }
-            Admission::Refused(Verdict::Refused { retry_after, state }) => ResponseFuture::refused(
+            Admission::Checked(Verdict::Refused { retry_after, state }) => ResponseFuture::refused(
                 info(state),
                 retry_after,
                 crate::error::is_grpc(request.headers()),
             ),
-            Admission::Refused(Verdict::Allowed(_)) => {
-                // `acquire` only refuses with a refused verdict.
-                ResponseFuture::passthrough(self.inner.call(request))
-            }
             Admission::Overloaded => {
                 ResponseFuture::overloaded(crate::error::is_grpc(request.headers()))
             }

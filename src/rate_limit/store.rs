@@ -1,15 +1,13 @@
 //! The local backend: a sharded, bounded map of GCRA states.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use super::clock::{Clock, Epoch};
 use super::key::Key;
-use super::quota::{Gcra, Verdict, check};
+use super::quota::{Gcra, Verdict, check, check_one};
 
 /// How many entries eviction looks at to pick its victim: an approximate
 /// choice in constant time, as Redis does.
@@ -28,46 +26,19 @@ pub(crate) struct StoreKey {
     key: Key,
 }
 
-impl PartialEq for StoreKey {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
+impl StoreKey {
+    #[inline(always)]
+    fn is(&self, other: &Self) -> bool {
         self.hash == other.hash && self.policy == other.policy && self.key == other.key
     }
 }
 
-impl Eq for StoreKey {}
-
-impl Hash for StoreKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Passes on the hash a [`StoreKey`] carries: it was computed with the
-/// store's randomly keyed SipHash, so the map stays resistant to chosen
-/// keys without hashing twice.
-#[derive(Debug, Clone, Copy, Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is called (by `StoreKey`); fold anything else in.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Map = HashMap<StoreKey, Entry, BuildHasherDefault<Prehashed>>;
+/// A shard's entries, found by the hash their [`StoreKey`] carries: it was
+/// computed once with the store's randomly keyed hash, so the table stays
+/// resistant to chosen keys without hashing twice. (`hashbrown`'s table
+/// with its `inline-more` feature, which std's map is built without: the
+/// look-up inlines into the check.)
+type Map = hashbrown::HashTable<(StoreKey, Entry)>;
 
 /// Quotas per key whose theoretical arrival times are held in the entry
 /// itself; a quota set with more keeps them on the heap.
@@ -107,7 +78,7 @@ impl Tats {
 
     /// The times of `quotas` quotas. A set of another shape (which a key's
     /// policy never changes to) starts afresh.
-    #[inline]
+    #[inline(always)]
     fn for_quotas(&mut self, quotas: usize) -> &mut [u64] {
         let fits = match self {
             Self::Inline(_) => quotas <= INLINE_QUOTAS,
@@ -150,22 +121,22 @@ impl Entry {
 
     /// Checks a request against `quotas` and, when allowed, charges them
     /// and counts it in flight if `max_in_flight` is set.
-    #[inline]
+    #[inline(always)]
     fn admit(&mut self, quotas: &[Gcra], max_in_flight: Option<u32>, now: u64) -> Admission {
         if let Some(max) = max_in_flight
             && self.in_flight >= max
         {
             return Admission::Overloaded;
         }
-        match check(quotas, self.tats.for_quotas(quotas.len()), now) {
-            verdict @ Verdict::Allowed(_) => {
-                if max_in_flight.is_some() {
-                    self.in_flight += 1;
-                }
-                Admission::Allowed(verdict)
-            }
-            verdict @ Verdict::Refused { .. } => Admission::Refused(verdict),
+        let verdict = match (quotas, &mut self.tats) {
+            // One quota in its inline slot, the common case.
+            ([quota], Tats::Inline([tat, ..])) => check_one(quota, tat, now),
+            _ => check(quotas, self.tats.for_quotas(quotas.len()), now),
+        };
+        if max_in_flight.is_some() && matches!(verdict, Verdict::Allowed(_)) {
+            self.in_flight += 1;
         }
+        Admission::Checked(verdict)
     }
 }
 
@@ -178,17 +149,22 @@ struct Shard {
 /// The outcome of [`LocalStore::acquire`].
 #[derive(Debug)]
 pub(crate) enum Admission {
-    Allowed(Verdict),
-    Refused(Verdict),
+    /// The quotas' verdict (allowed requests are counted in flight).
+    Checked(Verdict),
+    /// Refused before the quotas: the key has its most requests in flight.
     Overloaded,
 }
 
 /// Every key's GCRA state, in shards each behind its own short lock.
 #[derive(Debug)]
 pub(crate) struct LocalStore {
-    epoch: Instant,
+    epoch: Epoch,
     seed: [u64; 2],
-    shards: Box<[Mutex<Shard>]>,
+    /// Always [`MAX_SHARDS`], so a masked index needs no bounds check;
+    /// the shards past `shard_mask` stay empty.
+    shards: Box<[Mutex<Shard>; MAX_SHARDS]>,
+    /// The shards in use, less one: 0 or `MAX_SHARDS - 1`.
+    shard_mask: usize,
     shard_cap: usize,
     sweep_every: u64,
 }
@@ -196,45 +172,40 @@ pub(crate) struct LocalStore {
 impl LocalStore {
     /// `max_keys` is at least 1 (the builder clamps it); the store never
     /// holds more.
-    pub(crate) fn new(max_keys: usize, sweep_every: Duration) -> Self {
+    pub(crate) fn new(max_keys: usize, sweep_every: Duration, clock: Clock) -> Self {
         // A power of two, so the shard is picked with a mask; one shard
         // for small bounds, so every bound under `MAX_SHARDS` is kept
         // exactly.
         let shards = if max_keys < MAX_SHARDS { 1 } else { MAX_SHARDS };
         Self {
-            epoch: Instant::now(),
+            epoch: Epoch::start(clock),
             // Random per store, so keys chosen to collide cannot be
             // computed from outside.
             seed: [
                 RandomState::new().hash_one(0x5eed_u64) | 1,
                 RandomState::new().hash_one(0xfeed_u64),
             ],
-            shards: (0..shards)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        map: Map::default(),
-                        next_sweep: 0,
-                    })
+            shards: Box::new(std::array::from_fn(|_| {
+                Mutex::new(Shard {
+                    map: Map::new(),
+                    next_sweep: 0,
                 })
-                .collect(),
+            })),
+            shard_mask: shards - 1,
             shard_cap: (max_keys / shards).max(1),
             sweep_every: u64::try_from(sweep_every.as_nanos()).unwrap_or(u64::MAX),
         }
     }
 
-    /// Nanoseconds since the store's epoch, on tokio's clock (so paused
-    /// time in tests drives the limiter). Read once per check.
-    #[inline]
+    /// Nanoseconds since the store's epoch, on its [`Clock`]. Read once
+    /// per check.
+    #[inline(always)]
     pub(crate) fn now(&self) -> u64 {
-        let elapsed = Instant::now().saturating_duration_since(self.epoch);
-        elapsed
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(elapsed.subsec_nanos()))
+        self.epoch.now()
     }
 
     /// The key of `key` counted against quota set `policy`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn key(&self, policy: u32, key: Key) -> StoreKey {
         StoreKey {
             hash: self.hash(policy, &key),
@@ -246,36 +217,56 @@ impl LocalStore {
     /// A keyed folded-multiply hash (as foldhash and aHash use): a few
     /// nanoseconds for an IP, and with a secret random seed, chosen keys
     /// cannot be made to collide.
-    #[inline]
+    #[inline(always)]
     fn hash(&self, policy: u32, key: &Key) -> u64 {
-        let [a, b] = self.seed;
-        let mut h = fold(a ^ u64::from(policy), b);
         match key {
-            Key::Global => h = fold(h ^ 1, a),
-            Key::UnknownClient => h = fold(h ^ 2, a),
-            Key::Ip(IpAddr::V4(v4)) => h = fold(h ^ u64::from(u32::from(*v4)) ^ (3 << 32), a),
+            Key::Ip(IpAddr::V4(v4)) => self.hash_v4(policy, *v4),
+            _ => self.hash_other(policy, key),
+        }
+    }
+
+    /// The policy and the address fill one word: one fold fewer for the
+    /// most common key; its own multiplier keeps it apart from the other
+    /// kinds.
+    #[inline(always)]
+    fn hash_v4(&self, policy: u32, v4: std::net::Ipv4Addr) -> u64 {
+        let [a, b] = self.seed;
+        let word = (u64::from(policy) << 32) | u64::from(u32::from(v4));
+        fold(fold(word ^ a, b ^ V4_TAG), a)
+    }
+
+    /// [`hash`](Self::hash) for keys other than IPv4 addresses.
+    #[inline(never)]
+    fn hash_other(&self, policy: u32, key: &Key) -> u64 {
+        let [a, b] = self.seed;
+        let start = || fold(a ^ u64::from(policy), b);
+        let h = match key {
+            Key::Ip(IpAddr::V4(v4)) => return self.hash_v4(policy, *v4),
+            Key::Global => fold(start() ^ 1, a),
+            Key::UnknownClient => fold(start() ^ 2, a),
             Key::Ip(IpAddr::V6(v6)) => {
                 let bits = u128::from(*v6);
-                h = fold(h ^ (bits as u64), a);
-                h = fold(h ^ ((bits >> 64) as u64) ^ 4, b);
+                let h = fold(start() ^ (bits as u64), a);
+                fold(h ^ ((bits >> 64) as u64) ^ 4, b)
             }
             Key::Text(text) => {
                 let bytes = text.as_bytes();
-                h = fold(h ^ 5 ^ ((bytes.len() as u64) << 8), a);
+                let mut h = fold(start() ^ 5 ^ ((bytes.len() as u64) << 8), a);
                 for chunk in bytes.chunks(8) {
                     let mut word = [0u8; 8];
                     word[..chunk.len()].copy_from_slice(chunk);
                     h = fold(h ^ u64::from_le_bytes(word), b);
                 }
+                h
             }
-        }
+        };
         fold(h, a)
     }
 
-    #[inline]
+    #[inline(always)]
     fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
         // The high bits pick the shard; the map uses the low ones.
-        let index = ((key.hash >> 40) as usize) & (self.shards.len() - 1);
+        let index = ((key.hash >> 40) as usize) & self.shard_mask & (MAX_SHARDS - 1);
         // A shard stays consistent whatever panicked while it was held.
         self.shards[index]
             .lock()
@@ -284,7 +275,7 @@ impl LocalStore {
 
     /// Checks a request against `quotas` for `key` and, when allowed,
     /// charges them and counts it in flight if `max_in_flight` is set.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(
         &self,
         key: &StoreKey,
@@ -294,21 +285,22 @@ impl LocalStore {
         let now = self.now();
         let mut shard = self.shard(key);
         // One look-up for a known key, the common case.
-        if let Some(entry) = shard.map.get_mut(key) {
+        if let Some((_, entry)) = shard.map.find_mut(key.hash, |(k, _)| k.is(key)) {
             return entry.admit(quotas, max_in_flight, now);
         }
         self.make_room(&mut shard, now);
-        shard
+        let entry = (key.clone(), Entry::new(quotas.len()));
+        let (_, entry) = shard
             .map
-            .entry(key.clone())
-            .or_insert_with(|| Entry::new(quotas.len()))
-            .admit(quotas, max_in_flight, now)
+            .insert_unique(key.hash, entry, |(k, _)| k.hash)
+            .into_mut();
+        entry.admit(quotas, max_in_flight, now)
     }
 
     /// Ends a request counted in flight.
     pub(crate) fn release(&self, key: &StoreKey) {
         let mut shard = self.shard(key);
-        if let Some(entry) = shard.map.get_mut(key) {
+        if let Some((_, entry)) = shard.map.find_mut(key.hash, |(k, _)| k.is(key)) {
             entry.in_flight = entry.in_flight.saturating_sub(1);
         }
     }
@@ -319,7 +311,7 @@ impl LocalStore {
     /// prefers stale entries anyway.
     fn make_room(&self, shard: &mut Shard, now: u64) {
         if now >= shard.next_sweep {
-            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.map.retain(|(_, e)| !e.is_stale(now));
             shard.next_sweep = now.saturating_add(self.sweep_every);
         }
         if shard.map.len() >= self.shard_cap {
@@ -331,8 +323,10 @@ impl LocalStore {
                 .take(EVICTION_SAMPLE)
                 .min_by_key(|(_, e)| (e.in_flight > 0, e.stale_at()))
                 .map(|(k, _)| k.clone());
-            if let Some(victim) = victim {
-                shard.map.remove(&victim);
+            if let Some(victim) = victim
+                && let Ok(entry) = shard.map.find_entry(victim.hash, |(k, _)| k.is(&victim))
+            {
+                entry.remove();
             }
         }
     }
@@ -342,7 +336,7 @@ impl LocalStore {
         let now = self.now();
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            shard.map.retain(|_, e| !e.is_stale(now));
+            shard.map.retain(|(_, e)| !e.is_stale(now));
             shard.next_sweep = now.saturating_add(self.sweep_every);
         }
     }
@@ -357,12 +351,16 @@ impl LocalStore {
 
     /// The most keys held.
     pub(crate) fn capacity(&self) -> usize {
-        self.shard_cap * self.shards.len()
+        self.shard_cap * (self.shard_mask + 1)
     }
 }
 
+/// Mixed into the multiplier of IPv4 keys' hash (an arbitrary odd constant:
+/// the digits of pi).
+const V4_TAG: u64 = 0x243f_6a88_85a3_08d3;
+
 /// The folded multiply: the high and low halves of the 128-bit product.
-#[inline]
+#[inline(always)]
 fn fold(x: u64, y: u64) -> u64 {
     let product = u128::from(x) * u128::from(y);
     (product as u64) ^ ((product >> 64) as u64)
@@ -412,9 +410,9 @@ mod tests {
 
     #[test]
     fn hashes_spread_and_tell_keys_apart() {
-        let store = LocalStore::new(1000, Duration::from_secs(10));
+        let store = LocalStore::new(1000, Duration::from_secs(10), Clock::Monotonic);
         let mut seen = HashSet::new();
-        let mut shards = vec![0usize; store.shards.len()];
+        let mut shards = vec![0usize; store.shard_mask + 1];
         for i in 0..10_000u32 {
             let key = store.key(0, Key::Ip(IpAddr::from(std::net::Ipv4Addr::from(i))));
             seen.insert(key.hash);
@@ -431,7 +429,7 @@ mod tests {
             store.key(0, Key::Global).hash,
             store.key(1, Key::Global).hash
         );
-        let other = LocalStore::new(1000, Duration::from_secs(10));
+        let other = LocalStore::new(1000, Duration::from_secs(10), Clock::Monotonic);
         assert_ne!(
             other.key(0, Key::Global).hash,
             store.key(0, Key::Global).hash

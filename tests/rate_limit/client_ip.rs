@@ -2,7 +2,7 @@
 //! a trusted proxy. The resolution rule itself is tested in `meshgate::net`.
 
 use meshgate::net::{ForwardedHeader, IpNet, TrustedProxies};
-use meshgate::rate_limit::{Quota, RateLimitLayer};
+use meshgate::rate_limit::{Clock, Quota, RateLimitLayer};
 use tower::Layer;
 
 use super::{Upstream, from, send};
@@ -45,6 +45,7 @@ fn untrusted_peers_cannot_spoof() {
 async fn spoofed_headers_share_the_peer_counter() {
     let upstream = Upstream::default();
     let service = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
         .client_ip(resolver(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor))
         .layer(upstream.clone().service());
     // An untrusted client rotating X-Forwarded-For is one client.

@@ -10,7 +10,7 @@ use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
 use meshgate::auth::api_key::ApiKeyLayer;
 use meshgate::auth::jwt::{Algorithm, Issuer, JwtKey, JwtLayer};
 use meshgate::auth::{Consumer, ConsumerStore};
-use meshgate::rate_limit::{KeyBy, Quota, RateLimitLayer};
+use meshgate::rate_limit::{Clock, KeyBy, Quota, RateLimitLayer};
 use meshgate::routing::{Route, Router};
 use serde_json::json;
 use tower::Layer;
@@ -39,6 +39,7 @@ async fn api_key_consumers_get_their_tiers_quotas() {
     store.add_key(Consumer::new("gamma"), "key-gamma").unwrap();
     let upstream = Upstream::default();
     let limited = RateLimitLayer::new([Quota::per_minute(3)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Consumer)
         .tier("pro", [Quota::per_minute(2)])
         .tier("free", [Quota::per_minute(1)])
@@ -83,6 +84,7 @@ fn bearer(subject: &str) -> Request<()> {
 async fn jwt_subjects_are_counted_apart() {
     let upstream = Upstream::default();
     let limited = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::JwtSubject)
         .layer(upstream.clone().service());
     let jwt = JwtLayer::new(Issuer::new().key(JwtKey::hmac(Algorithm::HS256, SECRET).unwrap()));
@@ -98,6 +100,7 @@ async fn jwt_subjects_are_counted_apart() {
 async fn routes_are_counted_by_the_name_the_router_reports() {
     let upstream = Upstream::default();
     let limited = RateLimitLayer::new([Quota::per_minute(100)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Route)
         .route("orders", [Quota::per_minute(1)])
         .layer(upstream.clone().service());

@@ -1,5 +1,5 @@
 //! Behaviour of `meshgate::rate_limit` through its public API, under paused
-//! time.
+//! time (on `Clock::Tokio`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,11 +13,12 @@ use meshgate::error::{Rejection, RejectionKind};
 use meshgate::identity::{ConsumerIdentity, RouteName};
 use meshgate::net::ClientIp;
 use meshgate::peer::PeerAddr;
-use meshgate::rate_limit::{Decision, KeyBy, Quota, RateLimitLayer};
+use meshgate::rate_limit::{Clock, Decision, KeyBy, Quota, RateLimitLayer};
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod client_ip;
+mod clock;
 #[cfg(all(feature = "auth", feature = "routing"))]
 mod identity;
 mod memory;
@@ -96,8 +97,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 #[tokio::test(start_paused = true)]
 async fn burst_then_steady_rate() {
     let upstream = Upstream::default();
-    let service =
-        RateLimitLayer::new([Quota::per_second(10).burst(20)]).layer(upstream.clone().service());
+    let service = RateLimitLayer::new([Quota::per_second(10).burst(20)])
+        .clock(Clock::Tokio)
+        .layer(upstream.clone().service());
     for i in 0..20 {
         let response = send(&service, from("192.0.2.1")).await;
         assert_eq!(response.status(), 200, "request {i} of the burst");
@@ -124,6 +126,7 @@ async fn burst_then_steady_rate() {
 async fn minute_quota_exhausted_while_second_quota_has_room() {
     let upstream = Upstream::default();
     let service = RateLimitLayer::new([Quota::per_second(10), Quota::per_minute(15)])
+        .clock(Clock::Tokio)
         .layer(upstream.clone().service());
     for _ in 0..10 {
         assert_eq!(send(&service, from("192.0.2.1")).await.status(), 200);
@@ -165,6 +168,7 @@ async fn minute_quota_exhausted_while_second_quota_has_room() {
 #[tokio::test(start_paused = true)]
 async fn headers_match_the_draft_syntax() {
     let service = RateLimitLayer::new([Quota::per_second(100), Quota::per_minute(3)])
+        .clock(Clock::Tokio)
         .legacy_headers(true)
         .layer(Upstream::default().service());
     let expected = [("\"minute\";r=2;t=20", "2"), ("\"minute\";r=1;t=40", "1")];
@@ -208,6 +212,7 @@ async fn headers_match_the_draft_syntax() {
 
     // Without legacy headers there are none; a named quota keeps its name.
     let service = RateLimitLayer::new([Quota::new(50, Duration::from_secs(10)).named("burst")])
+        .clock(Clock::Tokio)
         .layer(Upstream::default().service());
     let response = send(&service, from("192.0.2.1")).await;
     assert!(response.headers().get("x-ratelimit-limit").is_none());
@@ -223,7 +228,9 @@ async fn headers_match_the_draft_syntax() {
 
 #[tokio::test(start_paused = true)]
 async fn grpc_requests_get_resource_exhausted() {
-    let service = RateLimitLayer::new([Quota::per_minute(1)]).layer(Upstream::default().service());
+    let service = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
+        .layer(Upstream::default().service());
     let grpc = || {
         let mut request = from("192.0.2.1");
         request
@@ -242,6 +249,7 @@ async fn grpc_requests_get_resource_exhausted() {
 async fn tiers_give_free_and_pro_consumers_different_limits() {
     let upstream = Upstream::default();
     let service = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Consumer)
         .tier("free", [Quota::per_minute(2)])
         .tier("pro", [Quota::per_minute(5)])
@@ -277,6 +285,7 @@ async fn tiers_give_free_and_pro_consumers_different_limits() {
 #[tokio::test(start_paused = true)]
 async fn anonymous_requests_fall_back_to_the_client_ip() {
     let service = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Consumer)
         .layer(Upstream::default().service());
     assert_eq!(send(&service, from("192.0.2.1")).await.status(), 200);
@@ -295,6 +304,7 @@ async fn anonymous_requests_fall_back_to_the_client_ip() {
 async fn route_overrides_and_exemptions() {
     let upstream = Upstream::default();
     let service = RateLimitLayer::new([Quota::per_minute(3)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Consumer)
         .tier("pro", [Quota::per_minute(100)])
         .route("login", [Quota::per_minute(1)])
@@ -333,6 +343,7 @@ async fn header_composite_and_global_keys() {
         request
     };
     let service = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Header("x-tenant".parse().unwrap()))
         .layer(Upstream::default().service());
     assert_eq!(send(&service, tenant("a", "192.0.2.1")).await.status(), 200);
@@ -340,6 +351,7 @@ async fn header_composite_and_global_keys() {
     assert_eq!(send(&service, tenant("b", "192.0.2.1")).await.status(), 200);
 
     let service = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Composite(vec![
             KeyBy::Header("x-tenant".parse().unwrap()),
             KeyBy::ClientIp,
@@ -350,6 +362,7 @@ async fn header_composite_and_global_keys() {
     assert_eq!(send(&service, tenant("a", "192.0.2.1")).await.status(), 429);
 
     let service = RateLimitLayer::new([Quota::per_minute(2)])
+        .clock(Clock::Tokio)
         .key_by(KeyBy::Global)
         .layer(Upstream::default().service());
     assert_eq!(send(&service, from("192.0.2.1")).await.status(), 200);
@@ -359,7 +372,7 @@ async fn header_composite_and_global_keys() {
 
 #[tokio::test(start_paused = true)]
 async fn clones_and_services_of_one_layer_share_counters() {
-    let layer = RateLimitLayer::new([Quota::per_minute(2)]);
+    let layer = RateLimitLayer::new([Quota::per_minute(2)]).clock(Clock::Tokio);
     let a = layer.layer(Upstream::default().service());
     let b = layer.clone().layer(Upstream::default().service());
     assert_eq!(send(&a, from("192.0.2.1")).await.status(), 200);
@@ -386,7 +399,9 @@ async fn clones_and_services_of_one_layer_share_counters() {
 
 #[tokio::test(start_paused = true)]
 async fn no_quota_means_no_limit() {
-    let service = RateLimitLayer::new([]).layer(Upstream::default().service());
+    let service = RateLimitLayer::new([])
+        .clock(Clock::Tokio)
+        .layer(Upstream::default().service());
     for _ in 0..100 {
         let response = send(&service, from("192.0.2.1")).await;
         assert_eq!(response.status(), 200);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use meshgate::peer::PeerAddr;
-use meshgate::rate_limit::{Quota, RateLimitLayer};
+use meshgate::rate_limit::{Clock, Quota, RateLimitLayer};
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -15,8 +15,9 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 async fn a_million_distinct_keys_stay_under_the_bound() {
     const KEYS: u32 = 1_000_000;
     const MAX_KEYS: usize = 10_000;
-    let layer =
-        RateLimitLayer::new([Quota::per_second(10), Quota::per_minute(100)]).max_keys(MAX_KEYS);
+    let layer = RateLimitLayer::new([Quota::per_second(10), Quota::per_minute(100)])
+        .clock(Clock::Tokio)
+        .max_keys(MAX_KEYS);
     let mut service = layer.layer(service_fn(|_: Request<()>| async {
         Ok::<_, Infallible>(Response::new(()))
     }));
@@ -69,7 +70,9 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
 async fn the_bound_holds_at_one_key() {
     // With a bound of one key, a new key replaces the old one: the bound
     // holds even at its smallest.
-    let layer = RateLimitLayer::new([Quota::per_minute(1)]).max_keys(1);
+    let layer = RateLimitLayer::new([Quota::per_minute(1)])
+        .clock(Clock::Tokio)
+        .max_keys(1);
     let service = layer.layer(service_fn(|_: Request<()>| async {
         Ok::<_, Infallible>(Response::new(()))
     }));

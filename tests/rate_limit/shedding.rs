@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use meshgate::error::{Rejection, RejectionKind};
-use meshgate::rate_limit::{Quota, RateLimitLayer};
+use meshgate::rate_limit::{Clock, Quota, RateLimitLayer};
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -17,6 +17,7 @@ async fn load_shedding_answers_503_at_once() {
     let gate = Arc::new(Semaphore::new(0));
     let inner_gate = gate.clone();
     let service = RateLimitLayer::new([Quota::per_minute(100)])
+        .clock(Clock::Tokio)
         .max_in_flight(2)
         .layer(service_fn(move |_: Request<()>| {
             let gate = inner_gate.clone();
@@ -55,13 +56,13 @@ async fn load_shedding_answers_503_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_request_frees_its_slot() {
-    let service =
-        RateLimitLayer::new([])
-            .max_in_flight(1)
-            .layer(service_fn(|_: Request<()>| async {
-                std::future::pending::<()>().await;
-                Ok::<_, Infallible>(Response::new(String::new()))
-            }));
+    let service = RateLimitLayer::new([])
+        .clock(Clock::Tokio)
+        .max_in_flight(1)
+        .layer(service_fn(|_: Request<()>| async {
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
     let pending = tokio::spawn(service.clone().oneshot(from("192.0.2.1")));
     for _ in 0..10 {
         tokio::task::yield_now().await;
