@@ -62,6 +62,10 @@ fn profile(spec: &str) {
             }
         } else {
             let mut s = CircuitBreakerLayer::new().layer(service_fn(ok));
+            if n == 0 {
+                let fut = s.call(Request::new(()));
+                eprintln!("future: {} bytes", std::mem::size_of_val(&fut));
+            }
             for _ in 0..n {
                 black_box(s.call(Request::new(())).await.unwrap());
             }

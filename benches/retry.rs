@@ -151,6 +151,10 @@ fn profile(spec: &str) {
             }
             _ => {
                 let mut s = RetryLayer::new().layer(service_fn(ok));
+                if n == 0 {
+                    let fut = s.call(Request::new(Empty::<Bytes>::new()));
+                    eprintln!("future: {} bytes", std::mem::size_of_val(&fut));
+                }
                 for _ in 0..n {
                     black_box(s.call(Request::new(Empty::<Bytes>::new())).await.unwrap());
                 }

@@ -13,12 +13,14 @@
 //!   outside the timed region.
 //! * `stacked`: the `headers` request behind `RequestIdLayer`, as in a real
 //!   stack, where the extensions map already exists.
+//!
+//! `TIMEOUT_PROFILE` (see `profile`) runs one variant for callgrind.
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use http::{Request, Response};
 use meshgate::observe::RequestIdLayer;
 use tower::{Layer, Service, service_fn};
@@ -94,5 +96,60 @@ fn bench(c: &mut Criterion) {
     );
 }
 
+/// `TIMEOUT_PROFILE=<service_fn|tower|meshgate>[-headers]:<n>` runs `n`
+/// calls of one variant and exits, for instruction counts under callgrind:
+/// the difference between two `n` divided by their difference is the cost
+/// of one call. Plain variants use the `empty` shape, `-headers` the
+/// `headers` one (built in the loop here, the same for every variant).
+fn profile(spec: &str) {
+    let (variant, n) = spec.split_once(':').expect("variant:n");
+    let n: u64 = n.parse().expect("n");
+    let (variant, headers) = match variant.strip_suffix("-headers") {
+        Some(variant) => (variant, true),
+        None => (variant, false),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let budget = Duration::from_secs(30);
+    rt.block_on(async {
+        match variant {
+            "service_fn" => run(service_fn(ok), n, headers).await,
+            "tower" => {
+                let s = tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
+                run(s, n, headers).await;
+            }
+            _ => {
+                let s = meshgate::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
+                run(s, n, headers).await;
+            }
+        }
+    });
+}
+
+async fn run<S, B>(mut s: S, n: u64, headers: bool)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        let request = if headers {
+            request_with_headers()
+        } else {
+            Request::new(())
+        };
+        black_box(s.call(request).await.unwrap());
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("TIMEOUT_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -143,15 +143,17 @@ impl RetryBudget {
     /// [`deposit`](Self::deposit) for a caller that keeps `cache`, the slot
     /// of its previous deposit: while the clock is still inside that slot,
     /// two comparisons of instants replace the division of the elapsed time.
-    /// Exactly the same slot as `deposit` would choose.
+    /// Exactly the same slot as `deposit` would choose. Returns the instant
+    /// read.
     #[inline]
-    pub(crate) fn deposit_cached(&self, cache: &mut Option<SlotCache>) {
+    pub(crate) fn deposit_cached(&self, cache: &mut Option<SlotCache>) -> Instant {
         let now = Instant::now();
         let tick = match cache {
             Some(slot) if slot.start <= now && now < slot.end => slot.tick,
             _ => self.refresh(cache, now),
         };
         self.deposit_in(tick);
+        now
     }
 
     #[cold]

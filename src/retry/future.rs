@@ -79,6 +79,8 @@ pub(crate) struct Retrying<S, B> {
     /// The next attempt's body, made when a retry is decided.
     next_body: Option<ReplayBody<B>>,
     repeat_is_safe: bool,
+    /// When the layer was called: a budget header counts from here.
+    called_at: Instant,
 }
 
 impl<S, B> Retrying<S, B> {
@@ -89,6 +91,7 @@ impl<S, B> Retrying<S, B> {
         source: Option<ReplaySource<B>>,
         policy: Arc<Policy>,
         repeat_is_safe: bool,
+        called_at: Instant,
     ) -> Self {
         Self {
             service,
@@ -98,15 +101,18 @@ impl<S, B> Retrying<S, B> {
             next_body: None,
             policy,
             repeat_is_safe,
+            called_at,
         }
     }
 
+    /// The request's deadline (see [`Deadline::of`](crate::timeout::Deadline::of)),
+    /// read only when a retry is considered.
     fn deadline(&self) -> Option<Instant> {
         #[cfg(feature = "timeout")]
         {
-            self.head
-                .extensions
-                .get::<crate::timeout::Deadline>()
+            let none = http::HeaderMap::new();
+            let headers = self.head.headers.as_ref().unwrap_or(&none);
+            crate::timeout::Deadline::from_parts(headers, &self.head.extensions, self.called_at)
                 .map(|deadline| deadline.instant())
         }
         #[cfg(not(feature = "timeout"))]

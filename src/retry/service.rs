@@ -67,7 +67,7 @@ pub(crate) struct Head {
     version: Version,
     /// `None` when the request has no headers: nothing to clone now or to
     /// drop later (an empty `HeaderMap` still costs both).
-    headers: Option<HeaderMap>,
+    pub(crate) headers: Option<HeaderMap>,
     pub(crate) extensions: Extensions,
 }
 
@@ -114,7 +114,7 @@ where
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let policy = &*self.policy;
-        policy.shared.budget.deposit_cached(&mut self.slot);
+        let now = policy.shared.budget.deposit_cached(&mut self.slot);
         let repeat_is_safe =
             policy.non_idempotent || policy::repeat_is_safe(request.method(), request.headers());
         let grpc = policy.per_try_timeout.is_some() && crate::error::is_grpc(request.headers());
@@ -140,6 +140,7 @@ where
             None,
             Arc::clone(&self.policy),
             repeat_is_safe,
+            now,
         );
         // `map` moves the head once, where `into_parts` and `from_parts`
         // would move it twice.

@@ -7,6 +7,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use super::budget;
 use crate::body::ResponseBody;
 use crate::error::{Rejection, RejectionKind};
 
@@ -26,7 +27,8 @@ pin_project! {
             inner: F,
             #[pin]
             sleep: Sleep,
-            budget: Duration,
+            // Whole milliseconds, for the message.
+            budget_ms: u64,
             grpc: bool,
         },
         Spent {
@@ -41,7 +43,7 @@ impl<F> ResponseFuture<F> {
             state: State::Running {
                 inner,
                 sleep: sleep_until(deadline),
-                budget,
+                budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
                 grpc,
             },
         }
@@ -71,16 +73,20 @@ where
             StateProj::Running {
                 inner,
                 sleep,
-                budget,
+                budget_ms,
                 grpc,
             } => {
-                if let Poll::Ready(result) = inner.poll(cx) {
+                // Layers the inner future calls or polls find this deadline
+                // with `Deadline::of`.
+                let scope = budget::Scope::enter(sleep.deadline());
+                let polled = inner.poll(cx);
+                drop(scope);
+                if let Poll::Ready(result) = polled {
                     return Poll::Ready(result.map(|r| r.map(ResponseBody::inner)));
                 }
                 ready!(sleep.poll(cx));
                 let rejection = Rejection::new(RejectionKind::Timeout).with_detail(format!(
-                    "the request did not complete within its {} ms budget",
-                    budget.as_millis()
+                    "the request did not complete within its {budget_ms} ms budget"
                 ));
                 Poll::Ready(Ok(rejection.into_layer_response_for(*grpc)))
             }

@@ -303,11 +303,12 @@ async fn malformed_budget_headers_are_ignored_and_overwritten() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_custom_budget_header_and_the_deadline_extension() {
+async fn a_custom_budget_header_and_the_deadline_in_process() {
     let service = TimeoutLayer::new(Duration::from_secs(10))
         .budget_header(http::HeaderName::from_static("x-budget"))
         .layer(service_fn(|request: Request<()>| async move {
-            let deadline = *request.extensions().get::<Deadline>().unwrap();
+            // The exact deadline, not the default header the caller sent.
+            let deadline = Deadline::of(&request, Instant::now()).unwrap();
             let seen = format!(
                 "{} {} {}",
                 deadline.remaining().as_millis(),
@@ -325,4 +326,60 @@ async fn a_custom_budget_header_and_the_deadline_extension() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     // The default header is not read when another is configured.
     assert_eq!(&body[..], b"700 700 5");
+}
+
+#[tokio::test(start_paused = true)]
+async fn layers_further_in_find_the_deadline_without_an_extension() {
+    let service = TimeoutLayer::new(Duration::from_secs(2)).layer(service_fn(
+        |request: Request<()>| async move {
+            // Nothing is stored in the request: no allocation for it.
+            assert!(request.extensions().get::<Deadline>().is_none());
+            let called_at = Instant::now();
+            // Known in the call...
+            let in_call = Deadline::of(&request, called_at).unwrap();
+            // ...and in the response future, after time has passed, while
+            // the header alone would count from the new instant.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let later = Deadline::of(&request, Instant::now()).unwrap();
+            assert_eq!(later, in_call);
+            assert_eq!(Deadline::current(), Some(in_call));
+            let seen = format!("{}", later.remaining().as_millis());
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(Bytes::from(seen))))
+        },
+    ));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"1500");
+    // Outside the layer's call and future, nothing is current.
+    assert_eq!(Deadline::current(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_timeout_layer_the_deadline_comes_from_the_budget_headers() {
+    let start = Instant::now();
+    let request = Request::builder()
+        .header("x-request-timeout-ms", "800")
+        .header("grpc-timeout", "500m")
+        .body(())
+        .unwrap();
+    let deadline = Deadline::of(&request, start).unwrap();
+    assert_eq!(deadline.instant(), start + Duration::from_millis(500));
+    let request = Request::builder()
+        .header("x-request-timeout-ms", "800")
+        .body(())
+        .unwrap();
+    let deadline = Deadline::of(&request, start).unwrap();
+    assert_eq!(deadline.instant(), start + Duration::from_millis(800));
+    // A caller's extension wins over the headers.
+    let mut request = request;
+    let inserted = Deadline::at(start + Duration::from_millis(100));
+    request.extensions_mut().insert(inserted);
+    assert_eq!(Deadline::of(&request, start), Some(inserted));
+    // Malformed or missing: no deadline.
+    let request = Request::builder()
+        .header("x-request-timeout-ms", "soon")
+        .body(())
+        .unwrap();
+    assert_eq!(Deadline::of(&request, start), None);
+    assert_eq!(Deadline::of(&Request::new(()), start), None);
 }
