@@ -61,10 +61,10 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // The common case borrows the breaker: no reference count taken
         // here, and the request is not moved through a tuple.
-        if let Breakers::Single(breaker) = &*self.breakers {
-            if let Some(permit) = breaker.admit_closed() {
-                return ResponseFuture::guarded(self.inner.call(request), permit);
-            }
+        if let Breakers::Single(breaker) = &*self.breakers
+            && let Some(permit) = breaker.admit_closed()
+        {
+            return ResponseFuture::guarded(self.inner.call(request), permit);
         }
         self.call_slow(request)
     }
@@ -74,7 +74,10 @@ impl<S> CircuitBreaker<S> {
     /// `call` for a breaker that is not closed, or a layer with one
     /// breaker per key.
     #[inline(never)]
-    fn call_slow<ReqBody, ResBody>(&mut self, request: Request<ReqBody>) -> ResponseFuture<S::Future>
+    fn call_slow<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {

@@ -95,7 +95,9 @@ impl Deadline {
         called_at: Instant,
     ) -> Option<Self> {
         Self::known(extensions).or_else(|| {
-            let millis = headers.get(super::DEFAULT_BUDGET_HEADER).and_then(parse_millis);
+            let millis = headers
+                .get(super::DEFAULT_BUDGET_HEADER)
+                .and_then(parse_millis);
             let grpc = headers.get(GRPC_TIMEOUT).and_then(parse_grpc_timeout);
             let budget = match (millis, grpc) {
                 (Some(a), Some(b)) => a.min(b),
@@ -258,6 +260,29 @@ mod tests {
         for bad in ["", "1.5", "-3", "10ms", " 1", "123456789012345678901"] {
             assert_eq!(parse_millis(&hv(bad)), None, "{bad:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scopes_nest_and_restore_also_on_panic() {
+        let outer = Instant::now() + Duration::from_secs(5);
+        let inner = Instant::now() + Duration::from_secs(1);
+        assert_eq!(Deadline::current(), None);
+        {
+            let _outer = Scope::enter(outer);
+            assert_eq!(Deadline::current(), Some(Deadline::at(outer)));
+            {
+                let _inner = Scope::enter(inner);
+                assert_eq!(Deadline::current(), Some(Deadline::at(inner)));
+            }
+            assert_eq!(Deadline::current(), Some(Deadline::at(outer)));
+            let panicked = std::panic::catch_unwind(|| {
+                let _inner = Scope::enter(inner);
+                panic!("inner code panics");
+            });
+            assert!(panicked.is_err());
+            assert_eq!(Deadline::current(), Some(Deadline::at(outer)));
+        }
+        assert_eq!(Deadline::current(), None);
     }
 
     #[test]
