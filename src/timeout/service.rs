@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response};
-use tokio::time::Instant;
+use tokio::time::{Instant, sleep_until};
 use tower_service::Service;
 
 use super::budget::{self, Deadline, GRPC_TIMEOUT};
@@ -178,7 +178,7 @@ where
     #[inline(always)]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match self.prepare(&mut request, Instant::now()) {
-            Prepared::Spent { grpc } => ResponseFuture::spent(grpc),
+            Prepared::Spent { grpc } => ResponseFuture::spent(sleep_until(Instant::now()), grpc),
             Prepared::Go {
                 deadline,
                 budget,
@@ -187,10 +187,11 @@ where
                 // Layers further in that the inner service calls now find
                 // the deadline with `Deadline::of`; the response future
                 // does the same for those it polls.
+                let sleep = sleep_until(deadline);
                 let scope = budget::Scope::enter(deadline);
                 let future = self.inner.call(request);
                 drop(scope);
-                ResponseFuture::new(future, deadline, budget, grpc)
+                ResponseFuture::new(future, sleep, budget, grpc)
             }
         }
     }
