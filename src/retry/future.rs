@@ -80,6 +80,7 @@ pub(crate) struct Retrying<S, B> {
     next_body: Option<ReplayBody<B>>,
     repeat_is_safe: bool,
     /// When the layer was called: a budget header counts from here.
+    #[cfg_attr(not(feature = "timeout"), allow(dead_code))]
     called_at: Instant,
 }
 
