@@ -96,11 +96,12 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// `TIMEOUT_PROFILE=<service_fn|tower|meshgate>[-headers]:<n>` runs `n`
-/// calls of one variant and exits, for instruction counts under callgrind:
-/// the difference between two `n` divided by their difference is the cost
-/// of one call. Plain variants use the `empty` shape, `-headers` the
-/// `headers` one (built in the loop here, the same for every variant).
+/// `TIMEOUT_PROFILE=<service_fn|tower|meshgate>[-headers|-stacked]:<n>`
+/// runs `n` calls of one variant and exits, for instruction counts under
+/// callgrind: the difference between two `n` divided by their difference
+/// is the cost of one call. Plain variants use the `empty` shape,
+/// `-headers` and `-stacked` the `headers` and `stacked` ones (the request
+/// is built in the loop here, the same for every variant).
 fn profile(spec: &str) {
     let (variant, n) = spec.split_once(':').expect("variant:n");
     let n: u64 = n.parse().expect("n");
@@ -108,21 +109,37 @@ fn profile(spec: &str) {
         Some(variant) => (variant, true),
         None => (variant, false),
     };
+    let (variant, stacked) = match variant.strip_suffix("-stacked") {
+        Some(variant) => (variant, true),
+        None => (variant, false),
+    };
+    let headers = headers || stacked;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let budget = Duration::from_secs(30);
     rt.block_on(async {
-        match variant {
-            "service_fn" => run(service_fn(ok), n, headers).await,
-            "tower" => {
-                let s = tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
-                run(s, n, headers).await;
+        match (variant, stacked) {
+            ("service_fn", false) => run(service_fn(ok), n, headers).await,
+            ("service_fn", true) => {
+                run(RequestIdLayer::new().layer(service_fn(ok)), n, headers).await;
             }
-            _ => {
+            ("tower", stacked) => {
+                let s = tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
+                if stacked {
+                    run(RequestIdLayer::new().layer(s), n, headers).await;
+                } else {
+                    run(s, n, headers).await;
+                }
+            }
+            (_, stacked) => {
                 let s = meshgate::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
-                run(s, n, headers).await;
+                if stacked {
+                    run(RequestIdLayer::new().layer(s), n, headers).await;
+                } else {
+                    run(s, n, headers).await;
+                }
             }
         }
     });

@@ -171,6 +171,37 @@ async fn an_incoming_grpc_timeout_of_1m_caps_a_30s_layer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn grpc_headers_are_found_among_few_and_among_many_headers() {
+    // Small header maps are scanned, large ones looked up: both find the
+    // budget and the gRPC content type, wherever they are.
+    for extra in [0, 3, 7, 20] {
+        for grpc_by in ["grpc-timeout", "content-type"] {
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let service = TimeoutLayer::new(Duration::from_secs(30))
+                .layer(recording(Duration::from_secs(5), seen.clone()));
+            let mut builder = Request::builder();
+            for i in 0..extra {
+                builder = builder.header(format!("x-extra-{i}"), "1");
+            }
+            let request = match grpc_by {
+                "grpc-timeout" => builder.header("grpc-timeout", "2S"),
+                _ => builder
+                    .header("content-type", "application/grpc+proto")
+                    .header("x-request-timeout-ms", "2000"),
+            }
+            .body(())
+            .unwrap();
+            let start = Instant::now();
+            let response = service.oneshot(request).await.unwrap();
+            assert_eq!(start.elapsed(), Duration::from_secs(2), "{extra} {grpc_by}");
+            assert_grpc_deadline_exceeded(&response);
+            let seen = seen.lock().unwrap();
+            assert_eq!(header(&seen[0], "x-request-timeout-ms"), "2000");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_incoming_grpc_timeout_longer_than_the_layer_does_not_extend_it() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let service = TimeoutLayer::new(Duration::from_secs(30))
