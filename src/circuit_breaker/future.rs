@@ -78,7 +78,10 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
-    #[inline]
+    // Always inlined into the caller's poll, with the refusal out of line:
+    // the response is then written in place rather than copied out
+    // (measured).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.call.project() {
@@ -97,16 +100,24 @@ where
                 Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
             }
             CallProj::Refused { retry_after, grpc } => {
-                let mut response = Rejection::new(RejectionKind::CircuitOpen)
-                    .with_detail("the upstream is failing; the circuit breaker is open")
-                    .into_layer_response_for(*grpc);
-                // Whole seconds, rounded up, never 0.
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-                Poll::Ready(Ok(response))
+                Poll::Ready(Ok(refusal(*retry_after, *grpc)))
             }
         }
     }
+}
+
+/// The 503 of an open breaker, out of line so that the inlined `poll` stays
+/// small.
+#[cold]
+#[inline(never)]
+fn refusal<B>(retry_after: Duration, grpc: bool) -> Response<ResponseBody<B>> {
+    let mut response = Rejection::new(RejectionKind::CircuitOpen)
+        .with_detail("the upstream is failing; the circuit breaker is open")
+        .into_layer_response_for(grpc);
+    // Whole seconds, rounded up, never 0.
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
