@@ -96,12 +96,13 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// `TIMEOUT_PROFILE=<service_fn|tower|meshgate>[-headers|-stacked]:<n>`
+/// `TIMEOUT_PROFILE=<service_fn|tower|meshgate|build>[-headers|-stacked]:<n>`
 /// runs `n` calls of one variant and exits, for instruction counts under
 /// callgrind: the difference between two `n` divided by their difference
 /// is the cost of one call. Plain variants use the `empty` shape,
 /// `-headers` and `-stacked` the `headers` and `stacked` ones (the request
-/// is built in the loop here, the same for every variant).
+/// is built in the loop here, the same for every variant; `build` only
+/// builds and drops the requests, to subtract).
 fn profile(spec: &str) {
     let (variant, n) = spec.split_once(':').expect("variant:n");
     let n: u64 = n.parse().expect("n");
@@ -121,6 +122,17 @@ fn profile(spec: &str) {
     let budget = Duration::from_secs(30);
     rt.block_on(async {
         match (variant, stacked) {
+            // Only builds and drops the requests: what the criterion bench
+            // leaves out of its timed region, to subtract.
+            ("build", _) => {
+                for _ in 0..n {
+                    black_box(if headers {
+                        request_with_headers()
+                    } else {
+                        Request::new(())
+                    });
+                }
+            }
             ("service_fn", false) => run(service_fn(ok), n, headers).await,
             ("service_fn", true) => {
                 run(RequestIdLayer::new().layer(service_fn(ok)), n, headers).await;
