@@ -65,10 +65,12 @@ pub(crate) struct SlotCache {
 }
 
 /// A slot's counter: the slot's tick in the high 32 bits, its count in the low.
+#[inline]
 fn pack(tick: u64, count: u64) -> u64 {
     (tick << 32) | count.min(u64::from(u32::MAX))
 }
 
+#[inline]
 fn unpack(value: u64) -> (u64, u64) {
     (value >> 32, value & u64::from(u32::MAX))
 }

@@ -234,11 +234,42 @@ where
         this
     }
 
-    #[inline]
-    pub(crate) fn retrying(future: S::Future, retrying: Retrying<S, B>, grpc: bool) -> Self {
-        let per_try_timeout = retrying.policy.per_try_timeout;
+    /// A request that may be retried, before its first attempt: `retrying`
+    /// is put in its final place first, then [`first_attempt`]
+    /// (Self::first_attempt) adds the inner service's future (measured: a
+    /// copy of the whole `Retrying` less than building it beforehand).
+    #[inline(always)]
+    pub(crate) fn retrying(retrying: Retrying<S, B>, grpc: bool) -> Self {
         let report = retrying.policy.report;
-        Self::start(future, Some(retrying), per_try_timeout, report, grpc)
+        Self {
+            attempt: Attempt::Done,
+            timer: None,
+            retry: Some(retrying),
+            policy: None,
+            attempts: 1,
+            report,
+            grpc,
+        }
+    }
+
+    /// The body source of a request made with [`retrying`](Self::retrying).
+    #[inline(always)]
+    pub(crate) fn set_source(&mut self, source: ReplaySource<B>) {
+        if let Some(retry) = self.retry.as_mut() {
+            retry.source = Some(source);
+        }
+    }
+
+    /// Starts the first attempt of a request made with
+    /// [`retrying`](Self::retrying), and its per-try timer.
+    #[inline(always)]
+    pub(crate) fn first_attempt(&mut self, future: S::Future) {
+        self.attempt = Attempt::Running { future };
+        let per_try_timeout = self.retry.as_ref().and_then(|r| r.policy.per_try_timeout);
+        // `checked_add`: a huge timeout is no timeout.
+        if let Some(at) = per_try_timeout.and_then(|t| Instant::now().checked_add(t)) {
+            arm(&mut self.timer, at);
+        }
     }
 
     #[inline]
