@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
 /// `BREAKER_PROFILE=<service_fn|closed>:<n>` runs `n` calls of one variant
 /// and exits, for instruction counts under callgrind: the difference between
 /// two `n` divided by their difference is the cost of one call.
+/// `closed:0` prints the size of the breaker's response future instead.
 fn profile(spec: &str) {
     let (variant, n) = spec.split_once(':').expect("variant:n");
     let n: u64 = n.parse().expect("n");
