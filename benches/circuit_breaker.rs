@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
 /// `BREAKER_PROFILE=<service_fn|closed>:<n>` runs `n` calls of one variant
 /// and exits, for instruction counts under callgrind: the difference between
 /// two `n` divided by their difference is the cost of one call.
+/// `closed:0` prints the size of the breaker's response future instead.
 fn profile(spec: &str) {
     let (variant, n) = spec.split_once(':').expect("variant:n");
     let n: u64 = n.parse().expect("n");
@@ -62,6 +63,10 @@ fn profile(spec: &str) {
             }
         } else {
             let mut s = CircuitBreakerLayer::new().layer(service_fn(ok));
+            if n == 0 {
+                let fut = s.call(Request::new(()));
+                eprintln!("future: {} bytes", std::mem::size_of_val(&fut));
+            }
             for _ in 0..n {
                 black_box(s.call(Request::new(())).await.unwrap());
             }

@@ -115,6 +115,7 @@ fn bench(c: &mut Criterion) {
 /// variant and exits, for instruction counts under callgrind: the
 /// difference between two `n` divided by their difference is the cost of one
 /// call, without criterion's noise.
+/// `meshgate:0` prints the size of meshgate's response future instead.
 fn profile(spec: &str) {
     let (variant, n) = spec.split_once(':').expect("variant:n");
     let n: u64 = n.parse().expect("n");
@@ -151,6 +152,10 @@ fn profile(spec: &str) {
             }
             _ => {
                 let mut s = RetryLayer::new().layer(service_fn(ok));
+                if n == 0 {
+                    let fut = s.call(Request::new(Empty::<Bytes>::new()));
+                    eprintln!("future: {} bytes", std::mem::size_of_val(&fut));
+                }
                 for _ in 0..n {
                     black_box(s.call(Request::new(Empty::<Bytes>::new())).await.unwrap());
                 }

@@ -13,12 +13,14 @@
 //!   outside the timed region.
 //! * `stacked`: the `headers` request behind `RequestIdLayer`, as in a real
 //!   stack, where the extensions map already exists.
+//!
+//! `TIMEOUT_PROFILE` (see `profile`) runs one variant for callgrind.
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use http::{Request, Response};
 use meshgate::observe::RequestIdLayer;
 use tower::{Layer, Service, service_fn};
@@ -94,5 +96,89 @@ fn bench(c: &mut Criterion) {
     );
 }
 
+/// `TIMEOUT_PROFILE=<service_fn|tower|meshgate|build>[-headers|-stacked]:<n>`
+/// runs `n` calls of one variant and exits, for instruction counts under
+/// callgrind: the difference between two `n` divided by their difference
+/// is the cost of one call. Plain variants use the `empty` shape,
+/// `-headers` and `-stacked` the `headers` and `stacked` ones (the request
+/// is built in the loop here, the same for every variant; `build` only
+/// builds and drops the requests, to subtract).
+fn profile(spec: &str) {
+    let (variant, n) = spec.split_once(':').expect("variant:n");
+    let n: u64 = n.parse().expect("n");
+    let (variant, headers) = match variant.strip_suffix("-headers") {
+        Some(variant) => (variant, true),
+        None => (variant, false),
+    };
+    let (variant, stacked) = match variant.strip_suffix("-stacked") {
+        Some(variant) => (variant, true),
+        None => (variant, false),
+    };
+    let headers = headers || stacked;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let budget = Duration::from_secs(30);
+    rt.block_on(async {
+        match (variant, stacked) {
+            // Only builds and drops the requests: what the criterion bench
+            // leaves out of its timed region, to subtract.
+            ("build", _) => {
+                for _ in 0..n {
+                    black_box(if headers {
+                        request_with_headers()
+                    } else {
+                        Request::new(())
+                    });
+                }
+            }
+            ("service_fn", false) => run(service_fn(ok), n, headers).await,
+            ("service_fn", true) => {
+                run(RequestIdLayer::new().layer(service_fn(ok)), n, headers).await;
+            }
+            ("tower", stacked) => {
+                let s = tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
+                if stacked {
+                    run(RequestIdLayer::new().layer(s), n, headers).await;
+                } else {
+                    run(s, n, headers).await;
+                }
+            }
+            (_, stacked) => {
+                let s = meshgate::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
+                if stacked {
+                    run(RequestIdLayer::new().layer(s), n, headers).await;
+                } else {
+                    run(s, n, headers).await;
+                }
+            }
+        }
+    });
+}
+
+async fn run<S, B>(mut s: S, n: u64, headers: bool)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        let request = if headers {
+            request_with_headers()
+        } else {
+            Request::new(())
+        };
+        black_box(s.call(request).await.unwrap());
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("TIMEOUT_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

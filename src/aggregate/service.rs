@@ -196,10 +196,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = self.shared.clone();
-        let deadline = Instant::now() + shared.deadline;
+        let now = Instant::now();
+        let deadline = now + shared.deadline;
         // An outer `TimeoutLayer`'s deadline, when sooner, bounds the calls too.
         #[cfg(feature = "timeout")]
-        let deadline = match request.extensions().get::<crate::timeout::Deadline>() {
+        let deadline = match crate::timeout::Deadline::of(&request, now) {
             Some(outer) => deadline.min(outer.instant()),
             None => deadline,
         };

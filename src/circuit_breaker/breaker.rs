@@ -82,6 +82,11 @@ impl Breaker {
         }
     }
 
+    /// Nanoseconds since `epoch`, for slow calls (good for 584 years).
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -108,15 +113,22 @@ impl Breaker {
 
     /// Decides whether a call may go ahead.
     ///
-    /// The closed path is one atomic load and the permit's reference count,
-    /// inlined into the caller; the rest is out of line.
+    /// The closed path is [`admit_closed`](Self::admit_closed), inlined
+    /// into the caller; the rest is out of line.
     #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Admission {
-        let (state, generation) = unpack(self.word.load(Ordering::Acquire));
-        if state == CLOSED {
-            return Admission::Allowed(self.permit(generation, false));
+        match self.admit_closed() {
+            Some(permit) => Admission::Allowed(permit),
+            None => self.admit_slow(),
         }
-        self.admit_slow()
+    }
+
+    /// The permit of a call while closed, `None` in any other state: one
+    /// atomic load and the permit's reference count.
+    #[inline(always)]
+    pub(crate) fn admit_closed(self: &Arc<Self>) -> Option<Permit> {
+        let (state, generation) = unpack(self.word.load(Ordering::Acquire));
+        (state == CLOSED).then(|| self.permit(generation, false))
     }
 
     #[cold]
@@ -147,15 +159,16 @@ impl Breaker {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn permit(self: &Arc<Self>, generation: u64, probe: bool) -> Permit {
         Permit {
             breaker: Arc::clone(self),
-            generation,
+            tag: (generation << 2) | if probe { PROBE } else { 0 },
             // Read the clock only when slow calls are judged.
-            started: self.config.slow_call.map(|_| Instant::now()),
-            probe,
-            done: false,
+            started_ns: match self.config.slow_call {
+                Some(_) => self.now_ns(),
+                None => NOT_TIMED,
+            },
         }
     }
 
@@ -331,36 +344,59 @@ impl Breaker {
     }
 }
 
+/// `Permit::tag` bit: the call is a half-open probe.
+const PROBE: u64 = 1 << 1;
+/// `Permit::tag` bit: the outcome was reported.
+const DONE: u64 = 1;
+/// `Permit::started_ns` when slow calls are not judged.
+const NOT_TIMED: u64 = u64::MAX;
+
 /// The right to make one call; reports its outcome to the breaker.
 ///
 /// A permit dropped without an outcome (the call was cancelled) gives its
 /// half-open probe slot back, so a cancelled probe cannot wedge the breaker.
+///
+/// Three words, so that the response future stays small: it is copied
+/// whole on every move.
 #[derive(Debug)]
 pub(crate) struct Permit {
     breaker: Arc<Breaker>,
-    generation: u64,
-    /// When the call started, if slow calls count as failures.
-    started: Option<Instant>,
-    probe: bool,
-    done: bool,
+    /// The generation the call was admitted under, shifted left by two,
+    /// with the `PROBE` and `DONE` bits.
+    tag: u64,
+    /// When the call started, in nanoseconds since the breaker's epoch, if
+    /// slow calls count as failures; else `NOT_TIMED`.
+    started_ns: u64,
 }
 
 impl Permit {
+    fn generation(&self) -> u64 {
+        self.tag >> 2
+    }
+
+    fn is_probe(&self) -> bool {
+        self.tag & PROBE != 0
+    }
+
     /// Whether the call took longer than the slow-call threshold.
     #[inline]
     pub(crate) fn was_slow(&self) -> bool {
-        match (self.started, self.breaker.config.slow_call) {
-            (Some(started), Some(threshold)) => started.elapsed() > threshold,
-            _ => false,
+        if self.started_ns == NOT_TIMED {
+            return false;
         }
+        self.breaker.config.slow_call.is_some_and(|threshold| {
+            let took = self.breaker.now_ns().saturating_sub(self.started_ns);
+            Duration::from_nanos(took) > threshold
+        })
     }
 
     /// Reports the call's outcome; only the first report counts.
     #[inline]
     pub(crate) fn record(&mut self, failure: bool) {
-        if !self.done {
-            self.done = true;
-            self.breaker.record(self.generation, self.probe, failure);
+        if self.tag & DONE == 0 {
+            self.tag |= DONE;
+            self.breaker
+                .record(self.generation(), self.is_probe(), failure);
         }
     }
 }
@@ -368,9 +404,9 @@ impl Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        if !self.done && self.probe {
+        if self.tag & DONE == 0 && self.is_probe() {
             let word = self.breaker.word.load(Ordering::Acquire);
-            if word == pack(HALF_OPEN, self.generation) {
+            if word == pack(HALF_OPEN, self.generation()) {
                 self.breaker.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
             }
         }

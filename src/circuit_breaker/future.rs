@@ -15,20 +15,21 @@ use crate::error::{Rejection, RejectionKind};
 pin_project! {
     /// The response future of [`CircuitBreaker`](super::CircuitBreaker).
     pub struct ResponseFuture<F> {
+        // A flat struct rather than one enum of guarded, unguarded and
+        // refused calls: each move of such an enum holding the inner future
+        // was a copy more (measured).
         #[pin]
-        state: State<F>,
+        call: Call<F>,
+        // `None` for a call no breaker guards (a keyed layer whose key
+        // function gave no key), and for a refused one.
+        permit: Option<Permit>,
     }
 }
 
 pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Guarded {
-            #[pin]
-            inner: F,
-            permit: Permit,
-        },
-        Unguarded {
+    #[project = CallProj]
+    enum Call<F> {
+        Running {
             #[pin]
             inner: F,
         },
@@ -43,21 +44,24 @@ impl<F> ResponseFuture<F> {
     #[inline(always)]
     pub(crate) fn guarded(inner: F, permit: Permit) -> Self {
         Self {
-            state: State::Guarded { inner, permit },
+            call: Call::Running { inner },
+            permit: Some(permit),
         }
     }
 
     #[inline]
     pub(crate) fn unguarded(inner: F) -> Self {
         Self {
-            state: State::Unguarded { inner },
+            call: Call::Running { inner },
+            permit: None,
         }
     }
 
     #[inline]
     pub(crate) fn refused(retry_after: Duration, grpc: bool) -> Self {
         Self {
-            state: State::Refused { retry_after, grpc },
+            call: Call::Refused { retry_after, grpc },
+            permit: None,
         }
     }
 }
@@ -74,35 +78,46 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
-    #[inline]
+    // Always inlined into the caller's poll, with the refusal out of line:
+    // the response is then written in place rather than copied out
+    // (measured).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Guarded { inner, permit } => {
+        let this = self.project();
+        match this.call.project() {
+            CallProj::Running { inner } => {
                 let result = ready!(inner.poll(cx));
-                let failure = match &result {
-                    Ok(response) => {
-                        Outcome::from_response(response).is_breaker_failure() || permit.was_slow()
-                    }
-                    Err(_) => true,
-                };
-                permit.record(failure);
+                if let Some(permit) = this.permit {
+                    let failure = match &result {
+                        Ok(response) => {
+                            Outcome::from_response(response).is_breaker_failure()
+                                || permit.was_slow()
+                        }
+                        Err(_) => true,
+                    };
+                    permit.record(failure);
+                }
                 Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
             }
-            StateProj::Unguarded { inner } => {
-                let result = ready!(inner.poll(cx));
-                Poll::Ready(result.map(|r| r.map(ResponseBody::inner)))
-            }
-            StateProj::Refused { retry_after, grpc } => {
-                let mut response = Rejection::new(RejectionKind::CircuitOpen)
-                    .with_detail("the upstream is failing; the circuit breaker is open")
-                    .into_layer_response_for(*grpc);
-                // Whole seconds, rounded up, never 0.
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-                Poll::Ready(Ok(response))
+            CallProj::Refused { retry_after, grpc } => {
+                Poll::Ready(Ok(refusal(*retry_after, *grpc)))
             }
         }
     }
+}
+
+/// The 503 of an open breaker, out of line so that the inlined `poll` stays
+/// small.
+#[cold]
+#[inline(never)]
+fn refusal<B>(retry_after: Duration, grpc: bool) -> Response<ResponseBody<B>> {
+    let mut response = Rejection::new(RejectionKind::CircuitOpen)
+        .with_detail("the upstream is failing; the circuit breaker is open")
+        .into_layer_response_for(grpc);
+    // Whole seconds, rounded up, never 0.
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }

@@ -65,10 +65,12 @@ pub(crate) struct SlotCache {
 }
 
 /// A slot's counter: the slot's tick in the high 32 bits, its count in the low.
+#[inline]
 fn pack(tick: u64, count: u64) -> u64 {
     (tick << 32) | count.min(u64::from(u32::MAX))
 }
 
+#[inline]
 fn unpack(value: u64) -> (u64, u64) {
     (value >> 32, value & u64::from(u32::MAX))
 }
@@ -143,15 +145,17 @@ impl RetryBudget {
     /// [`deposit`](Self::deposit) for a caller that keeps `cache`, the slot
     /// of its previous deposit: while the clock is still inside that slot,
     /// two comparisons of instants replace the division of the elapsed time.
-    /// Exactly the same slot as `deposit` would choose.
+    /// Exactly the same slot as `deposit` would choose. Returns the instant
+    /// read.
     #[inline]
-    pub(crate) fn deposit_cached(&self, cache: &mut Option<SlotCache>) {
+    pub(crate) fn deposit_cached(&self, cache: &mut Option<SlotCache>) -> Instant {
         let now = Instant::now();
         let tick = match cache {
             Some(slot) if slot.start <= now && now < slot.end => slot.tick,
             _ => self.refresh(cache, now),
         };
         self.deposit_in(tick);
+        now
     }
 
     #[cold]

@@ -22,6 +22,7 @@ use crate::error::{Rejection, RejectionKind};
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
+    #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<ReplayBody<B>>>,
@@ -79,6 +80,9 @@ pub(crate) struct Retrying<S, B> {
     /// The next attempt's body, made when a retry is decided.
     next_body: Option<ReplayBody<B>>,
     repeat_is_safe: bool,
+    /// When the layer was called: a budget header counts from here.
+    #[cfg_attr(not(feature = "timeout"), allow(dead_code))]
+    called_at: Instant,
 }
 
 impl<S, B> Retrying<S, B> {
@@ -89,6 +93,7 @@ impl<S, B> Retrying<S, B> {
         source: Option<ReplaySource<B>>,
         policy: Arc<Policy>,
         repeat_is_safe: bool,
+        called_at: Instant,
     ) -> Self {
         Self {
             service,
@@ -98,20 +103,38 @@ impl<S, B> Retrying<S, B> {
             next_body: None,
             policy,
             repeat_is_safe,
+            called_at,
         }
     }
 
+    /// The request's deadline (see [`Deadline::of`](crate::timeout::Deadline::of)),
+    /// read only when a retry is considered.
     fn deadline(&self) -> Option<Instant> {
         #[cfg(feature = "timeout")]
         {
-            self.head
-                .extensions
-                .get::<crate::timeout::Deadline>()
+            let none = http::HeaderMap::new();
+            let headers = self.head.headers.as_ref().unwrap_or(&none);
+            crate::timeout::Deadline::from_parts(headers, &self.head.extensions, self.called_at)
                 .map(|deadline| deadline.instant())
         }
         #[cfg(not(feature = "timeout"))]
         {
             None
+        }
+    }
+
+    /// Whether `result` is an answer to return as it is, judged without
+    /// [`decide`](Self::decide)'s work: a success or a client error that is
+    /// not a meshgate refusal, when no status codes or headers are retried.
+    #[inline(always)]
+    fn is_final<R, E>(&self, result: &Result<Response<R>, E>) -> bool {
+        match result {
+            Ok(response) => {
+                response.status().as_u16() < 500
+                    && response.extensions().get::<Rejection>().is_none()
+                    && self.policy.retry_on.on_failures_only()
+            }
+            Err(_) => false,
         }
     }
 
@@ -211,11 +234,42 @@ where
         this
     }
 
-    #[inline]
-    pub(crate) fn retrying(future: S::Future, retrying: Retrying<S, B>, grpc: bool) -> Self {
-        let per_try_timeout = retrying.policy.per_try_timeout;
+    /// A request that may be retried, before its first attempt: `retrying`
+    /// is put in its final place first, then [`first_attempt`]
+    /// (Self::first_attempt) adds the inner service's future (measured: a
+    /// copy of the whole `Retrying` less than building it beforehand).
+    #[inline(always)]
+    pub(crate) fn retrying(retrying: Retrying<S, B>, grpc: bool) -> Self {
         let report = retrying.policy.report;
-        Self::start(future, Some(retrying), per_try_timeout, report, grpc)
+        Self {
+            attempt: Attempt::Done,
+            timer: None,
+            retry: Some(retrying),
+            policy: None,
+            attempts: 1,
+            report,
+            grpc,
+        }
+    }
+
+    /// The body source of a request made with [`retrying`](Self::retrying).
+    #[inline(always)]
+    pub(crate) fn set_source(&mut self, source: ReplaySource<B>) {
+        if let Some(retry) = self.retry.as_mut() {
+            retry.source = Some(source);
+        }
+    }
+
+    /// Starts the first attempt of a request made with
+    /// [`retrying`](Self::retrying), and its per-try timer.
+    #[inline(always)]
+    pub(crate) fn first_attempt(&mut self, future: S::Future) {
+        self.attempt = Attempt::Running { future };
+        let per_try_timeout = self.retry.as_ref().and_then(|r| r.policy.per_try_timeout);
+        // `checked_add`: a huge timeout is no timeout.
+        if let Some(at) = per_try_timeout.and_then(|t| Instant::now().checked_add(t)) {
+            arm(&mut self.timer, at);
+        }
     }
 
     #[inline]
@@ -262,95 +316,152 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
+    // Always inlined, with only the common case here: the first attempt
+    // answers and the answer is final. The rest is out of line.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.attempt.as_mut().project() {
-                AttemptProj::Running { future } => {
-                    // The upstream's response is judged as it came, and
-                    // wrapped once: each step that moved it was a copy of
-                    // the whole response head (measured).
-                    let wait = match future.poll(cx) {
-                        Poll::Ready(result) => {
-                            let wait = match this.retry.as_mut() {
-                                Some(retry) => retry.decide(&result, *this.attempts),
-                                None => None,
-                            };
-                            let Some(wait) = wait else {
-                                this.attempt.set(Attempt::Done);
-                                let (attempts, report) = (*this.attempts, *this.report);
-                                return Poll::Ready(result.map(|response| {
-                                    let mut response = response.map(ResponseBody::inner);
-                                    finish(&mut response, attempts, report);
-                                    response
-                                }));
-                            };
-                            wait
-                        }
-                        Poll::Pending => {
-                            ready!(poll_elapsed(this.timer, cx));
-                            // Only a per-try timeout arms the timer while running.
-                            let policy = match this.retry.as_ref() {
-                                Some(retry) => Some(&*retry.policy),
-                                None => this.policy.as_deref(),
-                            };
-                            let result: Result<_, S::Error> =
-                                Ok(per_try_timeout::<ResBody>(policy, *this.grpc));
-                            let wait = match this.retry.as_mut() {
-                                Some(retry) => retry.decide(&result, *this.attempts),
-                                None => None,
-                            };
-                            let Some(wait) = wait else {
-                                this.attempt.set(Attempt::Done);
-                                let (attempts, report) = (*this.attempts, *this.report);
-                                return Poll::Ready(result.map(|mut response| {
-                                    finish(&mut response, attempts, report);
-                                    response
-                                }));
-                            };
-                            wait
-                        }
-                    };
-                    // Drops the failed attempt (and its response).
-                    this.attempt.set(Attempt::BackingOff);
-                    match Instant::now().checked_add(wait) {
-                        Some(at) => arm(this.timer, at),
-                        None => this.attempt.set(Attempt::Readying),
-                    }
-                }
-                AttemptProj::BackingOff => {
-                    ready!(poll_elapsed(this.timer, cx));
-                    this.attempt.set(Attempt::Readying);
-                }
-                AttemptProj::Readying => {
-                    let Some(retry) = this.retry.as_mut() else {
-                        // Only a retrying request gets here.
-                        this.attempt.set(Attempt::Done);
-                        return Poll::Pending;
-                    };
-                    if let Err(error) = ready!(retry.service.poll_ready(cx)) {
-                        this.attempt.set(Attempt::Done);
-                        return Poll::Ready(Err(error));
-                    }
-                    *this.attempts += 1;
-                    // `decide` made the body before choosing to retry, so
-                    // the fallback is not reached.
-                    let body = retry.next_body.take().unwrap_or_else(ReplayBody::empty);
-                    let request = retry.head.request(body);
-                    let future = retry.service.call(request);
-                    this.attempt.set(Attempt::Running { future });
-                    match retry
-                        .policy
-                        .per_try_timeout
-                        .and_then(|t| Instant::now().checked_add(t))
-                    {
-                        Some(at) => arm(this.timer, at),
-                        None => *this.timer = None,
-                    }
-                }
-                // Polled after completion.
-                AttemptProj::Done => return Poll::Pending,
+        if let AttemptProj::Running { future } = this.attempt.as_mut().project() {
+            let polled = future.poll(cx);
+            let result = match polled {
+                Poll::Ready(result) => result,
+                // Without a timer (no per-try timeout) there is nothing
+                // else to wait for.
+                Poll::Pending if this.timer.is_none() => return Poll::Pending,
+                Poll::Pending => return poll_on(this, cx, Polled::Pending),
+            };
+            if this
+                .retry
+                .as_ref()
+                .is_some_and(|retry| !retry.is_final(&result))
+            {
+                return poll_on(this, cx, Polled::Ready(result));
             }
+            this.attempt.set(Attempt::Done);
+            let (attempts, report) = (*this.attempts, *this.report);
+            return Poll::Ready(result.map(|response| {
+                let mut response = response.map(ResponseBody::inner);
+                finish(&mut response, attempts, report);
+                response
+            }));
+        }
+        poll_on(this, cx, Polled::No)
+    }
+}
+
+/// What the inlined part of `poll` already got from the running attempt.
+enum Polled<T> {
+    /// The attempt was not polled.
+    No,
+    /// It was, and is still pending.
+    Pending,
+    /// It answered this, which may be retried.
+    Ready(T),
+}
+
+/// The rest of `poll`: judging an answer, backing off, retrying.
+#[inline(never)]
+fn poll_on<S, B, ResBody>(
+    mut this: ResponseFutureProj<'_, S, B>,
+    cx: &mut Context<'_>,
+    mut polled: Polled<Result<Response<ResBody>, S::Error>>,
+) -> Poll<Result<Response<ResponseBody<ResBody>>, S::Error>>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>>,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        match this.attempt.as_mut().project() {
+            AttemptProj::Running { future } => {
+                // The upstream's response is judged as it came, and
+                // wrapped once: each step that moved it was a copy of
+                // the whole response head (measured).
+                let poll = match std::mem::replace(&mut polled, Polled::No) {
+                    Polled::No => future.poll(cx),
+                    Polled::Pending => Poll::Pending,
+                    Polled::Ready(result) => Poll::Ready(result),
+                };
+                let wait = match poll {
+                    Poll::Ready(result) => {
+                        let wait = match this.retry.as_mut() {
+                            Some(retry) => retry.decide(&result, *this.attempts),
+                            None => None,
+                        };
+                        let Some(wait) = wait else {
+                            this.attempt.set(Attempt::Done);
+                            let (attempts, report) = (*this.attempts, *this.report);
+                            return Poll::Ready(result.map(|response| {
+                                let mut response = response.map(ResponseBody::inner);
+                                finish(&mut response, attempts, report);
+                                response
+                            }));
+                        };
+                        wait
+                    }
+                    Poll::Pending => {
+                        ready!(poll_elapsed(this.timer, cx));
+                        // Only a per-try timeout arms the timer while running.
+                        let policy = match this.retry.as_ref() {
+                            Some(retry) => Some(&*retry.policy),
+                            None => this.policy.as_deref(),
+                        };
+                        let result: Result<_, S::Error> =
+                            Ok(per_try_timeout::<ResBody>(policy, *this.grpc));
+                        let wait = match this.retry.as_mut() {
+                            Some(retry) => retry.decide(&result, *this.attempts),
+                            None => None,
+                        };
+                        let Some(wait) = wait else {
+                            this.attempt.set(Attempt::Done);
+                            let (attempts, report) = (*this.attempts, *this.report);
+                            return Poll::Ready(result.map(|mut response| {
+                                finish(&mut response, attempts, report);
+                                response
+                            }));
+                        };
+                        wait
+                    }
+                };
+                // Drops the failed attempt (and its response).
+                this.attempt.set(Attempt::BackingOff);
+                match Instant::now().checked_add(wait) {
+                    Some(at) => arm(this.timer, at),
+                    None => this.attempt.set(Attempt::Readying),
+                }
+            }
+            AttemptProj::BackingOff => {
+                ready!(poll_elapsed(this.timer, cx));
+                this.attempt.set(Attempt::Readying);
+            }
+            AttemptProj::Readying => {
+                let Some(retry) = this.retry.as_mut() else {
+                    // Only a retrying request gets here.
+                    this.attempt.set(Attempt::Done);
+                    return Poll::Pending;
+                };
+                if let Err(error) = ready!(retry.service.poll_ready(cx)) {
+                    this.attempt.set(Attempt::Done);
+                    return Poll::Ready(Err(error));
+                }
+                *this.attempts += 1;
+                // `decide` made the body before choosing to retry, so
+                // the fallback is not reached.
+                let body = retry.next_body.take().unwrap_or_else(ReplayBody::empty);
+                let request = retry.head.request(body);
+                let future = retry.service.call(request);
+                this.attempt.set(Attempt::Running { future });
+                match retry
+                    .policy
+                    .per_try_timeout
+                    .and_then(|t| Instant::now().checked_add(t))
+                {
+                    Some(at) => arm(this.timer, at),
+                    None => *this.timer = None,
+                }
+            }
+            // Polled after completion.
+            AttemptProj::Done => return Poll::Pending,
         }
     }
 }

@@ -29,10 +29,12 @@
 //!   HTTP-date) is retried only when the wait is at most
 //!   [`retry_after_cap`](RetryLayer::retry_after_cap) (default 10 s); the
 //!   wait is the larger of the backoff and `Retry-After`.
-//! * **Deadline** — with the `timeout` feature, a
-//!   [`Deadline`](crate::timeout::Deadline) in the request extensions (put
-//!   there by [`TimeoutLayer`](crate::timeout::TimeoutLayer)) is respected:
-//!   no retry is started whose wait would reach it.
+//! * **Deadline** — with the `timeout` feature, the request's deadline
+//!   ([`Deadline::of`](crate::timeout::Deadline::of): that of an outer
+//!   [`TimeoutLayer`](crate::timeout::TimeoutLayer), a `Deadline` in the
+//!   request extensions, or else the caller's budget headers counted from
+//!   when this layer was called) is respected: no retry is started whose
+//!   wait would reach it.
 //! * **Budget** — a [`RetryBudget`] (default 20 % of the requests plus 10
 //!   retries per second, over 10 s): every original request deposits, every
 //!   retry withdraws, and when it is spent the last response is returned.

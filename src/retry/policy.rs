@@ -201,6 +201,12 @@ impl RetryOn {
                     || self.has_retriable_header(response.headers())))
     }
 
+    /// Whether only failures are retried: no status codes or headers.
+    #[inline]
+    pub(crate) fn on_failures_only(&self) -> bool {
+        self.status_codes.is_empty() && self.headers.is_empty()
+    }
+
     fn covers(&self, failure: Failure) -> bool {
         match failure {
             Failure::ServerError(_) => self.server_error,

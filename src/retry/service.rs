@@ -67,7 +67,7 @@ pub(crate) struct Head {
     version: Version,
     /// `None` when the request has no headers: nothing to clone now or to
     /// drop later (an empty `HeaderMap` still costs both).
-    headers: Option<HeaderMap>,
+    pub(crate) headers: Option<HeaderMap>,
     pub(crate) extensions: Extensions,
 }
 
@@ -114,7 +114,7 @@ where
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let policy = &*self.policy;
-        policy.shared.budget.deposit_cached(&mut self.slot);
+        let now = policy.shared.budget.deposit_cached(&mut self.slot);
         let repeat_is_safe =
             policy.non_idempotent || policy::repeat_is_safe(request.method(), request.headers());
         let grpc = policy.per_try_timeout.is_some() && crate::error::is_grpc(request.headers());
@@ -132,24 +132,30 @@ where
             });
             return ResponseFuture::once(self.inner.call(request), &self.policy, grpc);
         }
-        // The head is copied straight into its place: each move of it was
-        // a copy (measured).
-        let mut retrying = Retrying::new(
-            self.inner.clone(),
-            Head::of(&request),
-            None,
-            Arc::clone(&self.policy),
-            repeat_is_safe,
+        // The head is copied straight into its place in the response
+        // future, which then gets the inner service's future: each move of
+        // them was a copy (measured).
+        let mut future = ResponseFuture::retrying(
+            Retrying::new(
+                self.inner.clone(),
+                Head::of(&request),
+                None,
+                Arc::clone(&self.policy),
+                repeat_is_safe,
+                now,
+            ),
+            grpc,
         );
         // `map` moves the head once, where `into_parts` and `from_parts`
         // would move it twice.
         let request = request.map(|body| match ReplaySource::new(body, policy.replay_limit) {
             Ok((replay, first)) => {
-                retrying.source = Some(replay);
+                future.set_source(replay);
                 first
             }
             Err(body) => ReplayBody::once(body),
         });
-        ResponseFuture::retrying(self.inner.call(request), retrying, grpc)
+        future.first_attempt(self.inner.call(request));
+        future
     }
 }

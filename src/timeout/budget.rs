@@ -1,24 +1,128 @@
 //! The wire formats of a time budget: `grpc-timeout` and a millisecond header.
 
+use std::cell::Cell;
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Request};
 use tokio::time::Instant;
 
-/// The absolute deadline of a request, in its extensions.
+/// The `grpc-timeout` request header (gRPC over HTTP/2).
+pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The absolute deadline of a request.
 ///
-/// [`Timeout`](super::Timeout) inserts it so that layers further in (a
-/// per-try timeout, retry backoff, the proxy) see the exact time left without
-/// re-reading headers, and so that stacked timeout layers in one process
-/// count down from one clock rather than each restarting the header's value.
+/// [`Timeout`](super::Timeout) does not store it in the request (an
+/// extension would cost allocations on every request); layers further in
+/// find it with [`Deadline::of`], which reads, in order:
+///
+/// 1. a `Deadline` in the request extensions, which a caller may insert to
+///    bound the layers below it;
+/// 2. the deadline of the innermost [`TimeoutLayer`](super::TimeoutLayer)
+///    whose call or response future is running on this thread — so stacked
+///    timeout layers in one process, a retry's backoff or an aggregate's
+///    calls count down from one clock, even when time passes between the
+///    layers;
+/// 3. failing both, the budget headers (`x-request-timeout-ms` and
+///    `grpc-timeout`, the smaller) counted from the instant the reading
+///    layer was called, as a next hop in another process would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Deadline(Instant);
+
+thread_local! {
+    /// The deadline of the innermost timeout whose call or poll is running.
+    static CURRENT: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Makes a deadline current on this thread until dropped, then restores
+/// the enclosing one (also when the code in between panics).
+pub(crate) struct Scope(Option<Instant>);
+
+impl Scope {
+    #[inline]
+    pub(crate) fn enter(deadline: Instant) -> Self {
+        Self(CURRENT.with(|current| current.replace(Some(deadline))))
+    }
+}
+
+impl Drop for Scope {
+    #[inline]
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(self.0));
+    }
+}
 
 impl Deadline {
     /// A deadline at `instant`.
     #[must_use]
     pub fn at(instant: Instant) -> Self {
         Self(instant)
+    }
+
+    /// The deadline that `request` runs under, for a layer called at
+    /// `called_at`; `None` when nothing bounds it. See the
+    /// [type docs](Deadline) for where it comes from.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::time::Duration;
+    /// use http::{Request, Response};
+    /// use meshgate::timeout::{Deadline, TimeoutLayer};
+    /// use tokio::time::Instant;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let service = ServiceBuilder::new()
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(10)))
+    ///     .service_fn(|request: Request<()>| async move {
+    ///         let deadline = Deadline::of(&request, Instant::now()).unwrap();
+    ///         assert_eq!(deadline.remaining(), Duration::from_secs(10));
+    ///         Ok::<_, Infallible>(Response::new(()))
+    ///     });
+    /// let response = service.oneshot(Request::new(())).await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn of<B>(request: &Request<B>, called_at: Instant) -> Option<Self> {
+        Self::from_parts(request.headers(), request.extensions(), called_at)
+    }
+
+    /// [`Deadline::of`] for a request's headers and extensions.
+    #[must_use]
+    pub fn from_parts(
+        headers: &HeaderMap,
+        extensions: &Extensions,
+        called_at: Instant,
+    ) -> Option<Self> {
+        Self::known(extensions).or_else(|| {
+            let millis = headers
+                .get(super::DEFAULT_BUDGET_HEADER)
+                .and_then(parse_millis);
+            let grpc = headers.get(GRPC_TIMEOUT).and_then(parse_grpc_timeout);
+            let budget = match (millis, grpc) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b)?,
+            };
+            // An unrepresentable instant is no bound.
+            called_at.checked_add(budget).map(Self)
+        })
+    }
+
+    /// The earlier of a `Deadline` in `extensions` and [`Deadline::current`].
+    #[inline]
+    pub(crate) fn known(extensions: &Extensions) -> Option<Self> {
+        match (extensions.get::<Self>(), Self::current()) {
+            (Some(a), Some(b)) => Some((*a).min(b)),
+            (a, b) => a.copied().or(b),
+        }
+    }
+
+    /// The deadline of the innermost [`TimeoutLayer`](super::TimeoutLayer)
+    /// whose call or response future is running on this thread.
+    #[must_use]
+    pub fn current() -> Option<Self> {
+        CURRENT.with(Cell::get).map(Self)
     }
 
     /// The instant at which the budget runs out.
@@ -157,6 +261,29 @@ mod tests {
         for bad in ["", "1.5", "-3", "10ms", " 1", "123456789012345678901"] {
             assert_eq!(parse_millis(&hv(bad)), None, "{bad:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scopes_nest_and_restore_also_on_panic() {
+        let outer = Instant::now() + Duration::from_secs(5);
+        let inner = Instant::now() + Duration::from_secs(1);
+        assert_eq!(Deadline::current(), None);
+        {
+            let _outer = Scope::enter(outer);
+            assert_eq!(Deadline::current(), Some(Deadline::at(outer)));
+            {
+                let _inner = Scope::enter(inner);
+                assert_eq!(Deadline::current(), Some(Deadline::at(inner)));
+            }
+            assert_eq!(Deadline::current(), Some(Deadline::at(outer)));
+            let panicked = std::panic::catch_unwind(|| {
+                let _inner = Scope::enter(inner);
+                panic!("inner code panics");
+            });
+            assert!(panicked.is_err());
+            assert_eq!(Deadline::current(), Some(Deadline::at(outer)));
+        }
+        assert_eq!(Deadline::current(), None);
     }
 
     #[test]

@@ -5,51 +5,58 @@ use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::Sleep;
 
+use super::budget;
 use crate::body::ResponseBody;
 use crate::error::{Rejection, RejectionKind};
 
 pin_project! {
     /// The response future of [`Timeout`](super::Timeout).
     pub struct ResponseFuture<F> {
+        // A flat struct like tower's, rather than an enum of running and
+        // spent: each move of an enum holding the inner future was a copy
+        // more (measured).
         #[pin]
-        state: State<F>,
+        inner: Inner<F>,
+        #[pin]
+        sleep: Sleep,
+        // Whole milliseconds, for the message.
+        budget_ms: u64,
+        grpc: bool,
     }
 }
 
 pin_project! {
-    #[project = StateProj]
-    enum State<F> {
+    #[project = InnerProj]
+    enum Inner<F> {
         Running {
             #[pin]
-            inner: F,
-            #[pin]
-            sleep: Sleep,
-            budget: Duration,
-            grpc: bool,
+            future: F,
         },
-        Spent {
-            grpc: bool,
-        },
+        // The budget was spent on arrival: answer at once.
+        Spent,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, deadline: Instant, budget: Duration, grpc: bool) -> Self {
+    #[inline(always)]
+    pub(crate) fn new(inner: F, sleep: Sleep, budget: Duration, grpc: bool) -> Self {
         Self {
-            state: State::Running {
-                inner,
-                sleep: sleep_until(deadline),
-                budget,
-                grpc,
-            },
+            inner: Inner::Running { future: inner },
+            sleep,
+            budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+            grpc,
         }
     }
 
-    pub(crate) fn spent(grpc: bool) -> Self {
+    /// A future that answers at once; `sleep` is never polled.
+    pub(crate) fn spent(sleep: Sleep, grpc: bool) -> Self {
         Self {
-            state: State::Spent { grpc },
+            inner: Inner::Spent,
+            sleep,
+            budget_ms: 0,
+            grpc,
         }
     }
 }
@@ -66,29 +73,47 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
+    // Always inlined into the caller's poll, with the answers this layer
+    // makes out of line: the response is then written in place rather
+    // than copied out (measured).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Running {
-                inner,
-                sleep,
-                budget,
-                grpc,
-            } => {
-                if let Poll::Ready(result) = inner.poll(cx) {
+        let this = self.project();
+        match this.inner.project() {
+            InnerProj::Running { future } => {
+                // Layers the inner future calls or polls find this deadline
+                // with `Deadline::of`.
+                let scope = budget::Scope::enter(this.sleep.deadline());
+                let polled = future.poll(cx);
+                drop(scope);
+                if let Poll::Ready(result) = polled {
                     return Poll::Ready(result.map(|r| r.map(ResponseBody::inner)));
                 }
-                ready!(sleep.poll(cx));
-                let rejection = Rejection::new(RejectionKind::Timeout).with_detail(format!(
-                    "the request did not complete within its {} ms budget",
-                    budget.as_millis()
-                ));
-                Poll::Ready(Ok(rejection.into_layer_response_for(*grpc)))
+                ready!(this.sleep.poll(cx));
+                Poll::Ready(Ok(timed_out(*this.budget_ms, *this.grpc)))
             }
-            StateProj::Spent { grpc } => {
-                let rejection = Rejection::new(RejectionKind::DeadlineExceeded)
-                    .with_detail("the request arrived with its time budget already spent");
-                Poll::Ready(Ok(rejection.into_layer_response_for(*grpc)))
-            }
+            InnerProj::Spent => Poll::Ready(Ok(spent(*this.grpc))),
         }
     }
+}
+
+/// The 504 for a request that ran past its budget; out of line so that
+/// the inlined `poll` stays small.
+#[cold]
+#[inline(never)]
+fn timed_out<B>(budget_ms: u64, grpc: bool) -> Response<ResponseBody<B>> {
+    Rejection::new(RejectionKind::Timeout)
+        .with_detail(format!(
+            "the request did not complete within its {budget_ms} ms budget"
+        ))
+        .into_layer_response_for(grpc)
+}
+
+/// The 504 for a request whose budget was spent on arrival.
+#[cold]
+#[inline(never)]
+fn spent<B>(grpc: bool) -> Response<ResponseBody<B>> {
+    Rejection::new(RejectionKind::DeadlineExceeded)
+        .with_detail("the request arrived with its time budget already spent")
+        .into_layer_response_for(grpc)
 }

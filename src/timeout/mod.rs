@@ -17,13 +17,16 @@
 //!   milliseconds, as in gRPC — `u`, `n`; at most 8 digits);
 //! * a millisecond header, `x-request-timeout-ms` by default (see
 //!   [`TimeoutLayer::budget_header`]);
-//! * a [`Deadline`] that an outer layer in the same process put in the
-//!   request extensions.
+//! * a deadline already known in this process: that of an outer
+//!   `TimeoutLayer` whose future is running, or a [`Deadline`] a caller put
+//!   in the request extensions.
 //!
 //! The remaining budget is written into the millisecond header (and into
 //! `grpc-timeout` when the caller sent one) before the inner service is called, so
-//! the next hop can do the same, and a [`Deadline`] goes into the request
-//! extensions for the layers further in. Malformed budget headers are
+//! the next hop can do the same. Layers further in, in the same process,
+//! read the exact deadline with [`Deadline::of`]: the layer makes it known
+//! to the code it calls and polls, without storing anything in the request
+//! (no allocation). Malformed budget headers are
 //! ignored and overwritten, never passed on. A request whose budget is
 //! already spent is answered `504` at once (kind
 //! [`DeadlineExceeded`](crate::error::RejectionKind::DeadlineExceeded))

@@ -765,6 +765,70 @@ async fn no_wait_reaches_the_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_deadline_from_the_budget_header_alone_is_respected() {
+    // No TimeoutLayer in this process: the caller's budget header is the
+    // deadline, counted from when the retry layer was called.
+    let with_budget = |millis: &str| {
+        Request::builder()
+            .header("x-request-timeout-ms", millis)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // A 10 ms backoff fits in 11 ms...
+    let upstream = Upstream::new([Reply::Status(503)], Reply::Status(200));
+    let layer = fixed();
+    let response = layer
+        .layer(upstream.service())
+        .oneshot(with_budget("11"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.count(), 2);
+    // ...not in 10 ms.
+    let upstream = Upstream::new([Reply::Status(503)], Reply::Status(200));
+    let layer = fixed();
+    let response = layer
+        .layer(upstream.service())
+        .oneshot(with_budget("10"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(layer.stats().deadline_too_close, 1);
+    // The budget counts from the call, not from the decision: after a slow
+    // first attempt of 5 ms, a 10 ms backoff no longer fits in 14 ms.
+    let upstream = Upstream::new(
+        [Reply::Slow(Duration::from_millis(5), 503)],
+        Reply::Status(200),
+    );
+    let layer = fixed();
+    let response = layer
+        .layer(upstream.service())
+        .oneshot(with_budget("14"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(layer.stats().deadline_too_close, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outer_timeout_bounds_the_retries_after_time_has_passed() {
+    // The outer layer's exact deadline, not its header counted afresh: the
+    // first attempt takes 995 ms of the 1 s, so a 10 ms backoff does not fit.
+    let upstream = Upstream::new(
+        [Reply::Slow(Duration::from_millis(995), 503)],
+        Reply::Status(200),
+    );
+    let layer = fixed();
+    let service = TimeoutLayer::new(Duration::from_secs(1)).layer(layer.layer(upstream.service()));
+    let response = service.oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(layer.stats().deadline_too_close, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_per_try_timeout_ends_a_slow_attempt_and_the_retry_succeeds() {
     let upstream = Upstream::new(
         [Reply::Slow(Duration::from_secs(30), 200)],

@@ -171,6 +171,37 @@ async fn an_incoming_grpc_timeout_of_1m_caps_a_30s_layer() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn grpc_headers_are_found_among_few_and_among_many_headers() {
+    // Small header maps are scanned, large ones looked up: both find the
+    // budget and the gRPC content type, wherever they are.
+    for extra in [0, 3, 7, 20] {
+        for grpc_by in ["grpc-timeout", "content-type"] {
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let service = TimeoutLayer::new(Duration::from_secs(30))
+                .layer(recording(Duration::from_secs(5), seen.clone()));
+            let mut builder = Request::builder();
+            for i in 0..extra {
+                builder = builder.header(format!("x-extra-{i}"), "1");
+            }
+            let request = match grpc_by {
+                "grpc-timeout" => builder.header("grpc-timeout", "2S"),
+                _ => builder
+                    .header("content-type", "application/grpc+proto")
+                    .header("x-request-timeout-ms", "2000"),
+            }
+            .body(())
+            .unwrap();
+            let start = Instant::now();
+            let response = service.oneshot(request).await.unwrap();
+            assert_eq!(start.elapsed(), Duration::from_secs(2), "{extra} {grpc_by}");
+            assert_grpc_deadline_exceeded(&response);
+            let seen = seen.lock().unwrap();
+            assert_eq!(header(&seen[0], "x-request-timeout-ms"), "2000");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_incoming_grpc_timeout_longer_than_the_layer_does_not_extend_it() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let service = TimeoutLayer::new(Duration::from_secs(30))
@@ -303,11 +334,12 @@ async fn malformed_budget_headers_are_ignored_and_overwritten() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_custom_budget_header_and_the_deadline_extension() {
+async fn a_custom_budget_header_and_the_deadline_in_process() {
     let service = TimeoutLayer::new(Duration::from_secs(10))
         .budget_header(http::HeaderName::from_static("x-budget"))
         .layer(service_fn(|request: Request<()>| async move {
-            let deadline = *request.extensions().get::<Deadline>().unwrap();
+            // The exact deadline, not the default header the caller sent.
+            let deadline = Deadline::of(&request, Instant::now()).unwrap();
             let seen = format!(
                 "{} {} {}",
                 deadline.remaining().as_millis(),
@@ -325,4 +357,60 @@ async fn a_custom_budget_header_and_the_deadline_extension() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     // The default header is not read when another is configured.
     assert_eq!(&body[..], b"700 700 5");
+}
+
+#[tokio::test(start_paused = true)]
+async fn layers_further_in_find_the_deadline_without_an_extension() {
+    let service = TimeoutLayer::new(Duration::from_secs(2)).layer(service_fn(
+        |request: Request<()>| async move {
+            // Nothing is stored in the request: no allocation for it.
+            assert!(request.extensions().get::<Deadline>().is_none());
+            let called_at = Instant::now();
+            // Known in the call...
+            let in_call = Deadline::of(&request, called_at).unwrap();
+            // ...and in the response future, after time has passed, while
+            // the header alone would count from the new instant.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let later = Deadline::of(&request, Instant::now()).unwrap();
+            assert_eq!(later, in_call);
+            assert_eq!(Deadline::current(), Some(in_call));
+            let seen = format!("{}", later.remaining().as_millis());
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(Bytes::from(seen))))
+        },
+    ));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"1500");
+    // Outside the layer's call and future, nothing is current.
+    assert_eq!(Deadline::current(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_timeout_layer_the_deadline_comes_from_the_budget_headers() {
+    let start = Instant::now();
+    let request = Request::builder()
+        .header("x-request-timeout-ms", "800")
+        .header("grpc-timeout", "500m")
+        .body(())
+        .unwrap();
+    let deadline = Deadline::of(&request, start).unwrap();
+    assert_eq!(deadline.instant(), start + Duration::from_millis(500));
+    let request = Request::builder()
+        .header("x-request-timeout-ms", "800")
+        .body(())
+        .unwrap();
+    let deadline = Deadline::of(&request, start).unwrap();
+    assert_eq!(deadline.instant(), start + Duration::from_millis(800));
+    // A caller's extension wins over the headers.
+    let mut request = request;
+    let inserted = Deadline::at(start + Duration::from_millis(100));
+    request.extensions_mut().insert(inserted);
+    assert_eq!(Deadline::of(&request, start), Some(inserted));
+    // Malformed or missing: no deadline.
+    let request = Request::builder()
+        .header("x-request-timeout-ms", "soon")
+        .body(())
+        .unwrap();
+    assert_eq!(Deadline::of(&request, start), None);
+    assert_eq!(Deadline::of(&Request::new(()), start), None);
 }
