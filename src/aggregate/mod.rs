@@ -12,9 +12,9 @@
 //!   `authorization`, `x-request-id`, `traceparent`, `tracestate`);
 //! * at most [`concurrency`](AggregateBuilder::concurrency) calls in flight
 //!   (default 8), each with its own timeout, all within one deadline
-//!   (default 10 s, or sooner when an outer
-//!   [`TimeoutLayer`](crate::timeout::TimeoutLayer) put an earlier
-//!   [`Deadline`](crate::timeout::Deadline) in the request, feature `timeout`).
+//!   (default 10 s, or sooner when the request's deadline is earlier: an
+//!   outer [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s, read with
+//!   [`Deadline::of`](crate::timeout::Deadline::of), feature `timeout`).
 //!
 //! Each answer must be a `2xx` with a JSON body of at most
 //! [`max_body`](AggregateBuilder::max_body) bytes (default 1 MiB); anything
