@@ -70,9 +70,15 @@ impl Directives {
     /// `Cache-Control` but with `Pragma: no-cache` is `no-cache` (§5.4).
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
         let mut d = Directives::default();
-        let mut any = false;
-        for value in headers.get_all(CACHE_CONTROL) {
-            any = true;
+        let mut values = headers.get_all(CACHE_CONTROL).into_iter().peekable();
+        if values.peek().is_none() {
+            d.no_cache = headers
+                .get_all(PRAGMA)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache")));
+            return d;
+        }
+        for value in values {
             let Ok(value) = value.to_str() else { continue };
             for part in value.split(',') {
                 let (name, arg) = match part.split_once('=') {
@@ -101,15 +107,14 @@ impl Directives {
                 }
             }
         }
-        if !any
-            && headers
-                .get_all(PRAGMA)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache")))
-        {
-            d.no_cache = true;
-        }
         d
+    }
+
+    /// Whether a request with these directives may be answered by any
+    /// fresh response without looking at its age (`no-cache`, `max-age`
+    /// and `min-fresh` are absent).
+    pub(crate) fn takes_any_fresh(&self) -> bool {
+        !self.no_cache && self.max_age.is_none() && self.min_fresh.is_none()
     }
 
     /// Whether a stale response may not be served without revalidation

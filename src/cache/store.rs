@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::freshness::Directives;
 use super::layer::Config;
+use super::service::X_CACHE;
 
 /// One stored response (one variant of a URI).
 #[derive(Debug)]
@@ -34,6 +35,10 @@ pub(crate) struct Entry {
     pub(crate) stored_at: Instant,
     pub(crate) lifetime: Duration,
     pub(crate) initial_age: Duration,
+    /// Until when the entry is fresh (`stored_at + lifetime - initial_age`),
+    /// so a hit compares instants instead of computing an age; `None` when
+    /// it never is (or that instant is not representable).
+    pub(crate) fresh_until: Option<Instant>,
     pub(crate) directives: Directives,
     /// The origin's `Surrogate-Control` lines: never served, kept so that a
     /// `304` without one is judged as the stored response was.
@@ -57,6 +62,52 @@ impl Entry {
         self.vary
             .iter()
             .all(|(name, value)| normalised_eq(name, request, value.as_deref()))
+    }
+
+    /// Whether the entry is fresh at `now` (its age is below its lifetime).
+    pub(crate) fn is_fresh(&self, now: Instant) -> bool {
+        self.fresh_until.is_some_and(|until| now < until)
+    }
+
+    /// Completes an entry once its body is known: `Content-Length`, the
+    /// served headers laid out for cheap copies (see
+    /// [`served_headers`](Self::served_headers)) and the weight.
+    pub(crate) fn seal(&mut self, body: Bytes) {
+        self.headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        self.body = body;
+        let mut headers = HeaderMap::with_capacity(self.headers.keys_len() + 2);
+        headers.insert(http::header::AGE, HeaderValue::from_static("0"));
+        headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+        for (name, value) in &self.headers {
+            if name != http::header::AGE && name != X_CACHE {
+                headers.append(name, value.clone());
+            }
+        }
+        self.headers = headers;
+        self.weigh();
+    }
+
+    /// A copy of the stored headers with `age` and `status` (`X-Cache`)
+    /// set. The copy is a clone (no hashing, exactly sized), and the two
+    /// values are set in place: [`seal`](Self::seal) put their slots first.
+    pub(crate) fn served_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        let mut slots = headers.iter_mut();
+        match (slots.next(), slots.next()) {
+            (Some((first, age_slot)), Some((second, status_slot)))
+                if *first == http::header::AGE && *second == X_CACHE =>
+            {
+                *age_slot = age;
+                *status_slot = status;
+            }
+            // Only an unsealed entry lacks them; it is still served right.
+            _ => {
+                headers.insert(http::header::AGE, age);
+                headers.insert(X_CACHE, status);
+            }
+        }
+        headers
     }
 
     /// Sets `size`, what the entry weighs in the store: body, headers,
@@ -226,6 +277,27 @@ impl<'a> Key<'a> {
         hasher.write(self.path.as_bytes());
     }
 
+    /// Writes the bytes of [`to_key_string`](Self::to_key_string) into
+    /// `buf` and returns their length, or `None` when they do not fit.
+    fn write_into(self, buf: &mut [u8]) -> Option<usize> {
+        let path = self.path.as_bytes();
+        let Some(authority) = self.authority else {
+            buf.get_mut(..path.len())?.copy_from_slice(path);
+            return Some(path.len());
+        };
+        let (scheme, authority) = (self.scheme.as_bytes(), authority.as_bytes());
+        let host_at = scheme.len() + 3;
+        let path_at = host_at + authority.len();
+        let len = path_at + path.len();
+        let buf = buf.get_mut(..len)?;
+        buf[..scheme.len()].copy_from_slice(scheme);
+        buf[scheme.len()..host_at].copy_from_slice(b"://");
+        buf[host_at..path_at].copy_from_slice(authority);
+        buf[host_at..path_at].make_ascii_lowercase();
+        buf[path_at..].copy_from_slice(path);
+        Some(len)
+    }
+
     /// Whether `stored` (a key string) is this key.
     pub(crate) fn is(self, stored: &str) -> bool {
         let stored = stored.as_bytes();
@@ -248,6 +320,33 @@ impl<'a> Key<'a> {
             && &stored[..scheme.len()] == scheme
             && &stored[scheme.len()..host_at] == b"://"
             && (stored_host == authority || stored_host.eq_ignore_ascii_case(authority))
+    }
+}
+
+/// Keys up to this long are assembled on the stack, hashed in one
+/// `write` and confirmed with one comparison; longer ones are hashed and
+/// compared part by part.
+const INLINE_KEY: usize = 256;
+
+/// A request's primary key looked up in a [`Store`]: the key, its hash and,
+/// when it fits, its bytes.
+pub(crate) struct Probe<'a> {
+    key: Key<'a>,
+    /// The hash the key is stored under.
+    pub(crate) hash: u64,
+    /// How many bytes of `inline` are the key; 0 when it did not fit (a key
+    /// is never empty: a path is at least one byte).
+    len: usize,
+    inline: [u8; INLINE_KEY],
+}
+
+impl Probe<'_> {
+    /// Whether `stored` (a key string) is the probed key.
+    fn is(&self, stored: &str) -> bool {
+        match self.inline.get(..self.len) {
+            Some(inline) if self.len > 0 => stored.as_bytes() == inline,
+            _ => self.key.is(stored),
+        }
     }
 }
 
@@ -356,10 +455,29 @@ impl Store {
     }
 
     /// The hash a key is stored under.
+    #[cfg(test)]
     pub(crate) fn hash(&self, key: Key<'_>) -> u64 {
+        self.probe(key).hash
+    }
+
+    /// The key, hashed, for [`get`](Self::get).
+    pub(crate) fn probe<'a>(&self, key: Key<'a>) -> Probe<'a> {
+        let mut probe = Probe {
+            key,
+            hash: 0,
+            len: 0,
+            inline: [0; INLINE_KEY],
+        };
         let mut hasher = self.hasher.build_hasher();
-        key.hash_into(&mut hasher);
-        hasher.finish()
+        match key.write_into(&mut probe.inline) {
+            Some(len) => {
+                probe.len = len;
+                hasher.write(&probe.inline[..len]);
+            }
+            None => key.hash_into(&mut hasher),
+        }
+        probe.hash = hasher.finish();
+        probe
     }
 
     /// The hash of a key string (as [`Key::to_key_string`] writes it).
@@ -390,9 +508,9 @@ impl Store {
         hasher.finish()
     }
 
-    /// The variants stored for `key` (whose hash is `hash`).
-    pub(crate) async fn get(&self, hash: u64, key: Key<'_>) -> Option<Arc<Variants>> {
-        self.entries.get(&hash).await.filter(|v| key.is(&v.key))
+    /// The variants stored for the probed key.
+    pub(crate) async fn get(&self, probe: &Probe<'_>) -> Option<Arc<Variants>> {
+        self.entries.get(&probe.hash).await.filter(|v| probe.is(&v.key))
     }
 
     /// Stores `entry` under `key`, replacing the variant it matches and
@@ -561,21 +679,33 @@ mod tests {
     #[test]
     fn the_hash_of_the_parts_is_the_hash_of_the_string() {
         let store = Store::new(Config::default());
-        let long_host = format!("{}.Example.COM", "A".repeat(150));
+        // Hosts whose keys fit the inline buffer and that do not.
         let mut h = HeaderMap::new();
-        h.insert(HOST, HeaderValue::from_str(&long_host).unwrap());
+        h.insert(HOST, HeaderValue::from_static("Example.COM"));
+        let mut long = HeaderMap::new();
+        let long_host = format!("{}.Example.COM", "A".repeat(INLINE_KEY));
+        long.insert(HOST, HeaderValue::from_str(&long_host).unwrap());
+        let long_path = Uri::try_from(format!("/{}", "p".repeat(INLINE_KEY))).unwrap();
         for uri in [
             Uri::from_static("/a?b=1"),
             Uri::from_static("https://X.test:8443/a/b?c"),
             Uri::from_static("*"),
+            long_path,
         ] {
-            for headers in [&h, &HeaderMap::new()] {
+            for headers in [&h, &long, &HeaderMap::new()] {
                 let key = Key::new(&uri, headers);
                 let string = key.to_key_string();
                 assert_eq!(store.hash(key), store.hash_str(&string), "{string}");
-                assert!(key.is(&string), "{string}");
-                assert!(!key.is(&format!("{string}x")));
-                assert!(!key.is(&string[..string.len() - 1]));
+                let probe = store.probe(key);
+                let by_parts = |s: &str| key.is(s);
+                let by_probe = |s: &str| probe.is(s);
+                let checks: [&dyn Fn(&str) -> bool; 2] = [&by_parts, &by_probe];
+                for is in checks {
+                    assert!(is(&string), "{string}");
+                    assert!(!is(&format!("{string}x")));
+                    assert!(!is(&string[..string.len() - 1]));
+                    assert!(!is(&string.replace('a', "b")) || !string.contains('a'));
+                }
             }
         }
         let uri = Uri::from_static("http://a.test/x");
