@@ -68,17 +68,31 @@ pub(crate) struct Directives {
 impl Directives {
     /// Reads every `Cache-Control` field of `headers`; a request without
     /// `Cache-Control` but with `Pragma: no-cache` is `no-cache` (§5.4).
+    #[inline]
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
-        let mut d = Directives::default();
-        let mut values = headers.get_all(CACHE_CONTROL).into_iter().peekable();
-        if values.peek().is_none() {
-            d.no_cache = headers
+        if headers.contains_key(CACHE_CONTROL) {
+            Self::parse_cache_control(headers)
+        } else if headers.contains_key(PRAGMA) {
+            Self::parse_pragma(headers)
+        } else {
+            Self::default()
+        }
+    }
+
+    /// A request without `Cache-Control`: `Pragma: no-cache` is `no-cache`.
+    fn parse_pragma(headers: &HeaderMap) -> Self {
+        Directives {
+            no_cache: headers
                 .get_all(PRAGMA)
                 .iter()
-                .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache")));
-            return d;
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache"))),
+            ..Self::default()
         }
-        for value in values {
+    }
+
+    fn parse_cache_control(headers: &HeaderMap) -> Self {
+        let mut d = Directives::default();
+        for value in headers.get_all(CACHE_CONTROL) {
             let Ok(value) = value.to_str() else { continue };
             for part in value.split(',') {
                 let (name, arg) = match part.split_once('=') {

@@ -21,7 +21,9 @@ use super::freshness::{
     strip_for_storage,
 };
 use super::range::{RangeAnswer, byte_range, if_range_holds};
-use super::store::{Entry, Flight, FlightGuard, Key, Probe, Store, normalise, vary_names};
+use super::store::{
+    Entry, Flight, FlightGuard, INLINE_KEY, Key, Probe, Store, normalise, vary_names,
+};
 use crate::error::Problem;
 use crate::{Body, BoxError};
 
@@ -107,7 +109,8 @@ where
         let method = req.method();
         let kind = if method == Method::GET || method == Method::HEAD {
             let req_cc = Directives::parse(req.headers());
-            let probe = self.store.probe(Key::new(req.uri(), req.headers()));
+            let mut buf = [0; INLINE_KEY];
+            let probe = self.store.probe(Key::new(req.uri(), req.headers()), &mut buf);
             // A hit is answered without touching (or cloning) the inner
             // service, which stays ready for the next call.
             if let Some(response) = serve_now(&self.store, &probe, &req, &req_cc) {
@@ -151,12 +154,7 @@ fn serve_now<B>(
     req: &Request<B>,
     req_cc: &Directives,
 ) -> Option<Response<Body>> {
-    let lookup = std::pin::pin!(store.get(probe));
-    let Poll::Ready(variants) = lookup.poll(&mut Context::from_waker(std::task::Waker::noop()))
-    else {
-        return None;
-    };
-    let entry = variants?;
+    let entry = store.get_now(probe)??;
     let entry = entry.select(req.headers())?;
     if !serves_authorized(entry) && req.headers().contains_key(AUTHORIZATION) {
         return None;
@@ -261,8 +259,9 @@ where
     let mut followed = false;
     loop {
         let now = Instant::now();
+        let mut buf = [0; INLINE_KEY];
         let entry = store
-            .get(&store.probe(Key::new(req.uri(), req.headers())))
+            .get(&store.probe(Key::new(req.uri(), req.headers()), &mut buf))
             .await
             .and_then(|v| v.select(req.headers()).cloned())
             .filter(|e| !authorized || serves_authorized(e));

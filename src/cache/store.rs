@@ -1,13 +1,16 @@
 //! The shared store: a moka future cache of responses, bounded by bytes and
 //! entries, and the table of requests in flight for coalescing.
 //!
-//! Entries are keyed by a 64-bit keyed hash (SipHash with a random key per
-//! store) of the primary key, computed from the request's URI parts without
-//! building the key string; each [`Variants`] keeps the full key, and a
-//! lookup confirms it, so a collision is a miss, never a wrong answer.
+//! Entries are keyed by a 64-bit keyed hash (foldhash with a random seed
+//! per store) of the primary key, assembled from the request's URI parts
+//! on the stack; each [`Variants`] keeps the full key, and a lookup
+//! confirms it, so a collision is a miss, never a wrong answer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +61,7 @@ impl Entry {
     }
 
     /// Whether the stored response's selecting headers match `request`.
+    #[inline]
     pub(crate) fn matches(&self, request: &HeaderMap) -> bool {
         self.vary
             .iter()
@@ -65,6 +69,7 @@ impl Entry {
     }
 
     /// Whether the entry is fresh at `now` (its age is below its lifetime).
+    #[inline]
     pub(crate) fn is_fresh(&self, now: Instant) -> bool {
         self.fresh_until.is_some_and(|until| now < until)
     }
@@ -140,6 +145,7 @@ pub(crate) struct Variants {
 }
 
 impl Variants {
+    #[inline]
     pub(crate) fn select(&self, request: &HeaderMap) -> Option<&Arc<Entry>> {
         self.entries.iter().find(|e| e.matches(request))
     }
@@ -224,6 +230,7 @@ pub(crate) struct Key<'a> {
 }
 
 impl<'a> Key<'a> {
+    #[inline]
     pub(crate) fn new(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
         Key {
             scheme: uri.scheme_str().unwrap_or("http"),
@@ -253,30 +260,6 @@ impl<'a> Key<'a> {
         }
     }
 
-    /// Feeds the bytes of [`to_key_string`](Self::to_key_string) to
-    /// `hasher` without building it (`Hasher::write` is streaming: the same
-    /// bytes in other chunks hash the same).
-    fn hash_into(self, hasher: &mut impl Hasher) {
-        let Some(authority) = self.authority else {
-            hasher.write(self.path.as_bytes());
-            return;
-        };
-        hasher.write(self.scheme.as_bytes());
-        hasher.write(b"://");
-        if authority.bytes().any(|b| b.is_ascii_uppercase()) {
-            let mut buf = [0u8; 64];
-            for chunk in authority.as_bytes().chunks(buf.len()) {
-                let buf = &mut buf[..chunk.len()];
-                buf.copy_from_slice(chunk);
-                buf.make_ascii_lowercase();
-                hasher.write(buf);
-            }
-        } else {
-            hasher.write(authority.as_bytes());
-        }
-        hasher.write(self.path.as_bytes());
-    }
-
     /// Writes the bytes of [`to_key_string`](Self::to_key_string) into
     /// `buf` and returns their length, or `None` when they do not fit.
     fn write_into(self, buf: &mut [u8]) -> Option<usize> {
@@ -297,56 +280,26 @@ impl<'a> Key<'a> {
         buf[path_at..].copy_from_slice(path);
         Some(len)
     }
-
-    /// Whether `stored` (a key string) is this key.
-    pub(crate) fn is(self, stored: &str) -> bool {
-        let stored = stored.as_bytes();
-        let Some(authority) = self.authority else {
-            return stored == self.path.as_bytes();
-        };
-        let (scheme, authority, path) = (
-            self.scheme.as_bytes(),
-            authority.as_bytes(),
-            self.path.as_bytes(),
-        );
-        let host_at = scheme.len() + 3;
-        let path_at = host_at + authority.len();
-        if stored.len() != path_at + path.len() {
-            return false;
-        }
-        let stored_host = &stored[host_at..path_at];
-        // The stored authority is lowercase; most requests' are too.
-        &stored[path_at..] == path
-            && &stored[..scheme.len()] == scheme
-            && &stored[scheme.len()..host_at] == b"://"
-            && (stored_host == authority || stored_host.eq_ignore_ascii_case(authority))
-    }
 }
 
-/// Keys up to this long are assembled on the stack, hashed in one
-/// `write` and confirmed with one comparison; longer ones are hashed and
-/// compared part by part.
-const INLINE_KEY: usize = 256;
+/// Keys up to this long are assembled on the stack; longer ones (rare) are
+/// built on the heap.
+pub(crate) const INLINE_KEY: usize = 256;
 
-/// A request's primary key looked up in a [`Store`]: the key, its hash and,
-/// when it fits, its bytes.
+/// A request's primary key as looked up in a [`Store`]: its bytes (as
+/// [`Key::to_key_string`] writes them) and their hash.
+#[derive(Debug)]
 pub(crate) struct Probe<'a> {
-    key: Key<'a>,
     /// The hash the key is stored under.
     pub(crate) hash: u64,
-    /// How many bytes of `inline` are the key; 0 when it did not fit (a key
-    /// is never empty: a path is at least one byte).
-    len: usize,
-    inline: [u8; INLINE_KEY],
+    bytes: Cow<'a, [u8]>,
 }
 
 impl Probe<'_> {
     /// Whether `stored` (a key string) is the probed key.
+    #[inline]
     fn is(&self, stored: &str) -> bool {
-        match self.inline.get(..self.len) {
-            Some(inline) if self.len > 0 => stored.as_bytes() == inline,
-            _ => self.key.is(stored),
-        }
+        stored.as_bytes() == &*self.bytes
     }
 }
 
@@ -414,7 +367,9 @@ impl Drop for FlightGuard {
 /// The shared state of a [`CacheLayer`](super::CacheLayer).
 pub(crate) struct Store {
     pub(crate) config: Config,
-    hasher: RandomState,
+    /// Keyed (a random seed per store), so that colliding URIs, which
+    /// would evict each other, cannot be chosen from outside.
+    hasher: foldhash::quality::RandomState,
     pub(crate) entries: Moka<u64, Arc<Variants>, BuildHasherDefault<Prehashed>>,
     /// Coalescing: keyed by [`flight_key`](Store::flight_key); a collision
     /// only makes a request wait for another key's fetch, then look again.
@@ -448,42 +403,35 @@ impl Store {
             .build_with_hasher(BuildHasherDefault::default());
         Store {
             config,
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             entries,
             flights: Mutex::new(HashMap::default()),
         }
     }
 
-    /// The hash a key is stored under.
-    #[cfg(test)]
-    pub(crate) fn hash(&self, key: Key<'_>) -> u64 {
-        self.probe(key).hash
-    }
-
-    /// The key, hashed, for [`get`](Self::get).
-    pub(crate) fn probe<'a>(&self, key: Key<'a>) -> Probe<'a> {
-        let mut probe = Probe {
-            key,
-            hash: 0,
-            len: 0,
-            inline: [0; INLINE_KEY],
+    /// The key, hashed, for [`get`](Self::get); its bytes are assembled
+    /// in `buf` when they fit.
+    pub(crate) fn probe<'b>(&self, key: Key<'_>, buf: &'b mut [u8; INLINE_KEY]) -> Probe<'b> {
+        let bytes = match key.write_into(buf) {
+            Some(len) => Cow::Borrowed(&buf[..len]),
+            None => Cow::Owned(key.to_key_string().into_bytes()),
         };
-        let mut hasher = self.hasher.build_hasher();
-        match key.write_into(&mut probe.inline) {
-            Some(len) => {
-                probe.len = len;
-                hasher.write(&probe.inline[..len]);
-            }
-            None => key.hash_into(&mut hasher),
+        Probe {
+            hash: self.hash_bytes(&bytes),
+            bytes,
         }
-        probe.hash = hasher.finish();
-        probe
     }
 
     /// The hash of a key string (as [`Key::to_key_string`] writes it).
     pub(crate) fn hash_str(&self, key: &str) -> u64 {
+        self.hash_bytes(key.as_bytes())
+    }
+
+    /// The hash of a key's bytes, always written whole: the hasher is not
+    /// streaming (other chunks of the same bytes hash differently).
+    fn hash_bytes(&self, key: &[u8]) -> u64 {
         let mut hasher = self.hasher.build_hasher();
-        hasher.write(key.as_bytes());
+        hasher.write(key);
         hasher.finish()
     }
 
@@ -511,6 +459,17 @@ impl Store {
     /// The variants stored for the probed key.
     pub(crate) async fn get(&self, probe: &Probe<'_>) -> Option<Arc<Variants>> {
         self.entries.get(&probe.hash).await.filter(|v| probe.is(&v.key))
+    }
+
+    /// [`get`](Self::get) when the store answers without waiting (moka's
+    /// reads do not block, so it nearly always does); `None` when it would
+    /// wait.
+    pub(crate) fn get_now(&self, probe: &Probe<'_>) -> Option<Option<Arc<Variants>>> {
+        let lookup = std::pin::pin!(self.entries.get(&probe.hash));
+        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(variants) => Some(variants.filter(|v| probe.is(&v.key))),
+            Poll::Pending => None,
+        }
     }
 
     /// Stores `entry` under `key`, replacing the variant it matches and
@@ -677,9 +636,9 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_of_the_parts_is_the_hash_of_the_string() {
+    fn a_probe_hashes_and_confirms_the_key_string() {
         let store = Store::new(Config::default());
-        // Hosts whose keys fit the inline buffer and that do not.
+        // Keys that fit the inline buffer and keys that do not.
         let mut h = HeaderMap::new();
         h.insert(HOST, HeaderValue::from_static("Example.COM"));
         let mut long = HeaderMap::new();
@@ -695,22 +654,20 @@ mod tests {
             for headers in [&h, &long, &HeaderMap::new()] {
                 let key = Key::new(&uri, headers);
                 let string = key.to_key_string();
-                assert_eq!(store.hash(key), store.hash_str(&string), "{string}");
-                let probe = store.probe(key);
-                let by_parts = |s: &str| key.is(s);
-                let by_probe = |s: &str| probe.is(s);
-                let checks: [&dyn Fn(&str) -> bool; 2] = [&by_parts, &by_probe];
-                for is in checks {
-                    assert!(is(&string), "{string}");
-                    assert!(!is(&format!("{string}x")));
-                    assert!(!is(&string[..string.len() - 1]));
-                    assert!(!is(&string.replace('a', "b")) || !string.contains('a'));
-                }
+                let mut buf = [0; INLINE_KEY];
+                let probe = store.probe(key, &mut buf);
+                assert_eq!(probe.hash, store.hash_str(&string), "{string}");
+                assert!(probe.is(&string), "{string}");
+                assert!(!probe.is(&format!("{string}x")));
+                assert!(!probe.is(&string[..string.len() - 1]));
+                assert!(!probe.is(&string.replace('a', "b")) || !string.contains('a'));
             }
         }
-        let uri = Uri::from_static("http://a.test/x");
-        let key = Key::new(&uri, &h);
-        assert!(key.is("http://A.TEST/x") && !key.is("https://a.test/x"));
-        assert!(!key.is("http://b.test/x"));
+        let uri = Uri::from_static("http://A.test/x");
+        let mut buf = [0; INLINE_KEY];
+        let probe = store.probe(Key::new(&uri, &h), &mut buf);
+        assert!(probe.is("http://a.test/x") && !probe.is("https://a.test/x"));
+        assert!(!probe.is("http://b.test/x"));
+        assert_ne!(probe.hash, store.hash_str("http://b.test/x"));
     }
 }
