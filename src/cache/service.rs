@@ -110,7 +110,9 @@ where
         let kind = if method == Method::GET || method == Method::HEAD {
             let req_cc = Directives::parse(req.headers());
             let mut buf = [0; INLINE_KEY];
-            let probe = self.store.probe(Key::new(req.uri(), req.headers()), &mut buf);
+            let probe = self
+                .store
+                .probe(Key::new(req.uri(), req.headers()), &mut buf);
             // A hit is answered without touching (or cloning) the inner
             // service, which stays ready for the next call.
             if let Some(response) = serve_now(&self.store, &probe, &req, &req_cc) {
@@ -391,13 +393,7 @@ where
             // The merged response may no longer be stored: forget it and
             // answer from what was stored, once.
             store.remove(&key).await;
-            return Ok(serve_headers(
-                entry,
-                &req_headers,
-                now,
-                REVALIDATED,
-                false,
-            ));
+            return Ok(serve_headers(entry, &req_headers, now, REVALIDATED, false));
         }
     }
     let req_cc = Directives::parse(&req_headers);

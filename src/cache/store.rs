@@ -9,9 +9,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
-use std::task::{Context, Poll, Waker};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -458,7 +458,10 @@ impl Store {
 
     /// The variants stored for the probed key.
     pub(crate) async fn get(&self, probe: &Probe<'_>) -> Option<Arc<Variants>> {
-        self.entries.get(&probe.hash).await.filter(|v| probe.is(&v.key))
+        self.entries
+            .get(&probe.hash)
+            .await
+            .filter(|v| probe.is(&v.key))
     }
 
     /// [`get`](Self::get) when the store answers without waiting (moka's
