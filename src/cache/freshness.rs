@@ -261,6 +261,12 @@ pub(crate) fn storable_by(
         return None;
     }
     let mut directives = Directives::parse(response);
+    // `no-store` that no `Surrogate-Control` lifetime replaces keeps the
+    // response out: no need to build the policy (and a copy of the headers)
+    // to hear it say so.
+    if directives.no_store && surrogate.max_age.is_none() {
+        return None;
+    }
     let explicit = directives.max_age.is_some()
         || directives.s_maxage.is_some()
         || response.contains_key(EXPIRES)
@@ -588,6 +594,21 @@ mod tests {
         );
         assert!(judge(&[], &[("cache-control", "max-age=10, private")]).is_none());
         assert!(judge(&[], &[("cache-control", "no-store")]).is_none());
+        assert!(judge(&[], &[("cache-control", "max-age=10, No-Store")]).is_none());
+        // A `Surrogate-Control` lifetime replaces `no-store` (for clients).
+        let surrogate = [
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=30"),
+        ];
+        assert_eq!(
+            judge(&[], &surrogate).unwrap().lifetime,
+            Duration::from_secs(30)
+        );
+        let other = [
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=30;other"),
+        ];
+        assert!(judge(&[], &other).is_none());
         assert!(
             judge(
                 &[("cache-control", "no-store")],
