@@ -7,8 +7,11 @@
 //!
 //! `cargo bench --bench cache -- --warm-up-time 1 --measurement-time 3`
 //!
-//! `CACHE_PROFILE=hit` (or `moka`, the raw get) runs only that,
-//! `CACHE_PROFILE_N` (2 000 000) times, outside criterion: `valgrind --tool=callgrind target/release/deps/cache-… `.
+//! `CACHE_PROFILE=hit` (or `moka`, the raw get; `miss`, or `no_store`, the
+//! bare origin of the miss) runs only that, `CACHE_PROFILE_N` (2 000 000)
+//! times, outside criterion: `valgrind --tool=callgrind
+//! target/release/deps/cache-… --bench`; the difference of two runs with
+//! different `CACHE_PROFILE_N` is the cost per call.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -85,6 +88,23 @@ fn bench(c: &mut Criterion) {
             .await;
             for _ in 0..profile_n {
                 black_box(moka.get("http://origin.test/item").await);
+            }
+        });
+        return;
+    }
+    if std::env::var("CACHE_PROFILE").is_ok_and(|p| p == "miss" || p == "no_store") {
+        // A miss through the layer, or the bare origin it calls.
+        let mut miss = CacheLayer::new().layer(service_fn(no_store));
+        let mut bare = service_fn(no_store);
+        let through = std::env::var("CACHE_PROFILE").is_ok_and(|p| p == "miss");
+        rt.block_on(async {
+            for _ in 0..profile_n {
+                let response = if through {
+                    miss.call(get()).await.unwrap()
+                } else {
+                    bare.call(get()).await.unwrap()
+                };
+                black_box(response);
             }
         });
         return;

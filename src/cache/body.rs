@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderValue;
-use http::header::CONTENT_LENGTH;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -38,11 +36,7 @@ impl Pending {
             guard,
             ..
         } = self;
-        entry.body = buf.freeze();
-        entry
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-        entry.weigh();
+        entry.seal(buf.freeze());
         let entry = Arc::new(entry);
         let mut insert = Box::pin(async move {
             store.insert(&key, entry).await;

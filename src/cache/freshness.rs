@@ -68,11 +68,31 @@ pub(crate) struct Directives {
 impl Directives {
     /// Reads every `Cache-Control` field of `headers`; a request without
     /// `Cache-Control` but with `Pragma: no-cache` is `no-cache` (§5.4).
+    #[inline]
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        if headers.contains_key(CACHE_CONTROL) {
+            Self::parse_cache_control(headers)
+        } else if headers.contains_key(PRAGMA) {
+            Self::parse_pragma(headers)
+        } else {
+            Self::default()
+        }
+    }
+
+    /// A request without `Cache-Control`: `Pragma: no-cache` is `no-cache`.
+    fn parse_pragma(headers: &HeaderMap) -> Self {
+        Directives {
+            no_cache: headers
+                .get_all(PRAGMA)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache"))),
+            ..Self::default()
+        }
+    }
+
+    fn parse_cache_control(headers: &HeaderMap) -> Self {
         let mut d = Directives::default();
-        let mut any = false;
         for value in headers.get_all(CACHE_CONTROL) {
-            any = true;
             let Ok(value) = value.to_str() else { continue };
             for part in value.split(',') {
                 let (name, arg) = match part.split_once('=') {
@@ -101,15 +121,14 @@ impl Directives {
                 }
             }
         }
-        if !any
-            && headers
-                .get_all(PRAGMA)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| v.contains("no-cache")))
-        {
-            d.no_cache = true;
-        }
         d
+    }
+
+    /// Whether a request with these directives may be answered by any
+    /// fresh response without looking at its age (`no-cache`, `max-age`
+    /// and `min-fresh` are absent).
+    pub(crate) fn takes_any_fresh(&self) -> bool {
+        !self.no_cache && self.max_age.is_none() && self.min_fresh.is_none()
     }
 
     /// Whether a stale response may not be served without revalidation
@@ -242,6 +261,12 @@ pub(crate) fn storable_by(
         return None;
     }
     let mut directives = Directives::parse(response);
+    // `no-store` that no `Surrogate-Control` lifetime replaces keeps the
+    // response out: no need to build the policy (and a copy of the headers)
+    // to hear it say so.
+    if directives.no_store && surrogate.max_age.is_none() {
+        return None;
+    }
     let explicit = directives.max_age.is_some()
         || directives.s_maxage.is_some()
         || response.contains_key(EXPIRES)
@@ -569,6 +594,21 @@ mod tests {
         );
         assert!(judge(&[], &[("cache-control", "max-age=10, private")]).is_none());
         assert!(judge(&[], &[("cache-control", "no-store")]).is_none());
+        assert!(judge(&[], &[("cache-control", "max-age=10, No-Store")]).is_none());
+        // A `Surrogate-Control` lifetime replaces `no-store` (for clients).
+        let surrogate = [
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=30"),
+        ];
+        assert_eq!(
+            judge(&[], &surrogate).unwrap().lifetime,
+            Duration::from_secs(30)
+        );
+        let other = [
+            ("cache-control", "no-store"),
+            ("surrogate-control", "max-age=30;other"),
+        ];
+        assert!(judge(&[], &other).is_none());
         assert!(
             judge(
                 &[("cache-control", "no-store")],

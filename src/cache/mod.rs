@@ -85,10 +85,12 @@
 //! (default 64 MiB) and [`max_entries`](CacheLayer::max_entries) (default
 //! 10 000) URIs; the coalescing table at most
 //! [`max_in_flight`](CacheLayer::max_in_flight) keys. Lookups do not lock
-//! and do not allocate a key: the store is keyed by a keyed 64-bit hash
-//! of the URI parts (random per store), and the full key kept in the entry
-//! is compared on every hit, so a collision is a miss, never another URI's
-//! response. Nothing awaits under a lock. Responses use the crate's boxed
+//! and do not allocate a key (up to 256 bytes; it is assembled on the
+//! stack): the store is keyed by a keyed 64-bit hash of it (foldhash,
+//! seeded at random per store), and the full key kept in the entry is
+//! compared on every hit, so a collision is a miss, never another URI's
+//! response. A hit computes no freshness: the instant an entry stops being
+//! fresh is worked out when it is stored. Nothing awaits under a lock. Responses use the crate's boxed
 //! [`Body`](crate::Body): a stored body is shared (`Bytes`), a missed one is
 //! streamed through while a copy is kept. A [`CacheHandle`] purges by key or
 //! prefix.

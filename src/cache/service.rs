@@ -21,12 +21,19 @@ use super::freshness::{
     strip_for_storage,
 };
 use super::range::{RangeAnswer, byte_range, if_range_holds};
-use super::store::{Entry, Flight, FlightGuard, Key, Store, normalise, vary_names};
+use super::store::{
+    Entry, Flight, FlightGuard, INLINE_KEY, Key, Probe, Store, normalise, vary_names,
+};
 use crate::error::Problem;
 use crate::{Body, BoxError};
 
 /// The `X-Cache` response header.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// `X-Cache` values of responses served from the store.
+const HIT: HeaderValue = HeaderValue::from_static("HIT");
+const STALE: HeaderValue = HeaderValue::from_static("STALE");
+const REVALIDATED: HeaderValue = HeaderValue::from_static("REVALIDATED");
 
 /// The service built by [`CacheLayer`](super::CacheLayer).
 #[derive(Clone, Debug)]
@@ -102,14 +109,18 @@ where
         let method = req.method();
         let kind = if method == Method::GET || method == Method::HEAD {
             let req_cc = Directives::parse(req.headers());
-            let hash = self.store.hash(Key::new(req.uri(), req.headers()));
+            let mut buf = [0; INLINE_KEY];
+            let probe = self
+                .store
+                .probe(Key::new(req.uri(), req.headers()), &mut buf);
             // A hit is answered without touching (or cloning) the inner
             // service, which stays ready for the next call.
-            if let Some(response) = serve_now(&self.store, hash, &req, &req_cc) {
+            if let Some(response) = serve_now(&self.store, &probe, &req, &req_cc) {
                 return ResponseFuture {
                     kind: Kind::Ready(Some(response)),
                 };
             }
+            let hash = probe.hash;
             let store = Arc::clone(&self.store);
             Kind::Boxed(Box::pin(handle(
                 store,
@@ -141,24 +152,19 @@ impl<S: Clone> Cache<S> {
 /// (it nearly always does: moka's reads do not block).
 fn serve_now<B>(
     store: &Store,
-    hash: u64,
+    probe: &Probe<'_>,
     req: &Request<B>,
     req_cc: &Directives,
 ) -> Option<Response<Body>> {
-    let lookup = std::pin::pin!(store.get(hash, Key::new(req.uri(), req.headers())));
-    let Poll::Ready(variants) = lookup.poll(&mut Context::from_waker(std::task::Waker::noop()))
-    else {
-        return None;
-    };
-    let entry = variants?;
+    let entry = store.get_now(probe)??;
     let entry = entry.select(req.headers())?;
-    if req.headers().contains_key(AUTHORIZATION) && !serves_authorized(entry) {
+    if !serves_authorized(entry) && req.headers().contains_key(AUTHORIZATION) {
         return None;
     }
     let now = Instant::now();
     match judge(entry, req_cc, store.config.stale_grace, now) {
-        Use::Fresh => Some(serve(entry, req, now, "HIT")),
-        Use::Stale => Some(serve(entry, req, now, "STALE")),
+        Use::Fresh => Some(serve(entry, req, now, HIT)),
+        Use::Stale => Some(serve(entry, req, now, STALE)),
         Use::StaleRefresh | Use::Validate => None,
     }
 }
@@ -173,6 +179,10 @@ enum Use {
 }
 
 fn judge(entry: &Entry, req: &Directives, grace: Duration, now: Instant) -> Use {
+    // The common case: a fresh entry for a request that does not limit age.
+    if req.takes_any_fresh() && entry.is_fresh(now) {
+        return Use::Fresh;
+    }
     let age = entry.age(now);
     let lifetime = entry.lifetime;
     if req.no_cache
@@ -251,17 +261,18 @@ where
     let mut followed = false;
     loop {
         let now = Instant::now();
+        let mut buf = [0; INLINE_KEY];
         let entry = store
-            .get(hash, Key::new(req.uri(), req.headers()))
+            .get(&store.probe(Key::new(req.uri(), req.headers()), &mut buf))
             .await
             .and_then(|v| v.select(req.headers()).cloned())
             .filter(|e| !authorized || serves_authorized(e));
         let verdict = entry.as_ref().map(|e| (judge(e, &req_cc, grace, now), e));
         match verdict {
-            Some((Use::Fresh, e)) => return Ok(serve(e, &req, now, "HIT")),
-            Some((Use::Stale, e)) => return Ok(serve(e, &req, now, "STALE")),
+            Some((Use::Fresh, e)) => return Ok(serve(e, &req, now, HIT)),
+            Some((Use::Stale, e)) => return Ok(serve(e, &req, now, STALE)),
             Some((Use::StaleRefresh, e)) => {
-                let response = serve(e, &req, now, "STALE");
+                let response = serve(e, &req, now, STALE);
                 if !req_cc.only_if_cached
                     && let Flight::Leader(guard) = store.join(store.flight_key(hash, req.headers()))
                 {
@@ -345,7 +356,7 @@ where
         Ok(response) => response,
         Err(error) => {
             if let Some(entry) = stale.filter(|e| serves_on_error(e, grace, now)) {
-                return Ok(serve_headers(&entry, &req_headers, now, "STALE", false));
+                return Ok(serve_headers(&entry, &req_headers, now, STALE, false));
             }
             return Err(error);
         }
@@ -353,7 +364,7 @@ where
     let status = response.status();
     if let Some(entry) = &stale {
         if status.is_server_error() && serves_on_error(entry, grace, now) {
-            return Ok(serve_headers(entry, &req_headers, now, "STALE", false));
+            return Ok(serve_headers(entry, &req_headers, now, STALE, false));
         }
         if status == StatusCode::NOT_MODIFIED
             && (validating || same_etag(entry.headers.get(ETAG), response.headers().get(ETAG)))
@@ -375,20 +386,14 @@ where
                     &updated,
                     &req_headers,
                     now,
-                    "REVALIDATED",
+                    REVALIDATED,
                     false,
                 ));
             }
             // The merged response may no longer be stored: forget it and
             // answer from what was stored, once.
             store.remove(&key).await;
-            return Ok(serve_headers(
-                entry,
-                &req_headers,
-                now,
-                "REVALIDATED",
-                false,
-            ));
+            return Ok(serve_headers(entry, &req_headers, now, REVALIDATED, false));
         }
     }
     let req_cc = Directives::parse(&req_headers);
@@ -500,10 +505,6 @@ fn prepare(
     if status == StatusCode::OK && !stored.contains_key(ACCEPT_RANGES) {
         stored.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
-    // Slots for the headers every served copy sets, so that setting them on
-    // a clone replaces in place instead of growing the map.
-    stored.insert(AGE, HeaderValue::from_static("0"));
-    stored.insert(X_CACHE, HeaderValue::from_static("HIT"));
     if lifetime.is_zero() && !(stored.contains_key(ETAG) || stored.contains_key(LAST_MODIFIED)) {
         return None;
     }
@@ -526,6 +527,10 @@ fn prepare(
         stored_at: now,
         lifetime,
         initial_age,
+        fresh_until: lifetime
+            .checked_sub(initial_age)
+            .filter(|left| !left.is_zero())
+            .and_then(|left| now.checked_add(left)),
         directives,
         surrogate_control,
         vary,
@@ -589,11 +594,7 @@ fn merge(
         );
     }
     let mut updated = prepare(store, uri, req_headers, entry.status, &headers, delay, now)?;
-    updated
-        .headers
-        .insert(CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-    updated.body = entry.body.clone();
-    updated.weigh();
+    updated.seal(entry.body.clone());
     Some(updated)
 }
 
@@ -715,7 +716,7 @@ fn mark(mut response: Response<Body>, status: &'static str) -> Response<Body> {
     response
 }
 
-fn serve<B>(entry: &Entry, req: &Request<B>, now: Instant, status: &'static str) -> Response<Body> {
+fn serve<B>(entry: &Entry, req: &Request<B>, now: Instant, status: HeaderValue) -> Response<Body> {
     serve_headers(
         entry,
         req.headers(),
@@ -733,7 +734,7 @@ fn serve_headers(
     entry: &Entry,
     req: &HeaderMap,
     now: Instant,
-    status: &'static str,
+    status: HeaderValue,
     head: bool,
 ) -> Response<Body> {
     let age = age_value(entry.age(now));
@@ -755,7 +756,7 @@ fn serve_headers(
             }
         }
         headers.insert(AGE, age);
-        headers.insert(X_CACHE, HeaderValue::from_static(status));
+        headers.insert(X_CACHE, status);
         return response;
     }
     let len = entry.body.len();
@@ -785,7 +786,7 @@ fn serve_headers(
             }
         }
         headers.insert(AGE, age);
-        headers.insert(X_CACHE, HeaderValue::from_static(status));
+        headers.insert(X_CACHE, status);
         return refused;
     }
     // `byte_range` keeps `first <= last < len`, so these fit.
@@ -803,9 +804,8 @@ fn serve_headers(
     };
     let mut response = Response::new(body);
     *response.status_mut() = entry.status;
-    *response.headers_mut() = entry.headers.clone();
+    *response.headers_mut() = entry.served_headers(age, status);
     let headers = response.headers_mut();
-    set_served(headers, age, status);
     if let Some((first, last)) = part {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
         if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
@@ -814,31 +814,6 @@ fn serve_headers(
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     response
-}
-
-/// Sets `Age` and `X-Cache` in a map cloned from a stored entry, in the
-/// slots it keeps for them: `insert` would first make room for a new name,
-/// reallocating a map that is full, and hash each name.
-fn set_served(headers: &mut HeaderMap, age: HeaderValue, status: &'static str) {
-    let (mut age, mut status) = (Some(age), Some(HeaderValue::from_static(status)));
-    for (name, value) in headers.iter_mut() {
-        if *name == AGE {
-            if let Some(age) = age.take() {
-                *value = age;
-            }
-        } else if *name == X_CACHE
-            && let Some(status) = status.take()
-        {
-            *value = status;
-        }
-    }
-    // Entries always have the slots; this keeps a map without them right.
-    if let Some(age) = age {
-        headers.insert(AGE, age);
-    }
-    if let Some(status) = status {
-        headers.insert(X_CACHE, status);
-    }
 }
 
 fn is_conditional(headers: &HeaderMap) -> bool {

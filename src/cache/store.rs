@@ -1,14 +1,17 @@
 //! The shared store: a moka future cache of responses, bounded by bytes and
 //! entries, and the table of requests in flight for coalescing.
 //!
-//! Entries are keyed by a 64-bit keyed hash (SipHash with a random key per
-//! store) of the primary key, computed from the request's URI parts without
-//! building the key string; each [`Variants`] keeps the full key, and a
-//! lookup confirms it, so a collision is a miss, never a wrong answer.
+//! Entries are keyed by a 64-bit keyed hash (foldhash with a random seed
+//! per store) of the primary key, assembled from the request's URI parts
+//! on the stack; each [`Variants`] keeps the full key, and a lookup
+//! confirms it, so a collision is a miss, never a wrong answer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::future::Future;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +24,7 @@ use tokio::time::Instant;
 
 use super::freshness::Directives;
 use super::layer::Config;
+use super::service::X_CACHE;
 
 /// One stored response (one variant of a URI).
 #[derive(Debug)]
@@ -34,6 +38,10 @@ pub(crate) struct Entry {
     pub(crate) stored_at: Instant,
     pub(crate) lifetime: Duration,
     pub(crate) initial_age: Duration,
+    /// Until when the entry is fresh (`stored_at + lifetime - initial_age`),
+    /// so a hit compares instants instead of computing an age; `None` when
+    /// it never is (or that instant is not representable).
+    pub(crate) fresh_until: Option<Instant>,
     pub(crate) directives: Directives,
     /// The origin's `Surrogate-Control` lines: never served, kept so that a
     /// `304` without one is judged as the stored response was.
@@ -53,10 +61,58 @@ impl Entry {
     }
 
     /// Whether the stored response's selecting headers match `request`.
+    #[inline]
     pub(crate) fn matches(&self, request: &HeaderMap) -> bool {
         self.vary
             .iter()
             .all(|(name, value)| normalised_eq(name, request, value.as_deref()))
+    }
+
+    /// Whether the entry is fresh at `now` (its age is below its lifetime).
+    #[inline]
+    pub(crate) fn is_fresh(&self, now: Instant) -> bool {
+        self.fresh_until.is_some_and(|until| now < until)
+    }
+
+    /// Completes an entry once its body is known: `Content-Length`, the
+    /// served headers laid out for cheap copies (see
+    /// [`served_headers`](Self::served_headers)) and the weight.
+    pub(crate) fn seal(&mut self, body: Bytes) {
+        self.headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        self.body = body;
+        let mut headers = HeaderMap::with_capacity(self.headers.keys_len() + 2);
+        headers.insert(http::header::AGE, HeaderValue::from_static("0"));
+        headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+        for (name, value) in &self.headers {
+            if name != http::header::AGE && name != X_CACHE {
+                headers.append(name, value.clone());
+            }
+        }
+        self.headers = headers;
+        self.weigh();
+    }
+
+    /// A copy of the stored headers with `age` and `status` (`X-Cache`)
+    /// set. The copy is a clone (no hashing, exactly sized), and the two
+    /// values are set in place: [`seal`](Self::seal) put their slots first.
+    pub(crate) fn served_headers(&self, age: HeaderValue, status: HeaderValue) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        let mut slots = headers.iter_mut();
+        match (slots.next(), slots.next()) {
+            (Some((first, age_slot)), Some((second, status_slot)))
+                if *first == http::header::AGE && *second == X_CACHE =>
+            {
+                *age_slot = age;
+                *status_slot = status;
+            }
+            // Only an unsealed entry lacks them; it is still served right.
+            _ => {
+                headers.insert(http::header::AGE, age);
+                headers.insert(X_CACHE, status);
+            }
+        }
+        headers
     }
 
     /// Sets `size`, what the entry weighs in the store: body, headers,
@@ -89,6 +145,7 @@ pub(crate) struct Variants {
 }
 
 impl Variants {
+    #[inline]
     pub(crate) fn select(&self, request: &HeaderMap) -> Option<&Arc<Entry>> {
         self.entries.iter().find(|e| e.matches(request))
     }
@@ -173,6 +230,7 @@ pub(crate) struct Key<'a> {
 }
 
 impl<'a> Key<'a> {
+    #[inline]
     pub(crate) fn new(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
         Key {
             scheme: uri.scheme_str().unwrap_or("http"),
@@ -202,52 +260,46 @@ impl<'a> Key<'a> {
         }
     }
 
-    /// Feeds the bytes of [`to_key_string`](Self::to_key_string) to
-    /// `hasher` without building it (`Hasher::write` is streaming: the same
-    /// bytes in other chunks hash the same).
-    fn hash_into(self, hasher: &mut impl Hasher) {
+    /// Writes the bytes of [`to_key_string`](Self::to_key_string) into
+    /// `buf` and returns their length, or `None` when they do not fit.
+    fn write_into(self, buf: &mut [u8]) -> Option<usize> {
+        let path = self.path.as_bytes();
         let Some(authority) = self.authority else {
-            hasher.write(self.path.as_bytes());
-            return;
+            buf.get_mut(..path.len())?.copy_from_slice(path);
+            return Some(path.len());
         };
-        hasher.write(self.scheme.as_bytes());
-        hasher.write(b"://");
-        if authority.bytes().any(|b| b.is_ascii_uppercase()) {
-            let mut buf = [0u8; 64];
-            for chunk in authority.as_bytes().chunks(buf.len()) {
-                let buf = &mut buf[..chunk.len()];
-                buf.copy_from_slice(chunk);
-                buf.make_ascii_lowercase();
-                hasher.write(buf);
-            }
-        } else {
-            hasher.write(authority.as_bytes());
-        }
-        hasher.write(self.path.as_bytes());
-    }
-
-    /// Whether `stored` (a key string) is this key.
-    pub(crate) fn is(self, stored: &str) -> bool {
-        let stored = stored.as_bytes();
-        let Some(authority) = self.authority else {
-            return stored == self.path.as_bytes();
-        };
-        let (scheme, authority, path) = (
-            self.scheme.as_bytes(),
-            authority.as_bytes(),
-            self.path.as_bytes(),
-        );
+        let (scheme, authority) = (self.scheme.as_bytes(), authority.as_bytes());
         let host_at = scheme.len() + 3;
         let path_at = host_at + authority.len();
-        if stored.len() != path_at + path.len() {
-            return false;
-        }
-        let stored_host = &stored[host_at..path_at];
-        // The stored authority is lowercase; most requests' are too.
-        &stored[path_at..] == path
-            && &stored[..scheme.len()] == scheme
-            && &stored[scheme.len()..host_at] == b"://"
-            && (stored_host == authority || stored_host.eq_ignore_ascii_case(authority))
+        let len = path_at + path.len();
+        let buf = buf.get_mut(..len)?;
+        buf[..scheme.len()].copy_from_slice(scheme);
+        buf[scheme.len()..host_at].copy_from_slice(b"://");
+        buf[host_at..path_at].copy_from_slice(authority);
+        buf[host_at..path_at].make_ascii_lowercase();
+        buf[path_at..].copy_from_slice(path);
+        Some(len)
+    }
+}
+
+/// Keys up to this long are assembled on the stack; longer ones (rare) are
+/// built on the heap.
+pub(crate) const INLINE_KEY: usize = 256;
+
+/// A request's primary key as looked up in a [`Store`]: its bytes (as
+/// [`Key::to_key_string`] writes them) and their hash.
+#[derive(Debug)]
+pub(crate) struct Probe<'a> {
+    /// The hash the key is stored under.
+    pub(crate) hash: u64,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl Probe<'_> {
+    /// Whether `stored` (a key string) is the probed key.
+    #[inline]
+    fn is(&self, stored: &str) -> bool {
+        stored.as_bytes() == &*self.bytes
     }
 }
 
@@ -315,7 +367,9 @@ impl Drop for FlightGuard {
 /// The shared state of a [`CacheLayer`](super::CacheLayer).
 pub(crate) struct Store {
     pub(crate) config: Config,
-    hasher: RandomState,
+    /// Keyed (a random seed per store), so that colliding URIs, which
+    /// would evict each other, cannot be chosen from outside.
+    hasher: foldhash::quality::RandomState,
     pub(crate) entries: Moka<u64, Arc<Variants>, BuildHasherDefault<Prehashed>>,
     /// Coalescing: keyed by [`flight_key`](Store::flight_key); a collision
     /// only makes a request wait for another key's fetch, then look again.
@@ -349,23 +403,35 @@ impl Store {
             .build_with_hasher(BuildHasherDefault::default());
         Store {
             config,
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             entries,
             flights: Mutex::new(HashMap::default()),
         }
     }
 
-    /// The hash a key is stored under.
-    pub(crate) fn hash(&self, key: Key<'_>) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash_into(&mut hasher);
-        hasher.finish()
+    /// The key, hashed, for [`get`](Self::get); its bytes are assembled
+    /// in `buf` when they fit.
+    pub(crate) fn probe<'b>(&self, key: Key<'_>, buf: &'b mut [u8; INLINE_KEY]) -> Probe<'b> {
+        let bytes = match key.write_into(buf) {
+            Some(len) => Cow::Borrowed(&buf[..len]),
+            None => Cow::Owned(key.to_key_string().into_bytes()),
+        };
+        Probe {
+            hash: self.hash_bytes(&bytes),
+            bytes,
+        }
     }
 
     /// The hash of a key string (as [`Key::to_key_string`] writes it).
     pub(crate) fn hash_str(&self, key: &str) -> u64 {
+        self.hash_bytes(key.as_bytes())
+    }
+
+    /// The hash of a key's bytes, always written whole: the hasher is not
+    /// streaming (other chunks of the same bytes hash differently).
+    fn hash_bytes(&self, key: &[u8]) -> u64 {
         let mut hasher = self.hasher.build_hasher();
-        hasher.write(key.as_bytes());
+        hasher.write(key);
         hasher.finish()
     }
 
@@ -390,9 +456,23 @@ impl Store {
         hasher.finish()
     }
 
-    /// The variants stored for `key` (whose hash is `hash`).
-    pub(crate) async fn get(&self, hash: u64, key: Key<'_>) -> Option<Arc<Variants>> {
-        self.entries.get(&hash).await.filter(|v| key.is(&v.key))
+    /// The variants stored for the probed key.
+    pub(crate) async fn get(&self, probe: &Probe<'_>) -> Option<Arc<Variants>> {
+        self.entries
+            .get(&probe.hash)
+            .await
+            .filter(|v| probe.is(&v.key))
+    }
+
+    /// [`get`](Self::get) when the store answers without waiting (moka's
+    /// reads do not block, so it nearly always does); `None` when it would
+    /// wait.
+    pub(crate) fn get_now(&self, probe: &Probe<'_>) -> Option<Option<Arc<Variants>>> {
+        let lookup = std::pin::pin!(self.entries.get(&probe.hash));
+        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(variants) => Some(variants.filter(|v| probe.is(&v.key))),
+            Poll::Pending => None,
+        }
     }
 
     /// Stores `entry` under `key`, replacing the variant it matches and
@@ -559,28 +639,38 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_of_the_parts_is_the_hash_of_the_string() {
+    fn a_probe_hashes_and_confirms_the_key_string() {
         let store = Store::new(Config::default());
-        let long_host = format!("{}.Example.COM", "A".repeat(150));
+        // Keys that fit the inline buffer and keys that do not.
         let mut h = HeaderMap::new();
-        h.insert(HOST, HeaderValue::from_str(&long_host).unwrap());
+        h.insert(HOST, HeaderValue::from_static("Example.COM"));
+        let mut long = HeaderMap::new();
+        let long_host = format!("{}.Example.COM", "A".repeat(INLINE_KEY));
+        long.insert(HOST, HeaderValue::from_str(&long_host).unwrap());
+        let long_path = Uri::try_from(format!("/{}", "p".repeat(INLINE_KEY))).unwrap();
         for uri in [
             Uri::from_static("/a?b=1"),
             Uri::from_static("https://X.test:8443/a/b?c"),
             Uri::from_static("*"),
+            long_path,
         ] {
-            for headers in [&h, &HeaderMap::new()] {
+            for headers in [&h, &long, &HeaderMap::new()] {
                 let key = Key::new(&uri, headers);
                 let string = key.to_key_string();
-                assert_eq!(store.hash(key), store.hash_str(&string), "{string}");
-                assert!(key.is(&string), "{string}");
-                assert!(!key.is(&format!("{string}x")));
-                assert!(!key.is(&string[..string.len() - 1]));
+                let mut buf = [0; INLINE_KEY];
+                let probe = store.probe(key, &mut buf);
+                assert_eq!(probe.hash, store.hash_str(&string), "{string}");
+                assert!(probe.is(&string), "{string}");
+                assert!(!probe.is(&format!("{string}x")));
+                assert!(!probe.is(&string[..string.len() - 1]));
+                assert!(!probe.is(&string.replace('a', "b")) || !string.contains('a'));
             }
         }
-        let uri = Uri::from_static("http://a.test/x");
-        let key = Key::new(&uri, &h);
-        assert!(key.is("http://A.TEST/x") && !key.is("https://a.test/x"));
-        assert!(!key.is("http://b.test/x"));
+        let uri = Uri::from_static("http://A.test/x");
+        let mut buf = [0; INLINE_KEY];
+        let probe = store.probe(Key::new(&uri, &h), &mut buf);
+        assert!(probe.is("http://a.test/x") && !probe.is("https://a.test/x"));
+        assert!(!probe.is("http://b.test/x"));
+        assert_ne!(probe.hash, store.hash_str("http://b.test/x"));
     }
 }
