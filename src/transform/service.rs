@@ -49,13 +49,18 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         // Variables are read once, from the request as the client sent it,
         // before any operation changes it; fixed values need none of this.
-        let captured = shared
-            .vars
-            .capture_request(&request, shared.client_ip.as_ref());
+        let captured = if shared.captures {
+            shared
+                .vars
+                .capture_request(&request, shared.client_ip.as_ref())
+        } else {
+            None
+        };
         let vars: &dyn Lookup = match &captured {
             Some(captured) => captured,
             None => &NoVars,
@@ -97,6 +102,7 @@ where
 {
     type Output = Result<Response<B>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // Without response operations the inner output passes as it is,

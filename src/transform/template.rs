@@ -229,6 +229,14 @@ impl HeaderTemplate {
         }
     }
 
+    /// The value when it has no variables.
+    pub(crate) fn fixed(&self) -> Option<&HeaderValue> {
+        match &self.0 {
+            Repr::Static(value) => Some(value),
+            Repr::Dynamic(_) => None,
+        }
+    }
+
     pub(crate) fn vars(&self) -> impl Iterator<Item = &Var> {
         match &self.0 {
             Repr::Static(_) => None,
