@@ -74,11 +74,14 @@ where
         if !shared.query.is_empty() {
             shared.query.apply(request.uri_mut(), vars);
         }
-        let response = (!shared.response.is_empty()).then(|| Arc::clone(&self.shared));
+        // The captured values go now unless response templates need them.
+        let response = (!shared.response.is_empty()).then(|| ResponseOps {
+            shared: Arc::clone(&self.shared),
+            captured,
+        });
         ResponseFuture {
             inner: self.inner.call(request),
             response,
-            captured,
         }
     }
 }
@@ -88,9 +91,16 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        response: Option<Arc<Shared>>,
-        captured: Option<Captured>,
+        // `None` when the layer has no response operations.
+        response: Option<ResponseOps>,
     }
+}
+
+/// What the response operations need: the operations and the variables
+/// read from the request.
+struct ResponseOps {
+    shared: Arc<Shared>,
+    captured: Option<Captured>,
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -111,15 +121,15 @@ where
         let this = self.project();
         // Without response operations the inner output passes as it is,
         // with no extra move of the response.
-        let Some(shared) = this.response.as_ref() else {
+        let Some(ops) = this.response.as_ref() else {
             return this.inner.poll(cx);
         };
         let mut response = ready!(this.inner.poll(cx))?;
-        let vars: &dyn Lookup = match this.captured {
+        let vars: &dyn Lookup = match &ops.captured {
             Some(captured) => captured,
             None => &NoVars,
         };
-        shared.response.apply(response.headers_mut(), vars);
+        ops.shared.response.apply(response.headers_mut(), vars);
         this.response.take();
         Poll::Ready(Ok(response))
     }
