@@ -142,8 +142,8 @@ impl HeaderOps {
     }
 }
 
-/// [`HeaderOps`] prepared once, when the layer is built, for the request
-/// path: one list in the order remove, rename, set, add, and fixed values
+/// [`HeaderOps`] prepared once, when the layer is built, for the hot path
+/// (requests and responses): one list in the order remove, rename, set, add, and fixed values
 /// told apart from templates so applying one is a clone (a reference count
 /// or a static pointer) and a single map insert.
 #[derive(Debug, Default)]
