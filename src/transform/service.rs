@@ -64,8 +64,11 @@ where
         } else {
             None
         };
-        let vars: &dyn Lookup = match &captured {
-            Some(captured) => captured,
+        let view = captured
+            .as_ref()
+            .map(|captured| captured.with(&shared.vars));
+        let vars: &dyn Lookup = match &view {
+            Some(view) => view,
             None => &NoVars,
         };
         if !shared.request.is_empty() {
@@ -125,8 +128,12 @@ where
             return this.inner.poll(cx);
         };
         let mut response = ready!(this.inner.poll(cx))?;
-        let vars: &dyn Lookup = match &ops.captured {
-            Some(captured) => captured,
+        let view = ops
+            .captured
+            .as_ref()
+            .map(|captured| captured.with(&ops.shared.vars));
+        let vars: &dyn Lookup = match &view {
+            Some(view) => view,
             None => &NoVars,
         };
         ops.shared.response.apply(response.headers_mut(), vars);

@@ -337,7 +337,7 @@ impl VarSet {
     /// templates use none. The client IP is resolved (through `proxies`
     /// when given, else the socket peer) only when a template uses it.
     pub(crate) fn capture_request<B>(
-        self: &Arc<Self>,
+        &self,
         request: &http::Request<B>,
         proxies: Option<&crate::net::TrustedProxies>,
     ) -> Option<Captured> {
@@ -365,7 +365,7 @@ impl VarSet {
 
     /// Reads every variable from the request as it is now.
     pub(crate) fn capture(
-        self: &Arc<Self>,
+        &self,
         extensions: &Extensions,
         headers: &HeaderMap,
         query: Option<&str>,
@@ -376,10 +376,7 @@ impl VarSet {
             .iter()
             .map(|var| read(var, extensions, headers, query, client_ip))
             .collect();
-        Captured {
-            vars: Arc::clone(self),
-            values,
-        }
+        Captured { values }
     }
 }
 
@@ -388,18 +385,36 @@ impl VarSet {
 /// see the same values.
 #[derive(Debug)]
 pub(crate) struct Captured {
-    vars: Arc<VarSet>,
+    /// In the order of the [`VarSet`] that captured them.
     values: Vec<Option<String>>,
 }
 
-impl Lookup for Captured {
+impl Captured {
+    /// The values with the set that names them, to look them up. The set
+    /// is borrowed from the layer rather than held, so a request clones no
+    /// reference count for it.
+    pub(crate) fn with<'a>(&'a self, set: &'a VarSet) -> CapturedVars<'a> {
+        CapturedVars {
+            set,
+            captured: self,
+        }
+    }
+}
+
+/// [`Captured`] values, looked up by variable.
+pub(crate) struct CapturedVars<'a> {
+    set: &'a VarSet,
+    captured: &'a Captured,
+}
+
+impl Lookup for CapturedVars<'_> {
     fn get(&self, var: &Var) -> Option<&str> {
-        let index = self.vars.vars.iter().position(|v| v == var)?;
-        self.values.get(index)?.as_deref()
+        let index = self.set.vars.iter().position(|v| v == var)?;
+        self.captured.values.get(index)?.as_deref()
     }
 
     fn invalid(&self) {
-        self.vars.counters.invalid_value();
+        self.set.counters.invalid_value();
         tracing::debug!(
             "transform: a templated header value is not a valid header value; not written"
         );
@@ -561,13 +576,13 @@ fn claim(_: &Extensions, _: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn captured(vars: &[(Var, Option<&str>)]) -> Captured {
+    fn captured(vars: &[(Var, Option<&str>)]) -> (VarSet, Captured) {
         let mut set = VarSet::default();
         set.add(vars.iter().map(|(v, _)| v));
-        Captured {
-            vars: Arc::new(set),
+        let captured = Captured {
             values: vars.iter().map(|(_, v)| v.map(str::to_owned)).collect(),
-        }
+        };
+        (set, captured)
     }
 
     #[test]
@@ -582,10 +597,11 @@ mod tests {
             (Var::Claim("sub".into()), Some("u7")),
         ]);
         assert_eq!(
-            t.render(&vars).unwrap(),
+            t.render(&vars.1.with(&vars.0)).unwrap(),
             "id=abc; ip=192.0.2.1; r=users; c=u7"
         );
         let missing = captured(&[]);
+        let missing = missing.1.with(&missing.0);
         assert_eq!(t.render(&missing), None);
         let plain: HeaderTemplate = "static".parse().unwrap();
         assert_eq!(plain.vars().count(), 0);
@@ -593,7 +609,7 @@ mod tests {
         // A value that would break the header is skipped.
         let route: HeaderTemplate = "${route}".parse().unwrap();
         let bad = captured(&[(Var::Route, Some("a\r\nx-admin: 1"))]);
-        assert_eq!(route.render(&bad), None);
+        assert_eq!(route.render(&bad.1.with(&bad.0)), None);
     }
 
     #[test]
