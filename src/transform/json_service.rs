@@ -403,8 +403,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let vars: &dyn Lookup = match this.captured.as_ref() {
-            Some(captured) => captured,
+        let view = this
+            .captured
+            .as_ref()
+            .map(|captured| captured.with(&this.shared.vars));
+        let vars: &dyn Lookup = match &view {
+            Some(view) => view,
             None => &NoVars,
         };
         loop {

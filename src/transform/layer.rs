@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::ops::PreparedOps;
 use super::stats::Counters;
 use super::template::VarSet;
 use super::{HeaderOps, QueryOps, Transform, TransformStats};
@@ -26,13 +27,16 @@ pub struct TransformLayer {
 /// them, so a request never scans the templates.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) request: HeaderOps,
+    pub(crate) request: PreparedOps,
     pub(crate) query: QueryOps,
-    pub(crate) response: HeaderOps,
+    pub(crate) response: PreparedOps,
     pub(crate) client_ip: Option<crate::net::TrustedProxies>,
     /// Every variable of every template (empty when all values are
     /// fixed), and the layer's counters.
     pub(crate) vars: Arc<VarSet>,
+    /// Whether any template has a variable: without one, a request is not
+    /// read for them at all.
+    pub(crate) captures: bool,
 }
 
 impl TransformLayer {
@@ -118,10 +122,11 @@ impl TransformLayer {
         vars.add(self.query.vars());
         vars.add(self.response.vars());
         Shared {
-            request: self.request.clone(),
+            request: self.request.prepare(),
             query: self.query.clone(),
-            response: self.response.clone(),
+            response: self.response.prepare(),
             client_ip: self.client_ip.clone(),
+            captures: !vars.is_empty(),
             vars: Arc::new(vars),
         }
     }

@@ -168,7 +168,20 @@ impl Template {
 
     /// The text for a request, `None` when a variable is missing.
     pub(crate) fn render(&self, vars: &dyn Lookup) -> Option<String> {
-        let mut out = String::new();
+        // The common template is one variable: one lookup, one exact copy.
+        if let [Part::Var(var)] = self.parts.as_slice() {
+            return vars.get(var).map(str::to_owned);
+        }
+        // Sized exactly first: no growth, and a header value made from the
+        // result takes the buffer as it is.
+        let mut len = 0;
+        for part in &self.parts {
+            len += match part {
+                Part::Literal(literal) => literal.len(),
+                Part::Var(var) => vars.get(var)?.len(),
+            };
+        }
+        let mut out = String::with_capacity(len);
         for part in &self.parts {
             match part {
                 Part::Literal(literal) => out.push_str(literal),
@@ -226,6 +239,14 @@ impl HeaderTemplate {
                 }
                 Ok(Self(Repr::Dynamic(template)))
             }
+        }
+    }
+
+    /// The value when it has no variables.
+    pub(crate) fn fixed(&self) -> Option<&HeaderValue> {
+        match &self.0 {
+            Repr::Static(value) => Some(value),
+            Repr::Dynamic(_) => None,
         }
     }
 
@@ -316,7 +337,7 @@ impl VarSet {
     /// templates use none. The client IP is resolved (through `proxies`
     /// when given, else the socket peer) only when a template uses it.
     pub(crate) fn capture_request<B>(
-        self: &Arc<Self>,
+        &self,
         request: &http::Request<B>,
         proxies: Option<&crate::net::TrustedProxies>,
     ) -> Option<Captured> {
@@ -344,7 +365,7 @@ impl VarSet {
 
     /// Reads every variable from the request as it is now.
     pub(crate) fn capture(
-        self: &Arc<Self>,
+        &self,
         extensions: &Extensions,
         headers: &HeaderMap,
         query: Option<&str>,
@@ -355,10 +376,7 @@ impl VarSet {
             .iter()
             .map(|var| read(var, extensions, headers, query, client_ip))
             .collect();
-        Captured {
-            vars: Arc::clone(self),
-            values,
-        }
+        Captured { values }
     }
 }
 
@@ -367,18 +385,36 @@ impl VarSet {
 /// see the same values.
 #[derive(Debug)]
 pub(crate) struct Captured {
-    vars: Arc<VarSet>,
+    /// In the order of the [`VarSet`] that captured them.
     values: Vec<Option<String>>,
 }
 
-impl Lookup for Captured {
+impl Captured {
+    /// The values with the set that names them, to look them up. The set
+    /// is borrowed from the layer rather than held, so a request clones no
+    /// reference count for it.
+    pub(crate) fn with<'a>(&'a self, set: &'a VarSet) -> CapturedVars<'a> {
+        CapturedVars {
+            set,
+            captured: self,
+        }
+    }
+}
+
+/// [`Captured`] values, looked up by variable.
+pub(crate) struct CapturedVars<'a> {
+    set: &'a VarSet,
+    captured: &'a Captured,
+}
+
+impl Lookup for CapturedVars<'_> {
     fn get(&self, var: &Var) -> Option<&str> {
-        let index = self.vars.vars.iter().position(|v| v == var)?;
-        self.values.get(index)?.as_deref()
+        let index = self.set.vars.iter().position(|v| v == var)?;
+        self.captured.values.get(index)?.as_deref()
     }
 
     fn invalid(&self) {
-        self.vars.counters.invalid_value();
+        self.set.counters.invalid_value();
         tracing::debug!(
             "transform: a templated header value is not a valid header value; not written"
         );
@@ -403,7 +439,7 @@ fn read(
 ) -> Option<String> {
     match var {
         Var::RequestId => request_id(extensions).map(str::to_owned),
-        Var::ClientIp => client_ip.map(|ip| ip.to_string()),
+        Var::ClientIp => client_ip.map(ip_text),
         Var::Route => route(extensions).map(str::to_owned),
         Var::Consumer => consumer(extensions),
         Var::Claim(name) => claim(extensions, name),
@@ -424,6 +460,36 @@ fn read(
             Some(out)
         }
         Var::Query(name) => super::query::first_value(query?, name),
+    }
+}
+
+/// `ip` as text; IPv4 (the common case) without the formatting machinery,
+/// which costs several times more and grows its buffer twice.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let mut out = String::with_capacity(39);
+            // Writing to a `String` cannot fail.
+            let _ = write!(out, "{v6}");
+            out
+        }
     }
 }
 
@@ -510,13 +576,13 @@ fn claim(_: &Extensions, _: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn captured(vars: &[(Var, Option<&str>)]) -> Captured {
+    fn captured(vars: &[(Var, Option<&str>)]) -> (VarSet, Captured) {
         let mut set = VarSet::default();
         set.add(vars.iter().map(|(v, _)| v));
-        Captured {
-            vars: Arc::new(set),
+        let captured = Captured {
             values: vars.iter().map(|(_, v)| v.map(str::to_owned)).collect(),
-        }
+        };
+        (set, captured)
     }
 
     #[test]
@@ -531,10 +597,11 @@ mod tests {
             (Var::Claim("sub".into()), Some("u7")),
         ]);
         assert_eq!(
-            t.render(&vars).unwrap(),
+            t.render(&vars.1.with(&vars.0)).unwrap(),
             "id=abc; ip=192.0.2.1; r=users; c=u7"
         );
         let missing = captured(&[]);
+        let missing = missing.1.with(&missing.0);
         assert_eq!(t.render(&missing), None);
         let plain: HeaderTemplate = "static".parse().unwrap();
         assert_eq!(plain.vars().count(), 0);
@@ -542,7 +609,7 @@ mod tests {
         // A value that would break the header is skipped.
         let route: HeaderTemplate = "${route}".parse().unwrap();
         let bad = captured(&[(Var::Route, Some("a\r\nx-admin: 1"))]);
-        assert_eq!(route.render(&bad), None);
+        assert_eq!(route.render(&bad.1.with(&bad.0)), None);
     }
 
     #[test]
@@ -561,6 +628,27 @@ mod tests {
             ]
         );
         assert_eq!(Template::parse("no vars").unwrap(), None);
+    }
+
+    #[test]
+    fn ip_text_is_the_display_form() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "192.0.2.7",
+            "255.255.255.255",
+            "10.0.100.1",
+            "::1",
+            "2001:db8::7",
+            "::ffff:192.0.2.9",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]

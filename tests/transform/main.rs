@@ -119,6 +119,41 @@ async fn rename_moves_every_value_and_replaces_the_target() {
 }
 
 #[tokio::test]
+async fn rename_replaces_every_value_of_the_target_with_or_without_repeated_headers() {
+    let layer = TransformLayer::new().request(
+        HeaderOps::new()
+            .rename(name("x-api-key"), name("x-upstream-key"))
+            .set(name("x-gateway"), tpl("meshgate")),
+    );
+    // No header repeated: the value moves with a remove and an insert.
+    let request = Request::builder()
+        .header("x-api-key", "k1")
+        .header("x-upstream-key", "client")
+        .header("x-gateway", "spoofed")
+        .body(())
+        .unwrap();
+    let (seen, _) = run(&layer, request).await;
+    assert!(seen.get("x-api-key").is_none());
+    assert_eq!(values(&seen, "x-upstream-key"), ["k1"]);
+    assert_eq!(values(&seen, "x-gateway"), ["meshgate"]);
+    assert_eq!(seen.len(), 2);
+    // The target repeated: every value it had goes.
+    let request = Request::builder()
+        .header("x-api-key", "k1")
+        .header("x-upstream-key", "a")
+        .header("x-upstream-key", "b")
+        .header("x-gateway", "spoofed")
+        .header("x-gateway", "twice")
+        .body(())
+        .unwrap();
+    let (seen, _) = run(&layer, request).await;
+    assert!(seen.get("x-api-key").is_none());
+    assert_eq!(values(&seen, "x-upstream-key"), ["k1"]);
+    assert_eq!(values(&seen, "x-gateway"), ["meshgate"]);
+    assert_eq!(seen.len(), 2);
+}
+
+#[tokio::test]
 async fn response_headers_are_transformed_with_the_request_values() {
     let layer = TransformLayer::new().response(
         HeaderOps::new()
