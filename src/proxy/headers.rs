@@ -266,7 +266,7 @@ impl ForwardedConfig {
         }
         value.push_str("for=");
         match hop.peer {
-            Some(IpAddr::V4(ip)) => push_ipv4(&mut value, ip),
+            Some(IpAddr::V4(ip)) => crate::net::push_ipv4(&mut value, ip),
             // RFC 7239 §6: an IPv6 address is bracketed, and then quoted as
             // `[` and `:` are not token characters.
             Some(IpAddr::V6(ip)) => {
@@ -305,35 +305,10 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// An address as a header value; IPv4 without the formatting machinery
-/// (once per proxied request).
+/// An address as a header value (once per proxied request).
 fn ip_value(ip: IpAddr) -> HeaderValue {
-    let text = match ip {
-        IpAddr::V4(ip) => {
-            let mut text = String::with_capacity(15);
-            push_ipv4(&mut text, ip);
-            text
-        }
-        IpAddr::V6(ip) => ip.to_string(),
-    };
     // Digits, dots and colons are always a valid header value.
-    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-/// Appends `ip` in dotted-decimal form.
-fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
-    }
+    HeaderValue::try_from(crate::net::ip_text(ip)).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 fn scheme_value(scheme: &Scheme) -> HeaderValue {

@@ -439,7 +439,7 @@ fn read(
 ) -> Option<String> {
     match var {
         Var::RequestId => request_id(extensions).map(str::to_owned),
-        Var::ClientIp => client_ip.map(ip_text),
+        Var::ClientIp => client_ip.map(crate::net::ip_text),
         Var::Route => route(extensions).map(str::to_owned),
         Var::Consumer => consumer(extensions),
         Var::Claim(name) => claim(extensions, name),
@@ -460,36 +460,6 @@ fn read(
             Some(out)
         }
         Var::Query(name) => super::query::first_value(query?, name),
-    }
-}
-
-/// `ip` as text; IPv4 (the common case) without the formatting machinery,
-/// which costs several times more and grows its buffer twice.
-fn ip_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut out = String::with_capacity(15);
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
-                }
-                out.push(char::from(b'0' + octet % 10));
-            }
-            out
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
-            let mut out = String::with_capacity(39);
-            // Writing to a `String` cannot fail.
-            let _ = write!(out, "{v6}");
-            out
-        }
     }
 }
 
@@ -643,11 +613,11 @@ mod tests {
             "::ffff:192.0.2.9",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_text(ip), ip.to_string());
+            assert_eq!(crate::net::ip_text(ip), ip.to_string());
         }
         for octet in 0..=255u8 {
             let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
-            assert_eq!(ip_text(ip), ip.to_string());
+            assert_eq!(crate::net::ip_text(ip), ip.to_string());
         }
     }
 

@@ -99,6 +99,32 @@ fn counting_upstream(
     (addr, accepted, closed_rx)
 }
 
+/// A raw upstream that answers `200 ok` to the first request head of each
+/// connection, before reading any body, and counts connections; then it
+/// closes the connection (without saying so in the answer), or with
+/// `keep_open` reads whatever else comes until the peer closes.
+fn answering_upstream(keep_open: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let addr = crate::support::raw_upstream(move |mut stream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            crate::support::read_head(&mut stream).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            if keep_open {
+                let mut sink = [0u8; 1024];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            } else {
+                let _ = stream.shutdown().await;
+            }
+        }
+    });
+    (addr, accepted)
+}
+
 async fn get(proxy: &Proxy) -> Response<Body> {
     let response = proxy
         .clone()
@@ -185,19 +211,7 @@ async fn connections_idle_past_the_timeout_are_closed() {
 async fn an_upstream_that_closes_kept_alive_connections_costs_no_failed_request() {
     // Answers one request per connection, without `connection: close`,
     // then closes: the pool keeps a connection that is already dead.
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    let addr = crate::support::raw_upstream(move |mut stream| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            use tokio::io::AsyncWriteExt;
-            crate::support::read_head(&mut stream).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await;
-            let _ = stream.shutdown().await;
-        }
-    });
+    let (addr, accepted) = answering_upstream(false);
     let proxy = Proxy::to(format!("http://{addr}")).unwrap();
     for round in 1..=5 {
         let body = get(&proxy).await.into_body().collect().await.unwrap();
@@ -231,20 +245,7 @@ impl http_body::Body for Stalled {
 async fn a_request_never_waits_behind_another_clients_unfinished_upload() {
     // Answers every request at once, before reading its body, and keeps
     // the connection open, reading whatever comes.
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    let addr = crate::support::raw_upstream(move |mut stream| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            crate::support::read_head(&mut stream).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await;
-            let mut sink = [0u8; 1024];
-            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        }
-    });
+    let (addr, accepted) = answering_upstream(true);
     let proxy = Proxy::to(format!("http://{addr}")).unwrap();
     // The response ends while the connection is still sending a body
     // whose upload stalls.
