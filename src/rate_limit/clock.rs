@@ -5,7 +5,7 @@
 /// The default, [`Clock::Monotonic`], is the fastest monotonic clock the
 /// machine has. [`Clock::Tokio`] follows tokio's clock instead, so tests
 /// that pause and advance time (`#[tokio::test(start_paused = true)]`,
-/// [`tokio::time::advance`]) drive the limiter; the limits, the counters
+/// `tokio::time::advance`) drive the limiter; the limits, the counters
 /// and the headers are the same with either.
 ///
 /// ```
