@@ -572,6 +572,27 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    #[test]
+    fn ip_text_is_the_display_form() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "192.0.2.7",
+            "255.255.255.255",
+            "10.0.100.1",
+            "::1",
+            "2001:db8::7",
+            "::ffff:192.0.2.9",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
