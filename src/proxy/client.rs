@@ -164,17 +164,24 @@ pub(crate) fn rejection(error: hyper_util::client::legacy::Error) -> Rejection {
     let hyper_error = error
         .source()
         .and_then(|source| source.downcast_ref::<hyper::Error>());
-    let (kind, detail) = classify(&error, error.is_connect(), hyper_error);
-    tracing::debug!(kind = %kind, error = ?error, "proxy: upstream request failed");
-    Rejection::new(kind).with_detail(detail).with_cause(error)
+    let judged = classify(&error, error.is_connect(), hyper_error);
+    reject(judged, error)
 }
 
 /// The rejection for an HTTP/1.1 pool error, as [`rejection`] judges it.
 pub(crate) fn pool_rejection(error: SendError) -> Rejection {
-    let (kind, detail) = match &error {
+    let judged = match &error {
         SendError::Connect(_) => classify(&error, true, None),
         SendError::Http(hyper_error) => classify(&error, false, Some(hyper_error)),
     };
+    reject(judged, error)
+}
+
+/// The rejection as [`classify`] judged it, with the error as its cause.
+fn reject<E>((kind, detail): (RejectionKind, &'static str), error: E) -> Rejection
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     tracing::debug!(kind = %kind, error = ?error, "proxy: upstream request failed");
     Rejection::new(kind).with_detail(detail).with_cause(error)
 }
