@@ -30,10 +30,7 @@
 //! ```
 //!
 //! `TOKIO_WORKER_THREADS` sets the worker threads (default: one per core;
-//! `1` runs tokio's single-threaded scheduler, unless `MESHGATE_RUNTIME=multi`
-//! asks for the work-stealing one anyway). `MESHGATE_EVENT_INTERVAL` sets
-//! how many tasks tokio runs between two looks at the sockets (tokio's
-//! `event_interval`, 61 by default). `MESHGATE_LOG` sets the log level (`info` by default, which includes the
+//! `1` runs tokio's single-threaded scheduler). `MESHGATE_LOG` sets the log level (`info` by default, which includes the
 //! access log; `warn` silences it). The config's `access_log.format: json`
 //! writes JSON lines. SIGTERM or Ctrl-C drains in-flight requests and exits.
 
@@ -60,17 +57,10 @@ fn main() -> ExitCode {
     let workers = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|n| n.parse::<usize>().ok());
-    let event_interval = std::env::var("MESHGATE_EVENT_INTERVAL")
-        .ok()
-        .and_then(|n| n.parse::<u32>().ok());
-    let multi = std::env::var("MESHGATE_RUNTIME").is_ok_and(|r| r == "multi");
     let mut builder = match workers {
-        Some(1) if !multi => tokio::runtime::Builder::new_current_thread(),
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
-    if let Some(interval) = event_interval {
-        builder.event_interval(interval);
-    }
     let runtime = builder.enable_all().build();
     match runtime {
         Ok(runtime) => runtime.block_on(run()),
