@@ -14,6 +14,11 @@
 //! * `stacked`: the `headers` request behind `RequestIdLayer`, as in a real
 //!   stack, where the extensions map already exists.
 //!
+//! A fourth service, `tower_forward`, is the floor of what the issue asks
+//! for written by hand: tower's `TimeoutLayer` plus the one thing it does
+//! not do that deadline propagation must, writing the (precomputed)
+//! remaining budget into `x-request-timeout-ms` for the inner service.
+//!
 //! `TIMEOUT_PROFILE` (see `profile`) runs one variant for callgrind.
 
 use std::convert::Infallible;
@@ -21,7 +26,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group};
-use http::{Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use meshgate::observe::RequestIdLayer;
 use tower::{Layer, Service, service_fn};
 
@@ -33,6 +38,47 @@ fn request_with_headers() -> Request<()> {
         .header("accept", "application/json")
         .body(())
         .unwrap()
+}
+
+/// Writes a precomputed budget header, then calls the inner service: the
+/// header work of deadline propagation done by hand, for the floor.
+#[derive(Clone)]
+struct ForwardBudget<S> {
+    inner: S,
+    name: HeaderName,
+    value: HeaderValue,
+}
+
+impl<S: Service<Request<()>>> Service<Request<()>> for ForwardBudget<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<()>) -> Self::Future {
+        request
+            .headers_mut()
+            .insert(self.name.clone(), self.value.clone());
+        self.inner.call(request)
+    }
+}
+
+/// tower's timeout with the budget header written by hand (see the module
+/// docs).
+fn tower_forward(
+    budget: Duration,
+) -> impl Service<Request<()>, Response = Response<&'static str>, Error = tower::BoxError> + Clone {
+    ForwardBudget {
+        inner: tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok)),
+        name: meshgate::timeout::DEFAULT_BUDGET_HEADER,
+        value: HeaderValue::from(u64::try_from(budget.as_millis()).unwrap()),
+    }
 }
 
 async fn ok(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
@@ -88,6 +134,7 @@ fn bench(c: &mut Criterion) {
         "tower",
         tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok)),
     );
+    shapes(c, &rt, "tower_forward", tower_forward(budget));
     shapes(
         c,
         &rt,
@@ -96,7 +143,7 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// `TIMEOUT_PROFILE=<service_fn|tower|meshgate|build>[-headers|-stacked]:<n>`
+/// `TIMEOUT_PROFILE=<service_fn|tower|tower_forward|meshgate|build>[-headers|-stacked]:<n>`
 /// runs `n` calls of one variant and exits, for instruction counts under
 /// callgrind: the difference between two `n` divided by their difference
 /// is the cost of one call. Plain variants use the `empty` shape,
@@ -136,6 +183,14 @@ fn profile(spec: &str) {
             ("service_fn", false) => run(service_fn(ok), n, headers).await,
             ("service_fn", true) => {
                 run(RequestIdLayer::new().layer(service_fn(ok)), n, headers).await;
+            }
+            ("tower_forward", stacked) => {
+                let s = tower_forward(budget);
+                if stacked {
+                    run(RequestIdLayer::new().layer(s), n, headers).await;
+                } else {
+                    run(s, n, headers).await;
+                }
             }
             ("tower", stacked) => {
                 let s = tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));

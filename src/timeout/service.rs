@@ -102,39 +102,57 @@ impl<S> Timeout<S> {
             budget = budget.min(known.instant().saturating_duration_since(now));
         }
         let headers = request.headers_mut();
-        // A request without headers has neither budget nor content type:
+        // A request without headers has no budget and no content type:
         // skip the lookups.
-        let (has_grpc_timeout, is_grpc) = if headers.is_empty() {
-            (false, false)
+        let scan = if headers.is_empty() {
+            Scan::default()
         } else {
-            // gRPC callers are answered with a gRPC status, not a problem
-            // document.
-            let (grpc_timeout, is_grpc) = grpc_headers(headers);
-            if let Some(incoming) = grpc_timeout.and_then(budget::parse_grpc_timeout) {
-                budget = budget.min(incoming);
-            }
-            (grpc_timeout.is_some(), is_grpc)
+            scan(headers, &self.header)
         };
-        // The millisecond header is read and then overwritten with the
-        // remaining budget for the next hop through one entry: one lookup.
-        let spent = match headers.entry(&self.header) {
-            Entry::Occupied(mut entry) => {
-                if let Some(millis) = budget::parse_millis(entry.get()) {
-                    budget = budget.min(millis);
+        // gRPC callers are answered with a gRPC status, not a problem
+        // document.
+        let grpc_timeout = if scan.maybe_grpc_timeout {
+            headers.get(GRPC_TIMEOUT)
+        } else {
+            None
+        };
+        let has_grpc_timeout = grpc_timeout.is_some();
+        let is_grpc =
+            has_grpc_timeout || (scan.maybe_content_type && crate::error::is_grpc(headers));
+        if let Some(incoming) = grpc_timeout.and_then(budget::parse_grpc_timeout) {
+            budget = budget.min(incoming);
+        }
+        let spent = if scan.maybe_budget {
+            // Read the caller's budget, then overwrite it with the remaining
+            // budget for the next hop, through one entry: one lookup.
+            match headers.entry(&self.header) {
+                Entry::Occupied(mut entry) => {
+                    if let Some(millis) = budget::parse_millis(entry.get()) {
+                        budget = budget.min(millis);
+                    }
+                    let spent = budget.is_zero();
+                    if !spent {
+                        entry.insert(self.millis_value(budget));
+                    }
+                    spent
                 }
-                let spent = budget.is_zero();
-                if !spent {
-                    entry.insert(self.millis_value(budget));
+                Entry::Vacant(entry) => {
+                    let spent = budget.is_zero();
+                    if !spent {
+                        entry.insert(self.millis_value(budget));
+                    }
+                    spent
                 }
-                spent
             }
-            Entry::Vacant(entry) => {
-                let spent = budget.is_zero();
-                if !spent {
-                    entry.insert(self.millis_value(budget));
-                }
-                spent
+        } else {
+            // Most requests carry no budget header: a plain insert costs
+            // the same one lookup as an entry, and less for the rest
+            // (measured).
+            let spent = budget.is_zero();
+            if !spent {
+                headers.insert(&self.header, self.millis_value(budget));
             }
+            spent
         };
         if spent {
             return Prepared::Spent { grpc: is_grpc };
@@ -151,34 +169,35 @@ impl<S> Timeout<S> {
     }
 }
 
-/// Up to this many header names, one scan that finds neither
-/// `grpc-timeout` nor `content-type` costs less than hashing the names for
-/// two lookups (measured), and most requests carry no `grpc-timeout`.
+/// Up to this many header names, one scan that finds none of
+/// `grpc-timeout`, `content-type` and the budget header costs less than
+/// hashing the names for the lookups (measured), and most requests carry
+/// none of them.
 const SCAN_NAMES: usize = 8;
 
-/// The request's `grpc-timeout`, if any, and whether the request is a gRPC
-/// one (it carries `grpc-timeout` or a gRPC content type).
+/// Which of the headers this layer reads a request may carry: `false`
+/// means it certainly does not.
+#[derive(Default)]
+struct Scan {
+    maybe_grpc_timeout: bool,
+    maybe_content_type: bool,
+    maybe_budget: bool,
+}
+
 #[inline]
-fn grpc_headers(headers: &HeaderMap) -> (Option<&HeaderValue>, bool) {
-    let (maybe_timeout, maybe_content_type) = if headers.keys_len() <= SCAN_NAMES {
-        headers
-            .keys()
-            .fold((false, false), |(timeout, content_type), name| {
-                (
-                    timeout || *name == GRPC_TIMEOUT,
-                    content_type || *name == CONTENT_TYPE,
-                )
-            })
-    } else {
-        (true, true)
-    };
-    let timeout = if maybe_timeout {
-        headers.get(GRPC_TIMEOUT)
-    } else {
-        None
-    };
-    let grpc = timeout.is_some() || (maybe_content_type && crate::error::is_grpc(headers));
-    (timeout, grpc)
+fn scan(headers: &HeaderMap, budget_header: &HeaderName) -> Scan {
+    if headers.keys_len() > SCAN_NAMES {
+        return Scan {
+            maybe_grpc_timeout: true,
+            maybe_content_type: true,
+            maybe_budget: true,
+        };
+    }
+    headers.keys().fold(Scan::default(), |found, name| Scan {
+        maybe_grpc_timeout: found.maybe_grpc_timeout || *name == GRPC_TIMEOUT,
+        maybe_content_type: found.maybe_content_type || *name == CONTENT_TYPE,
+        maybe_budget: found.maybe_budget || name == budget_header,
+    })
 }
 
 /// About thirty years on: far enough to never fire, near enough to not
