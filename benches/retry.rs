@@ -173,7 +173,7 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// `RETRY_PROFILE=<service_fn|tower|meshgate|meshgate_always_record|by_hand>:<n>` runs `n` calls of one
+/// `RETRY_PROFILE=<service_fn|tower|meshgate|meshgate_always_record|by_hand|service_fn_headers|meshgate_headers>:<n>` runs `n` calls of one
 /// variant and exits, for instruction counts under callgrind: the
 /// difference between two `n` divided by their difference is the cost of one
 /// call, without criterion's noise.
@@ -213,6 +213,31 @@ fn profile(spec: &str) {
                             .await
                             .unwrap(),
                     );
+                }
+            }
+            "meshgate_headers" | "service_fn_headers" => {
+                // A request with a few headers, as a browser or a client
+                // library sends them.
+                let request = || {
+                    Request::builder()
+                        .uri("http://api.example.com/v1/items?page=2")
+                        .header("host", "api.example.com")
+                        .header("user-agent", "bench/1.0")
+                        .header("accept", "application/json")
+                        .header("x-request-id", "3f2a9c1e")
+                        .body(Empty::<Bytes>::new())
+                        .unwrap()
+                };
+                if variant == "service_fn_headers" {
+                    let mut s = service_fn(ok::<Empty<Bytes>>);
+                    for _ in 0..n {
+                        black_box(s.call(request()).await.unwrap());
+                    }
+                } else {
+                    let mut s = RetryLayer::new().layer(service_fn(ok));
+                    for _ in 0..n {
+                        black_box(s.call(request()).await.unwrap());
+                    }
                 }
             }
             "meshgate_always_record" => {

@@ -33,9 +33,7 @@ pin_project! {
         // `Sleep` would more than double the size of this future.
         timer: Option<Pin<Box<Sleep>>>,
         retry: Option<Retrying<S, B>>,
-        // Always there for a request that may be retried; else kept only for
-        // the per-try timeout counter. One copy for both, beside rather
-        // than in `Retrying`: the future is copied whole on each move.
+        // Kept for the per-try timeout counter when the request is not retried.
         policy: Option<Arc<Policy>>,
         attempts: u32,
         report: Report,
@@ -76,9 +74,9 @@ pub(crate) struct Retrying<S, B> {
     head: Head,
     /// `None` when the body cannot be replayed (announced over the limit).
     pub(crate) source: Option<ReplaySource<B>>,
-    /// The last backoff delay in nanoseconds, for decorrelated jitter (a
-    /// `Duration` would take twice the room).
-    previous_delay_ns: u64,
+    policy: Arc<Policy>,
+    /// The last backoff delay, for decorrelated jitter.
+    previous_delay: Duration,
     /// The next attempt's body, made when a retry is decided.
     next_body: Option<ReplayBody<B>>,
     repeat_is_safe: bool,
@@ -93,7 +91,7 @@ impl<S, B> Retrying<S, B> {
         service: S,
         head: Head,
         source: Option<ReplaySource<B>>,
-        policy: &Policy,
+        policy: Arc<Policy>,
         repeat_is_safe: bool,
         called_at: Instant,
     ) -> Self {
@@ -101,8 +99,9 @@ impl<S, B> Retrying<S, B> {
             service,
             head,
             source,
-            previous_delay_ns: nanos(policy.backoff.base()),
+            previous_delay: policy.backoff.base(),
             next_body: None,
+            policy,
             repeat_is_safe,
             called_at,
         }
@@ -114,7 +113,7 @@ impl<S, B> Retrying<S, B> {
         #[cfg(feature = "timeout")]
         {
             let none = http::HeaderMap::new();
-            let headers = self.head.headers.as_deref().unwrap_or(&none);
+            let headers = self.head.headers.as_ref().unwrap_or(&none);
             crate::timeout::Deadline::from_parts(headers, &self.head.extensions, self.called_at)
                 .map(|deadline| deadline.instant())
         }
@@ -128,12 +127,12 @@ impl<S, B> Retrying<S, B> {
     /// [`decide`](Self::decide)'s work: a success or a client error that is
     /// not a meshgate refusal, when no status codes or headers are retried.
     #[inline(always)]
-    fn is_final<R, E>(policy: &Policy, result: &Result<Response<R>, E>) -> bool {
+    fn is_final<R, E>(&self, result: &Result<Response<R>, E>) -> bool {
         match result {
             Ok(response) => {
                 response.status().as_u16() < 500
                     && response.extensions().get::<Rejection>().is_none()
-                    && policy.retry_on.on_failures_only()
+                    && self.policy.retry_on.on_failures_only()
             }
             Err(_) => false,
         }
@@ -141,15 +140,11 @@ impl<S, B> Retrying<S, B> {
 
     /// How long to wait before retrying after `attempts` attempts ended in
     /// `result`, or `None` to answer with it.
-    fn decide<R, E>(
-        &mut self,
-        policy: &Policy,
-        result: &Result<Response<R>, E>,
-        attempts: u32,
-    ) -> Option<Duration>
+    fn decide<R, E>(&mut self, result: &Result<Response<R>, E>, attempts: u32) -> Option<Duration>
     where
         B: http_body::Body,
     {
+        let policy = &*self.policy;
         let stats = &policy.shared.stats;
         let (reason, wanted_wait) = match result {
             Ok(response) => {
@@ -191,12 +186,11 @@ impl<S, B> Retrying<S, B> {
         if wanted_wait.is_some_and(|wait| wait > policy.retry_after_cap) {
             return give_up(&stats.retry_after_too_long, "Retry-After over the cap");
         }
-        let backoff = policy.backoff.delay(
-            attempts,
-            Duration::from_nanos(self.previous_delay_ns),
-            &mut fastrand::Rng::new(),
-        );
-        self.previous_delay_ns = nanos(backoff);
+        let backoff =
+            policy
+                .backoff
+                .delay(attempts, self.previous_delay, &mut fastrand::Rng::new());
+        self.previous_delay = backoff;
         let wait = backoff.max(wanted_wait.unwrap_or_default());
         if let Some(deadline) = self.deadline() {
             let ready_at = Instant::now().checked_add(wait);
@@ -226,11 +220,6 @@ impl<S, B> Retrying<S, B> {
     }
 }
 
-/// `duration` in nanoseconds, saturating (at 584 years).
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<ReplayBody<B>>>,
@@ -250,13 +239,13 @@ where
     /// (Self::first_attempt) adds the inner service's future (measured: a
     /// copy of the whole `Retrying` less than building it beforehand).
     #[inline(always)]
-    pub(crate) fn retrying(retrying: Retrying<S, B>, policy: Arc<Policy>, grpc: bool) -> Self {
-        let report = policy.report;
+    pub(crate) fn retrying(retrying: Retrying<S, B>, grpc: bool) -> Self {
+        let report = retrying.policy.report;
         Self {
             attempt: Attempt::Done,
             timer: None,
             retry: Some(retrying),
-            policy: Some(policy),
+            policy: None,
             attempts: 1,
             report,
             grpc,
@@ -276,7 +265,7 @@ where
     #[inline(always)]
     pub(crate) fn first_attempt(&mut self, future: S::Future) {
         self.attempt = Attempt::Running { future };
-        let per_try_timeout = self.policy.as_ref().and_then(|p| p.per_try_timeout);
+        let per_try_timeout = self.retry.as_ref().and_then(|r| r.policy.per_try_timeout);
         // `checked_add`: a huge timeout is no timeout.
         if let Some(at) = per_try_timeout.and_then(|t| Instant::now().checked_add(t)) {
             arm(&mut self.timer, at);
@@ -341,9 +330,10 @@ where
                 Poll::Pending if this.timer.is_none() => return Poll::Pending,
                 Poll::Pending => return poll_on(this, cx, Polled::Pending),
             };
-            if this.retry.is_some()
-                && let Some(policy) = this.policy.as_deref()
-                && !Retrying::<S, B>::is_final(policy, &result)
+            if this
+                .retry
+                .as_ref()
+                .is_some_and(|retry| !retry.is_final(&result))
             {
                 return poll_on(this, cx, Polled::Ready(result));
             }
@@ -394,11 +384,9 @@ where
                 };
                 let wait = match poll {
                     Poll::Ready(result) => {
-                        let wait = match (this.retry.as_mut(), this.policy.as_deref()) {
-                            (Some(retry), Some(policy)) => {
-                                retry.decide(policy, &result, *this.attempts)
-                            }
-                            _ => None,
+                        let wait = match this.retry.as_mut() {
+                            Some(retry) => retry.decide(&result, *this.attempts),
+                            None => None,
                         };
                         let Some(wait) = wait else {
                             this.attempt.set(Attempt::Done);
@@ -414,15 +402,15 @@ where
                     Poll::Pending => {
                         ready!(poll_elapsed(this.timer, cx));
                         // Only a per-try timeout arms the timer while running.
-                        let result: Result<_, S::Error> = Ok(per_try_timeout::<ResBody>(
-                            this.policy.as_deref(),
-                            *this.grpc,
-                        ));
-                        let wait = match (this.retry.as_mut(), this.policy.as_deref()) {
-                            (Some(retry), Some(policy)) => {
-                                retry.decide(policy, &result, *this.attempts)
-                            }
-                            _ => None,
+                        let policy = match this.retry.as_ref() {
+                            Some(retry) => Some(&*retry.policy),
+                            None => this.policy.as_deref(),
+                        };
+                        let result: Result<_, S::Error> =
+                            Ok(per_try_timeout::<ResBody>(policy, *this.grpc));
+                        let wait = match this.retry.as_mut() {
+                            Some(retry) => retry.decide(&result, *this.attempts),
+                            None => None,
                         };
                         let Some(wait) = wait else {
                             this.attempt.set(Attempt::Done);
@@ -447,8 +435,7 @@ where
                 this.attempt.set(Attempt::Readying);
             }
             AttemptProj::Readying => {
-                let (Some(retry), Some(policy)) = (this.retry.as_mut(), this.policy.as_deref())
-                else {
+                let Some(retry) = this.retry.as_mut() else {
                     // Only a retrying request gets here.
                     this.attempt.set(Attempt::Done);
                     return Poll::Pending;
@@ -464,7 +451,8 @@ where
                 let request = retry.head.request(body);
                 let future = retry.service.call(request);
                 this.attempt.set(Attempt::Running { future });
-                match policy
+                match retry
+                    .policy
                     .per_try_timeout
                     .and_then(|t| Instant::now().checked_add(t))
                 {

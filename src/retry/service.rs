@@ -66,11 +66,8 @@ pub(crate) struct Head {
     uri: Uri,
     version: Version,
     /// `None` when the request has no headers: nothing to clone now or to
-    /// drop later (an empty `HeaderMap` still costs both). Boxed: one
-    /// allocation beside the two of the map's own clone, where in place
-    /// the map made the response future 88 bytes larger, and each move of
-    /// it (several a request) that much dearer (measured).
-    pub(crate) headers: Option<Box<HeaderMap>>,
+    /// drop later (an empty `HeaderMap` still costs both).
+    pub(crate) headers: Option<HeaderMap>,
     pub(crate) extensions: Extensions,
 }
 
@@ -81,7 +78,7 @@ impl Head {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: (!request.headers().is_empty()).then(|| Box::new(request.headers().clone())),
+            headers: (!request.headers().is_empty()).then(|| request.headers().clone()),
             extensions: request.extensions().clone(),
         }
     }
@@ -93,7 +90,7 @@ impl Head {
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
         if let Some(headers) = &self.headers {
-            *request.headers_mut() = HeaderMap::clone(headers);
+            *request.headers_mut() = headers.clone();
         }
         *request.extensions_mut() = self.extensions.clone();
         request
@@ -143,11 +140,10 @@ where
                 self.inner.clone(),
                 Head::of(&request),
                 None,
-                policy,
+                Arc::clone(&self.policy),
                 repeat_is_safe,
                 now,
             ),
-            Arc::clone(&self.policy),
             grpc,
         );
         // `map` moves the head once, where `into_parts` and `from_parts`
