@@ -117,3 +117,30 @@ fn refusal<B>(retry_after: Duration, grpc: bool) -> Response<ResponseBody<B>> {
         .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An inner future with no niche to lend, as most are; its words are
+    /// there for their size only.
+    #[allow(dead_code)]
+    struct Plain([u64; 29]);
+
+    impl Future for Plain {
+        type Output = Result<Response<()>, ()>;
+
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            Poll::Ready(Ok(Response::new(())))
+        }
+    }
+
+    #[test]
+    fn the_future_is_the_inner_one_and_a_permit_with_no_discriminant() {
+        assert_eq!(
+            std::mem::size_of::<ResponseFuture<Plain>>(),
+            std::mem::size_of::<Plain>() + std::mem::size_of::<Permit>(),
+        );
+        assert_eq!(std::mem::size_of::<Permit>(), 24);
+    }
+}
