@@ -4,6 +4,7 @@
 //! `cargo bench --bench retry -- --warm-up-time 1 --measurement-time 3`
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,9 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use http::{Request, Response};
 use http_body_util::Empty;
-use meshgate::retry::RetryLayer;
+use meshgate::body::ResponseBody;
+use meshgate::classify::{Outcome, is_idempotent};
+use meshgate::retry::{RetryBudget, RetryLayer};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::{Policy, RetryLayer as TowerRetryLayer};
 use tower::{Layer, Service, service_fn};
@@ -68,6 +71,57 @@ impl<E> Policy<Req, Response<&'static str>, E> for TowerPolicy {
     }
 }
 
+/// What a request keeps so that it can be made again.
+// Read only by a retry, which the bench's service never causes.
+#[allow(dead_code)]
+struct Head {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: Option<http::HeaderMap>,
+    extensions: http::Extensions,
+}
+
+/// The floor: the least the retry happy path must do, written by hand
+/// around the same service. The budget deposit (a clock read and an atomic
+/// add); the repeat-safety check; a copy of the head to replay (an empty
+/// body needs nothing kept); the service and the budget kept for a retry
+/// (the budget's reference counted); the answer judged against the retry
+/// conditions (the shared classification); the body wrapped in
+/// `ResponseBody` so that the same response type can carry the layer's
+/// own answers. No backoff, timers, deadlines, replay body or counters.
+fn by_hand<S>(
+    budget: &Arc<RetryBudget>,
+    inner: &mut S,
+    request: Req,
+) -> impl Future<Output = Result<Response<ResponseBody<&'static str>>, Infallible>> + use<S>
+where
+    S: Service<Req, Response = Response<&'static str>, Error = Infallible> + Clone,
+{
+    budget.deposit();
+    let kept = is_idempotent(request.method()).then(|| {
+        let head = Head {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: (!request.headers().is_empty()).then(|| request.headers().clone()),
+            extensions: request.extensions().clone(),
+        };
+        (head, inner.clone(), Arc::clone(budget))
+    });
+    let call = inner.call(request);
+    async move {
+        let response = call.await?;
+        if let Some(kept) = kept
+            && Outcome::from_response(&response).failure().is_some()
+        {
+            // A retry would start here; the bench's service answers 200.
+            black_box(kept);
+        }
+        Ok(response.map(ResponseBody::inner))
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -99,6 +153,14 @@ fn bench(c: &mut Criterion) {
             async move { black_box(fut.await.unwrap()) }
         })
     });
+    let budget = Arc::new(RetryBudget::default());
+    let mut inner = service_fn(ok::<Empty<Bytes>>);
+    c.bench_function("retry/by_hand", |b| {
+        b.to_async(&rt).iter(|| {
+            let fut = by_hand(&budget, &mut inner, Request::new(Empty::new()));
+            async move { black_box(fut.await.unwrap()) }
+        })
+    });
     // The same with the `Attempts` extension on first-attempt answers too.
     let mut always = RetryLayer::new()
         .always_record_attempts(true)
@@ -111,7 +173,7 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// `RETRY_PROFILE=<service_fn|tower|meshgate|meshgate_always_record>:<n>` runs `n` calls of one
+/// `RETRY_PROFILE=<service_fn|tower|meshgate|meshgate_always_record|by_hand|service_fn_headers|meshgate_headers>:<n>` runs `n` calls of one
 /// variant and exits, for instruction counts under callgrind: the
 /// difference between two `n` divided by their difference is the cost of one
 /// call, without criterion's noise.
@@ -140,6 +202,42 @@ fn profile(spec: &str) {
                 let mut s = TowerRetryLayer::new(policy).layer(service_fn(ok::<Empty<Bytes>>));
                 for _ in 0..n {
                     black_box(s.call(Request::new(Empty::new())).await.unwrap());
+                }
+            }
+            "by_hand" => {
+                let budget = Arc::new(RetryBudget::default());
+                let mut s = service_fn(ok::<Empty<Bytes>>);
+                for _ in 0..n {
+                    black_box(
+                        by_hand(&budget, &mut s, Request::new(Empty::new()))
+                            .await
+                            .unwrap(),
+                    );
+                }
+            }
+            "meshgate_headers" | "service_fn_headers" => {
+                // A request with a few headers, as a browser or a client
+                // library sends them.
+                let request = || {
+                    Request::builder()
+                        .uri("http://api.example.com/v1/items?page=2")
+                        .header("host", "api.example.com")
+                        .header("user-agent", "bench/1.0")
+                        .header("accept", "application/json")
+                        .header("x-request-id", "3f2a9c1e")
+                        .body(Empty::<Bytes>::new())
+                        .unwrap()
+                };
+                if variant == "service_fn_headers" {
+                    let mut s = service_fn(ok::<Empty<Bytes>>);
+                    for _ in 0..n {
+                        black_box(s.call(request()).await.unwrap());
+                    }
+                } else {
+                    let mut s = RetryLayer::new().layer(service_fn(ok));
+                    for _ in 0..n {
+                        black_box(s.call(request()).await.unwrap());
+                    }
                 }
             }
             "meshgate_always_record" => {

@@ -4,6 +4,7 @@
 //! more. Transitions, which are rare, take a mutex so that the counters they
 //! reset are never seen half-reset; nothing awaits while holding it.
 
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -162,8 +163,8 @@ impl Breaker {
     #[inline(always)]
     fn permit(self: &Arc<Self>, generation: u64, probe: bool) -> Permit {
         Permit {
-            breaker: Arc::clone(self),
-            tag: (generation << 2) | if probe { PROBE } else { 0 },
+            breaker: Some(Arc::clone(self)),
+            tag: Permit::tag((generation << TAG_BITS) | if probe { PROBE } else { 0 }),
             // Read the clock only when slow calls are judged.
             started_ns: match self.config.slow_call {
                 Some(_) => self.now_ns(),
@@ -346,8 +347,13 @@ impl Breaker {
 
 /// `Permit::tag` bit: the call is a half-open probe.
 const PROBE: u64 = 1 << 1;
-/// `Permit::tag` bit: the outcome was reported.
-const DONE: u64 = 1;
+/// `Permit::tag` bit: the outcome was reported (or there is no breaker).
+const DONE: u64 = 1 << 2;
+/// `Permit::tag` bit: always set, so that the tag is never 0 and the
+/// response future can keep its state in that niche.
+const SET: u64 = 1;
+/// Bits of `Permit::tag` below the generation.
+const TAG_BITS: u32 = 3;
 /// `Permit::started_ns` when slow calls are not judged.
 const NOT_TIMED: u64 = u64::MAX;
 
@@ -357,25 +363,50 @@ const NOT_TIMED: u64 = u64::MAX;
 /// half-open probe slot back, so a cancelled probe cannot wedge the breaker.
 ///
 /// Three words, so that the response future stays small: it is copied
-/// whole on every move.
+/// whole on every move. The tag is never 0: the response future keeps its
+/// refused state in that niche instead of a discriminant of its own.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    breaker: Arc<Breaker>,
-    /// The generation the call was admitted under, shifted left by two,
-    /// with the `PROBE` and `DONE` bits.
-    tag: u64,
+    /// `None` for a call no breaker guards.
+    breaker: Option<Arc<Breaker>>,
+    /// The generation the call was admitted under, shifted left by
+    /// `TAG_BITS`, with the `SET`, `PROBE` and `DONE` bits.
+    tag: NonZeroU64,
     /// When the call started, in nanoseconds since the breaker's epoch, if
     /// slow calls count as failures; else `NOT_TIMED`.
     started_ns: u64,
 }
 
 impl Permit {
+    #[inline(always)]
+    fn tag(bits: u64) -> NonZeroU64 {
+        const { assert!(NonZeroU64::MIN.get() == SET) };
+        NonZeroU64::MIN | bits
+    }
+
+    /// The permit of a call no breaker guards: it records nothing.
+    #[inline]
+    pub(crate) fn unguarded() -> Self {
+        Self {
+            breaker: None,
+            tag: Self::tag(DONE),
+            started_ns: NOT_TIMED,
+        }
+    }
+
+    /// Whether the call's outcome is still to be recorded: `false` for an
+    /// unguarded call.
+    #[inline(always)]
+    pub(crate) fn pending(&self) -> bool {
+        self.tag.get() & DONE == 0
+    }
+
     fn generation(&self) -> u64 {
-        self.tag >> 2
+        self.tag.get() >> TAG_BITS
     }
 
     fn is_probe(&self) -> bool {
-        self.tag & PROBE != 0
+        self.tag.get() & PROBE != 0
     }
 
     /// Whether the call took longer than the slow-call threshold.
@@ -384,8 +415,11 @@ impl Permit {
         if self.started_ns == NOT_TIMED {
             return false;
         }
-        self.breaker.config.slow_call.is_some_and(|threshold| {
-            let took = self.breaker.now_ns().saturating_sub(self.started_ns);
+        let Some(breaker) = &self.breaker else {
+            return false;
+        };
+        breaker.config.slow_call.is_some_and(|threshold| {
+            let took = breaker.now_ns().saturating_sub(self.started_ns);
             Duration::from_nanos(took) > threshold
         })
     }
@@ -393,10 +427,11 @@ impl Permit {
     /// Reports the call's outcome; only the first report counts.
     #[inline]
     pub(crate) fn record(&mut self, failure: bool) {
-        if self.tag & DONE == 0 {
+        if self.pending() {
             self.tag |= DONE;
-            self.breaker
-                .record(self.generation(), self.is_probe(), failure);
+            if let Some(breaker) = &self.breaker {
+                breaker.record(self.generation(), self.is_probe(), failure);
+            }
         }
     }
 }
@@ -404,10 +439,13 @@ impl Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        if self.tag & DONE == 0 && self.is_probe() {
-            let word = self.breaker.word.load(Ordering::Acquire);
+        if self.pending()
+            && self.is_probe()
+            && let Some(breaker) = &self.breaker
+        {
+            let word = breaker.word.load(Ordering::Acquire);
             if word == pack(HALF_OPEN, self.generation()) {
-                self.breaker.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
+                breaker.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }

@@ -60,6 +60,8 @@ pub struct RetryBudget {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SlotCache {
     tick: u64,
+    /// `tick % SLOTS`, so a deposit in the cached slot divides nothing.
+    index: usize,
     start: Instant,
     end: Instant,
 }
@@ -150,18 +152,19 @@ impl RetryBudget {
     #[inline]
     pub(crate) fn deposit_cached(&self, cache: &mut Option<SlotCache>) -> Instant {
         let now = Instant::now();
-        let tick = match cache {
-            Some(slot) if slot.start <= now && now < slot.end => slot.tick,
+        let (tick, index) = match cache {
+            Some(slot) if slot.start <= now && now < slot.end => (slot.tick, slot.index),
             _ => self.refresh(cache, now),
         };
-        self.deposit_in(tick);
+        self.deposit_at(tick, index);
         now
     }
 
     #[cold]
     #[inline(never)]
-    fn refresh(&self, cache: &mut Option<SlotCache>, now: Instant) -> u64 {
+    fn refresh(&self, cache: &mut Option<SlotCache>, now: Instant) -> (u64, usize) {
         let (tick, slot) = self.slot_at(now);
+        let index = Self::index(tick);
         // Slot `n` is [epoch + n × slot_ms, epoch + (n + 1) × slot_ms) to
         // the millisecond, exactly the instants `slot_at` maps to `n`.
         let start = slot
@@ -169,15 +172,32 @@ impl RetryBudget {
             .and_then(|ms| self.epoch.checked_add(Duration::from_millis(ms)));
         let end = start.and_then(|start| start.checked_add(Duration::from_millis(self.slot_ms)));
         *cache = match (start, end) {
-            (Some(start), Some(end)) if start <= now => Some(SlotCache { tick, start, end }),
+            (Some(start), Some(end)) if start <= now => Some(SlotCache {
+                tick,
+                index,
+                start,
+                end,
+            }),
             _ => None,
         };
-        tick
+        (tick, index)
+    }
+
+    /// The slot of `tick` in the counter arrays.
+    #[inline]
+    fn index(tick: u64) -> usize {
+        (tick % SLOTS as u64) as usize
     }
 
     #[inline]
     fn deposit_in(&self, tick: u64) {
-        let slot = &self.requests[(tick % SLOTS as u64) as usize];
+        self.deposit_at(tick, Self::index(tick));
+    }
+
+    /// Deposits in the slot of `tick`, at `index` (`tick % SLOTS`).
+    #[inline]
+    fn deposit_at(&self, tick: u64, index: usize) {
+        let slot = &self.requests[index];
         let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |value| {
             let (t, count) = unpack(value);
             Some(if t == tick {
