@@ -43,6 +43,8 @@ pub(crate) struct Entry {
     /// it never is (or that instant is not representable).
     pub(crate) fresh_until: Option<Instant>,
     pub(crate) directives: Directives,
+    /// Whether the stored headers carry `ETag` or `Last-Modified`.
+    pub(crate) validator: bool,
     /// The origin's `Surrogate-Control` lines: never served, kept so that a
     /// `304` without one is judged as the stored response was.
     pub(crate) surrogate_control: Vec<HeaderValue>,
@@ -128,9 +130,9 @@ impl Entry {
     }
 
     /// Whether it carries a validator for conditional requests.
+    #[inline]
     pub(crate) fn has_validator(&self) -> bool {
-        self.headers.contains_key(http::header::ETAG)
-            || self.headers.contains_key(http::header::LAST_MODIFIED)
+        self.validator
     }
 }
 
