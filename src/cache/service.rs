@@ -22,7 +22,7 @@ use super::freshness::{
 };
 use super::range::{RangeAnswer, byte_range, if_range_holds};
 use super::store::{
-    Entry, Flight, FlightGuard, INLINE_KEY, Key, Probe, Store, normalise, vary_names,
+    Entry, Flight, FlightGuard, INLINE_KEY, Key, Store, Variants, normalise, vary_names,
 };
 use crate::error::Problem;
 use crate::{Body, BoxError};
@@ -113,9 +113,14 @@ where
             let probe = self
                 .store
                 .probe(Key::new(req.uri(), req.headers()), &mut buf);
+            // The store nearly always answers without waiting (moka's reads
+            // do not block); `None` when it would wait.
+            let found = self.store.get_now(&probe);
             // A hit is answered without touching (or cloning) the inner
             // service, which stays ready for the next call.
-            if let Some(response) = serve_now(&self.store, &probe, &req, &req_cc) {
+            if let Some(Some(variants)) = &found
+                && let Some(response) = serve_now(&self.store, variants, &req, &req_cc)
+            {
                 return ResponseFuture {
                     kind: Kind::Ready(Some(response)),
                 };
@@ -128,6 +133,7 @@ where
                 req,
                 hash,
                 req_cc,
+                found,
             )))
         } else {
             let store = Arc::clone(&self.store);
@@ -148,16 +154,14 @@ impl<S: Clone> Cache<S> {
     }
 }
 
-/// Answers from a usable entry when the store answers without waiting
-/// (it nearly always does: moka's reads do not block).
+/// Answers from the stored variants when one is usable as it is.
 fn serve_now<B>(
     store: &Store,
-    probe: &Probe<'_>,
+    variants: &Variants,
     req: &Request<B>,
     req_cc: &Directives,
 ) -> Option<Response<Body>> {
-    let entry = store.get_now(probe)??;
-    let entry = entry.select(req.headers())?;
+    let entry = variants.select(req.headers())?;
     if !serves_authorized(entry) && req.headers().contains_key(AUTHORIZATION) {
         return None;
     }
@@ -248,6 +252,7 @@ async fn handle<S, B, ResB>(
     req: Request<B>,
     hash: u64,
     req_cc: Directives,
+    found: Option<Option<Arc<Variants>>>,
 ) -> Result<Response<Body>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -265,12 +270,21 @@ where
     let authorized = req.headers().contains_key(AUTHORIZATION);
     let grace = store.config.stale_grace;
     let mut followed = false;
+    // What `call` found in the store, when it did not have to wait: the
+    // first round uses it instead of looking again.
+    let mut found = found;
     loop {
         let now = Instant::now();
-        let mut buf = [0; INLINE_KEY];
-        let entry = store
-            .get(&store.probe(Key::new(req.uri(), req.headers()), &mut buf))
-            .await
+        let variants = match found.take() {
+            Some(variants) => variants,
+            None => {
+                let mut buf = [0; INLINE_KEY];
+                store
+                    .get(&store.probe(Key::new(req.uri(), req.headers()), &mut buf))
+                    .await
+            }
+        };
+        let entry = variants
             .and_then(|v| v.select(req.headers()).cloned())
             .filter(|e| !authorized || serves_authorized(e));
         let verdict = entry.as_ref().map(|e| (judge(e, &req_cc, grace, now), e));

@@ -254,7 +254,9 @@ impl<'a> Key<'a> {
                 );
                 key.push_str(self.scheme);
                 key.push_str("://");
-                key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
+                let host_at = key.len();
+                key.push_str(authority);
+                key[host_at..].make_ascii_lowercase();
                 key.push_str(self.path);
                 key
             }
