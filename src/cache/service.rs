@@ -327,10 +327,10 @@ where
             match store.join(store.flight_key(hash, req.headers())) {
                 Flight::Leader(guard) => Some(guard),
                 Flight::Alone => None,
-                Flight::Follower(mut rx) => {
+                Flight::Follower(landing) => {
                     followed = true;
                     // Woken when the leader stored its answer or gave up.
-                    let _ = tokio::time::timeout(store.config.coalesce_wait, rx.changed()).await;
+                    let _ = tokio::time::timeout(store.config.coalesce_wait, landing.wait()).await;
                     continue;
                 }
             }
