@@ -400,7 +400,10 @@ where
                 now,
             ) {
                 let updated = Arc::new(updated);
-                store.insert(&key, Arc::clone(&updated)).await;
+                // Boxed, as the `remove` below: moka's write futures are
+                // large, and inline they would double the size of (and the
+                // bytes copied for) every miss's future.
+                Box::pin(store.insert(&key, Arc::clone(&updated))).await;
                 drop(guard);
                 return Ok(serve_headers(
                     &updated,
@@ -412,7 +415,7 @@ where
             }
             // The merged response may no longer be stored: forget it and
             // answer from what was stored, once.
-            store.remove(&key).await;
+            Box::pin(store.remove(&key)).await;
             return Ok(serve_headers(entry, &req_headers, now, REVALIDATED, false));
         }
     }
