@@ -13,9 +13,9 @@
 //! serves) with `Age` set from the stored instant, and its body; no key
 //! from the request, no freshness, `Vary`, condition or range checks.
 //!
-//! `CACHE_PROFILE=hit` (or `moka`, the raw get; `moka_u64`; `floor`, the
-//! by-hand hit; `miss`, or `no_store`, the bare origin of the miss) runs
-//! only that, `CACHE_PROFILE_N` (2 000 000)
+//! `CACHE_PROFILE=hit` (or `hit_range`, `hit_vary`; `moka`, the raw get;
+//! `moka_u64`; `floor`, the by-hand hit; `miss`, or `no_store`, the bare
+//! origin of the miss) runs only that, `CACHE_PROFILE_N` (2 000 000)
 //! times, outside criterion: `valgrind --tool=callgrind
 //! target/release/deps/cache-… --bench`; the difference of two runs with
 //! different `CACHE_PROFILE_N` is the cost per call.
@@ -66,6 +66,27 @@ async fn negotiated(_: Request<()>) -> Result<Response<Body>, Infallible> {
         .headers_mut()
         .insert("vary", "accept-encoding".parse().unwrap());
     Ok(response)
+}
+
+/// Stores the answer to `request()`, then calls `n` times for hits.
+async fn hits<S>(mut layer: S, request: impl Fn() -> Request<()>, n: usize)
+where
+    S: Service<Request<()>, Response = Response<Body>>,
+    S::Error: std::fmt::Debug,
+{
+    let response = layer.call(get_whole(request())).await.unwrap();
+    http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    for _ in 0..n {
+        black_box(layer.call(request()).await.unwrap());
+    }
+}
+
+/// `request` without its `Range` (a range miss is not stored).
+fn get_whole(mut request: Request<()>) -> Request<()> {
+    request.headers_mut().remove("range");
+    request
 }
 
 fn with_header(mut request: Request<()>, name: &'static str, value: &'static str) -> Request<()> {
@@ -201,17 +222,21 @@ fn bench(c: &mut Criterion) {
         });
         return;
     }
-    if std::env::var("CACHE_PROFILE").is_ok_and(|p| p == "hit") {
-        let mut hit = CacheLayer::new().layer(service_fn(cacheable));
-        rt.block_on(async {
-            let response = hit.call(get()).await.unwrap();
-            http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .unwrap();
-            for _ in 0..profile_n {
-                black_box(hit.call(get()).await.unwrap());
-            }
-        });
+    if let Ok(profile @ ("hit" | "hit_range" | "hit_vary")) =
+        std::env::var("CACHE_PROFILE").as_deref()
+    {
+        let request = || match profile {
+            "hit_range" => with_header(get(), "range", "bytes=0-99"),
+            "hit_vary" => with_header(get(), "accept-encoding", "gzip, br"),
+            _ => get(),
+        };
+        if profile == "hit_vary" {
+            let hit = CacheLayer::new().layer(service_fn(negotiated));
+            rt.block_on(hits(hit, request, profile_n));
+        } else {
+            let hit = CacheLayer::new().layer(service_fn(cacheable));
+            rt.block_on(hits(hit, request, profile_n));
+        }
         return;
     }
 
