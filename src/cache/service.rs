@@ -841,12 +841,44 @@ fn serve_headers(
     let headers = response.headers_mut();
     if let Some((first, last)) = part {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
-        if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+        if let Some(value) = content_range(first, last, len) {
             headers.insert(CONTENT_RANGE, value);
         }
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     response
+}
+
+/// `Content-Range: bytes {first}-{last}/{len}`, written without `fmt`
+/// (a range hit formats it every time).
+fn content_range(first: usize, last: usize, len: usize) -> Option<HeaderValue> {
+    let mut buf = [0; 8 + 3 * 20];
+    let mut at = 0;
+    for (prefix, n) in [(&b"bytes "[..], first), (b"-", last), (b"/", len)] {
+        buf.get_mut(at..at + prefix.len())?.copy_from_slice(prefix);
+        at += prefix.len();
+        at += write_decimal(buf.get_mut(at..)?, n)?;
+    }
+    HeaderValue::from_bytes(buf.get(..at)?).ok()
+}
+
+/// Writes `n` in decimal at the start of `out`; its length, or `None` when
+/// it does not fit.
+fn write_decimal(out: &mut [u8], mut n: usize) -> Option<usize> {
+    // 20 digits hold any `usize` up to 64 bits.
+    let mut digits = [0; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = &digits[start..];
+    out.get_mut(..digits.len())?.copy_from_slice(digits);
+    Some(digits.len())
 }
 
 fn is_conditional(headers: &HeaderMap) -> bool {
@@ -906,4 +938,20 @@ fn not_modified(entry: &Entry, req: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .is_some_and(|modified| modified <= since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_is_written_in_decimal() {
+        assert_eq!(content_range(0, 99, 1024).unwrap(), "bytes 0-99/1024");
+        assert_eq!(content_range(7, 7, 8).unwrap(), "bytes 7-7/8");
+        let max = usize::MAX;
+        assert_eq!(
+            content_range(max - 1, max, max).unwrap(),
+            format!("bytes {}-{max}/{max}", max - 1).as_str()
+        );
+    }
 }

@@ -84,7 +84,9 @@ impl Entry {
         self.headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         self.body = body;
-        let mut headers = HeaderMap::with_capacity(self.headers.keys_len() + 2);
+        // Room for `Age`, `X-Cache` and a range answer's `Content-Range`:
+        // a copy set up for a range hit does not grow (rehash) the map.
+        let mut headers = HeaderMap::with_capacity(self.headers.keys_len() + 3);
         headers.insert(http::header::AGE, HeaderValue::from_static("0"));
         headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
         for (name, value) in &self.headers {
