@@ -20,7 +20,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, PRAGMA};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
@@ -469,6 +468,12 @@ const AGE_WIDTH: usize = 4;
 /// formats nothing and allocates nothing for it.
 static AGE_DIGITS: [u8; AGE_SLOTS * AGE_WIDTH] = age_digits();
 
+/// [`AGE_DIGITS`] as text (digits only, so always UTF-8).
+static AGE_TEXT: &str = match std::str::from_utf8(&AGE_DIGITS) {
+    Ok(text) => text,
+    Err(_) => panic!("the age table is ASCII digits"),
+};
+
 const fn age_digits() -> [u8; AGE_SLOTS * AGE_WIDTH] {
     let mut out = [b'0'; AGE_SLOTS * AGE_WIDTH];
     let mut n = 0;
@@ -498,11 +503,10 @@ pub(crate) fn age_value(age: Duration) -> HeaderValue {
             _ => 4,
         };
         let end = (n + 1) * AGE_WIDTH;
-        // Digits only, so always a valid value; the fallback is never taken.
-        if let Ok(value) =
-            HeaderValue::from_maybe_shared(Bytes::from_static(&AGE_DIGITS[end - digits..end]))
-        {
-            return value;
+        // `from_static` checks the bytes inline (no call); they are digits,
+        // so its panic for invalid bytes cannot happen.
+        if let Some(digits) = AGE_TEXT.get(end - digits..end) {
+            return HeaderValue::from_static(digits);
         }
     }
     HeaderValue::from(secs)
@@ -693,6 +697,31 @@ mod tests {
         .unwrap();
         assert_eq!(huge.initial_age, MAX_DELTA);
         assert_eq!(huge.lifetime, MAX_DELTA);
+    }
+
+    #[test]
+    fn age_values_are_the_seconds_in_decimal() {
+        for secs in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            999,
+            1000,
+            9999,
+            10_000,
+            86_400,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                age_value(Duration::from_secs(secs)),
+                secs.to_string().as_str(),
+                "{secs}"
+            );
+        }
+        assert_eq!(age_value(Duration::from_millis(1999)), "1");
     }
 
     #[test]

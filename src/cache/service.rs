@@ -22,7 +22,7 @@ use super::freshness::{
 };
 use super::range::{RangeAnswer, byte_range, if_range_holds};
 use super::store::{
-    Entry, Flight, FlightGuard, INLINE_KEY, Key, Probe, Store, normalise, vary_names,
+    Entry, Flight, FlightGuard, INLINE_KEY, Key, Store, Variants, normalise, vary_names,
 };
 use crate::error::Problem;
 use crate::{Body, BoxError};
@@ -113,9 +113,14 @@ where
             let probe = self
                 .store
                 .probe(Key::new(req.uri(), req.headers()), &mut buf);
+            // The store nearly always answers without waiting (moka's reads
+            // do not block); `None` when it would wait.
+            let found = self.store.get_now(&probe);
             // A hit is answered without touching (or cloning) the inner
             // service, which stays ready for the next call.
-            if let Some(response) = serve_now(&self.store, &probe, &req, &req_cc) {
+            if let Some(Some(variants)) = &found
+                && let Some(response) = serve_now(&self.store, variants, &req, &req_cc)
+            {
                 return ResponseFuture {
                     kind: Kind::Ready(Some(response)),
                 };
@@ -128,6 +133,7 @@ where
                 req,
                 hash,
                 req_cc,
+                found,
             )))
         } else {
             let store = Arc::clone(&self.store);
@@ -148,21 +154,25 @@ impl<S: Clone> Cache<S> {
     }
 }
 
-/// Answers from a usable entry when the store answers without waiting
-/// (it nearly always does: moka's reads do not block).
+/// Answers from the stored variants when one is usable as it is.
 fn serve_now<B>(
     store: &Store,
-    probe: &Probe<'_>,
+    variants: &Variants,
     req: &Request<B>,
     req_cc: &Directives,
 ) -> Option<Response<Body>> {
-    let entry = store.get_now(probe)??;
-    let entry = entry.select(req.headers())?;
+    let entry = variants.select(req.headers())?;
     if !serves_authorized(entry) && req.headers().contains_key(AUTHORIZATION) {
         return None;
     }
     let now = Instant::now();
-    match judge(entry, req_cc, store.config.stale_grace, now) {
+    // The common case (what `judge` checks first) without a call.
+    let usable = if req_cc.takes_any_fresh() && entry.is_fresh(now) {
+        Use::Fresh
+    } else {
+        judge(entry, req_cc, store.config.stale_grace, now)
+    };
+    match usable {
         Use::Fresh => Some(serve(entry, req, now, HIT)),
         Use::Stale => Some(serve(entry, req, now, STALE)),
         Use::StaleRefresh | Use::Validate => None,
@@ -242,6 +252,7 @@ async fn handle<S, B, ResB>(
     req: Request<B>,
     hash: u64,
     req_cc: Directives,
+    found: Option<Option<Arc<Variants>>>,
 ) -> Result<Response<Body>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -259,12 +270,21 @@ where
     let authorized = req.headers().contains_key(AUTHORIZATION);
     let grace = store.config.stale_grace;
     let mut followed = false;
+    // What `call` found in the store, when it did not have to wait: the
+    // first round uses it instead of looking again.
+    let mut found = found;
     loop {
         let now = Instant::now();
-        let mut buf = [0; INLINE_KEY];
-        let entry = store
-            .get(&store.probe(Key::new(req.uri(), req.headers()), &mut buf))
-            .await
+        let variants = match found.take() {
+            Some(variants) => variants,
+            None => {
+                let mut buf = [0; INLINE_KEY];
+                store
+                    .get(&store.probe(Key::new(req.uri(), req.headers()), &mut buf))
+                    .await
+            }
+        };
+        let entry = variants
             .and_then(|v| v.select(req.headers()).cloned())
             .filter(|e| !authorized || serves_authorized(e));
         let verdict = entry.as_ref().map(|e| (judge(e, &req_cc, grace, now), e));
@@ -307,10 +327,10 @@ where
             match store.join(store.flight_key(hash, req.headers())) {
                 Flight::Leader(guard) => Some(guard),
                 Flight::Alone => None,
-                Flight::Follower(mut rx) => {
+                Flight::Follower(landing) => {
                     followed = true;
                     // Woken when the leader stored its answer or gave up.
-                    let _ = tokio::time::timeout(store.config.coalesce_wait, rx.changed()).await;
+                    let _ = tokio::time::timeout(store.config.coalesce_wait, landing.wait()).await;
                     continue;
                 }
             }
@@ -380,7 +400,10 @@ where
                 now,
             ) {
                 let updated = Arc::new(updated);
-                store.insert(&key, Arc::clone(&updated)).await;
+                // Boxed, as the `remove` below: moka's write futures are
+                // large, and inline they would double the size of (and the
+                // bytes copied for) every miss's future.
+                Box::pin(store.insert(&key, Arc::clone(&updated))).await;
                 drop(guard);
                 return Ok(serve_headers(
                     &updated,
@@ -392,7 +415,7 @@ where
             }
             // The merged response may no longer be stored: forget it and
             // answer from what was stored, once.
-            store.remove(&key).await;
+            Box::pin(store.remove(&key)).await;
             return Ok(serve_headers(entry, &req_headers, now, REVALIDATED, false));
         }
     }
@@ -505,7 +528,8 @@ fn prepare(
     if status == StatusCode::OK && !stored.contains_key(ACCEPT_RANGES) {
         stored.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
-    if lifetime.is_zero() && !(stored.contains_key(ETAG) || stored.contains_key(LAST_MODIFIED)) {
+    let validator = stored.contains_key(ETAG) || stored.contains_key(LAST_MODIFIED);
+    if lifetime.is_zero() && !validator {
         return None;
     }
     for name in &store.config.vary_by {
@@ -532,6 +556,7 @@ fn prepare(
             .filter(|left| !left.is_zero())
             .and_then(|left| now.checked_add(left)),
         directives,
+        validator,
         surrogate_control,
         vary,
         size: 0,
@@ -738,7 +763,9 @@ fn serve_headers(
     head: bool,
 ) -> Response<Body> {
     let age = age_value(entry.age(now));
-    if entry.status == StatusCode::OK && not_modified(entry, req) {
+    // Without a validator no condition can match: the request's
+    // `If-None-Match` / `If-Modified-Since` need not be looked up.
+    if entry.status == StatusCode::OK && entry.has_validator() && not_modified(entry, req) {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         let headers = response.headers_mut();
@@ -804,16 +831,54 @@ fn serve_headers(
     };
     let mut response = Response::new(body);
     *response.status_mut() = entry.status;
-    *response.headers_mut() = entry.served_headers(age, status);
+    // The map `Response::new` made is empty and holds no allocation
+    // (`HeaderMap::new` does not allocate): forgetting it instead of
+    // dropping it spares every hit an out-of-line drop.
+    std::mem::forget(std::mem::replace(
+        response.headers_mut(),
+        entry.served_headers(age, status),
+    ));
     let headers = response.headers_mut();
     if let Some((first, last)) = part {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
-        if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+        if let Some(value) = content_range(first, last, len) {
             headers.insert(CONTENT_RANGE, value);
         }
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     response
+}
+
+/// `Content-Range: bytes {first}-{last}/{len}`, written without `fmt`
+/// (a range hit formats it every time).
+fn content_range(first: usize, last: usize, len: usize) -> Option<HeaderValue> {
+    let mut buf = [0; 8 + 3 * 20];
+    let mut at = 0;
+    for (prefix, n) in [(&b"bytes "[..], first), (b"-", last), (b"/", len)] {
+        buf.get_mut(at..at + prefix.len())?.copy_from_slice(prefix);
+        at += prefix.len();
+        at += write_decimal(buf.get_mut(at..)?, n)?;
+    }
+    HeaderValue::from_bytes(buf.get(..at)?).ok()
+}
+
+/// Writes `n` in decimal at the start of `out`; its length, or `None` when
+/// it does not fit.
+fn write_decimal(out: &mut [u8], mut n: usize) -> Option<usize> {
+    // 20 digits hold any `usize` up to 64 bits.
+    let mut digits = [0; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = &digits[start..];
+    out.get_mut(..digits.len())?.copy_from_slice(digits);
+    Some(digits.len())
 }
 
 fn is_conditional(headers: &HeaderMap) -> bool {
@@ -873,4 +938,20 @@ fn not_modified(entry: &Entry, req: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .is_some_and(|modified| modified <= since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_is_written_in_decimal() {
+        assert_eq!(content_range(0, 99, 1024).unwrap(), "bytes 0-99/1024");
+        assert_eq!(content_range(7, 7, 8).unwrap(), "bytes 7-7/8");
+        let max = usize::MAX;
+        assert_eq!(
+            content_range(max - 1, max, max).unwrap(),
+            format!("bytes {}-{max}/{max}", max - 1).as_str()
+        );
+    }
 }

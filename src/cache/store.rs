@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use http::header::HOST;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use moka::future::Cache as Moka;
 use moka::ops::compute::Op;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::freshness::Directives;
@@ -43,6 +44,8 @@ pub(crate) struct Entry {
     /// it never is (or that instant is not representable).
     pub(crate) fresh_until: Option<Instant>,
     pub(crate) directives: Directives,
+    /// Whether the stored headers carry `ETag` or `Last-Modified`.
+    pub(crate) validator: bool,
     /// The origin's `Surrogate-Control` lines: never served, kept so that a
     /// `304` without one is judged as the stored response was.
     pub(crate) surrogate_control: Vec<HeaderValue>,
@@ -81,7 +84,9 @@ impl Entry {
         self.headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         self.body = body;
-        let mut headers = HeaderMap::with_capacity(self.headers.keys_len() + 2);
+        // Room for `Age`, `X-Cache` and a range answer's `Content-Range`:
+        // a copy set up for a range hit does not grow (rehash) the map.
+        let mut headers = HeaderMap::with_capacity(self.headers.keys_len() + 3);
         headers.insert(http::header::AGE, HeaderValue::from_static("0"));
         headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
         for (name, value) in &self.headers {
@@ -128,9 +133,9 @@ impl Entry {
     }
 
     /// Whether it carries a validator for conditional requests.
+    #[inline]
     pub(crate) fn has_validator(&self) -> bool {
-        self.headers.contains_key(http::header::ETAG)
-            || self.headers.contains_key(http::header::LAST_MODIFIED)
+        self.validator
     }
 }
 
@@ -252,7 +257,9 @@ impl<'a> Key<'a> {
                 );
                 key.push_str(self.scheme);
                 key.push_str("://");
-                key.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
+                let host_at = key.len();
+                key.push_str(authority);
+                key[host_at..].make_ascii_lowercase();
                 key.push_str(self.path);
                 key
             }
@@ -330,7 +337,7 @@ pub(crate) enum Flight {
     /// This request goes upstream; the others wait for the guard to drop.
     Leader(FlightGuard),
     /// Another request is upstream for the key; wait for it.
-    Follower(watch::Receiver<()>),
+    Follower(Arc<Landing>),
     /// The in-flight table is full: go upstream alone.
     Alone,
 }
@@ -340,8 +347,35 @@ pub(crate) enum Flight {
 pub(crate) struct FlightGuard {
     store: Arc<Store>,
     key: u64,
-    _tx: watch::Sender<()>,
-    rx: watch::Receiver<()>,
+    landing: Arc<Landing>,
+}
+
+/// How the followers of a flight learn that it is over: one flag and one
+/// `Notify` (a `watch` channel would do, but costs eight `Notify`s to
+/// create and to wake on every miss).
+#[derive(Debug, Default)]
+pub(crate) struct Landing {
+    done: AtomicBool,
+    notify: Notify,
+}
+
+impl Landing {
+    /// Returns once the flight is over (at once if it already is).
+    pub(crate) async fn wait(&self) {
+        let mut notified = std::pin::pin!(self.notify.notified());
+        // Registered before the flag is read, so a landing in between
+        // still wakes it.
+        notified.as_mut().enable();
+        if self.done.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+
+    fn land(&self) {
+        self.done.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for FlightGuard {
@@ -357,10 +391,12 @@ impl Drop for FlightGuard {
         let mut flights = self.store.flights.lock().unwrap_or_else(|e| e.into_inner());
         if flights
             .get(&self.key)
-            .is_some_and(|rx| rx.same_channel(&self.rx))
+            .is_some_and(|landing| Arc::ptr_eq(landing, &self.landing))
         {
             flights.remove(&self.key);
         }
+        drop(flights);
+        self.landing.land();
     }
 }
 
@@ -373,7 +409,7 @@ pub(crate) struct Store {
     pub(crate) entries: Moka<u64, Arc<Variants>, BuildHasherDefault<Prehashed>>,
     /// Coalescing: keyed by [`flight_key`](Store::flight_key); a collision
     /// only makes a request wait for another key's fetch, then look again.
-    flights: Mutex<HashMap<u64, watch::Receiver<()>, BuildHasherDefault<Prehashed>>>,
+    flights: Mutex<HashMap<u64, Arc<Landing>, BuildHasherDefault<Prehashed>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -516,19 +552,18 @@ impl Store {
     /// Joins the flight for `key` (a [`flight_key`](Self::flight_key)).
     pub(crate) fn join(self: &Arc<Self>, key: u64) -> Flight {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rx) = flights.get(&key) {
-            return Flight::Follower(rx.clone());
+        if let Some(landing) = flights.get(&key) {
+            return Flight::Follower(Arc::clone(landing));
         }
         if flights.len() >= self.config.max_in_flight {
             return Flight::Alone;
         }
-        let (tx, rx) = watch::channel(());
-        flights.insert(key, rx.clone());
+        let landing = Arc::new(Landing::default());
+        flights.insert(key, Arc::clone(&landing));
         Flight::Leader(FlightGuard {
             store: Arc::clone(self),
             key,
-            _tx: tx,
-            rx,
+            landing,
         })
     }
 }

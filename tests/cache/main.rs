@@ -306,6 +306,7 @@ async fn concurrent_misses_are_coalesced() {
     let (svc, calls) = cached(&CacheLayer::new(), Duration::from_millis(200), |_, n| {
         response(&[("cache-control", "max-age=60")], format!("v{n}"))
     });
+    let started = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let svc = svc.clone();
@@ -320,6 +321,13 @@ async fn concurrent_misses_are_coalesced() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(hits, 99);
+    // The waiters were woken by the leader's answer (after the origin's
+    // 200 ms), not by the end of their bounded wait (5 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
