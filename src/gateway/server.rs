@@ -729,25 +729,38 @@ where
                 request.extensions_mut().insert(certificate.clone());
             }
         }
-        if let Ok(mut ready) = self.ready.try_lock() {
-            // A noop waker: if the stack is not ready now, this request
-            // waits on a clone of its own, and the next one polls again.
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            match ready.poll_ready(&mut cx) {
-                std::task::Poll::Ready(Ok(())) => {
-                    return ConnectionFuture::Called {
-                        future: ready.call(request),
-                    };
-                }
-                std::task::Poll::Ready(Err(error)) => {
-                    return ConnectionFuture::Failed { error: Some(error) };
-                }
-                std::task::Poll::Pending => {}
+        call_in_place(&self.ready, &self.inner, request)
+    }
+}
+
+/// Calls `ready` in place when it is ready at once; otherwise a clone of
+/// `fallback` is driven to readiness for this request, as `Oneshot` does.
+fn call_in_place<S, R>(
+    ready: &std::sync::Mutex<S>,
+    fallback: &S,
+    request: R,
+) -> ConnectionFuture<S, R>
+where
+    S: Service<R> + Clone,
+{
+    if let Ok(mut ready) = ready.try_lock() {
+        // A noop waker: if the stack is not ready now, this request waits
+        // on a clone of its own, and the next one polls again.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match ready.poll_ready(&mut cx) {
+            std::task::Poll::Ready(Ok(())) => {
+                return ConnectionFuture::Called {
+                    future: ready.call(request),
+                };
             }
+            std::task::Poll::Ready(Err(error)) => {
+                return ConnectionFuture::Failed { error: Some(error) };
+            }
+            std::task::Poll::Pending => {}
         }
-        ConnectionFuture::Waiting {
-            oneshot: Oneshot::new(self.inner.clone(), request),
-        }
+    }
+    ConnectionFuture::Waiting {
+        oneshot: Oneshot::new(fallback.clone(), request),
     }
 }
 
@@ -784,5 +797,94 @@ where
                 None => std::task::Poll::Pending,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    /// Ready while `open`; counts its clones and calls.
+    #[derive(Default)]
+    struct Shared {
+        open: AtomicBool,
+        clones: AtomicUsize,
+        calls: AtomicUsize,
+        waiting: Mutex<Vec<Waker>>,
+    }
+
+    struct Gate(Arc<Shared>);
+
+    impl Clone for Gate {
+        fn clone(&self) -> Self {
+            self.0.clones.fetch_add(1, Ordering::SeqCst);
+            Self(Arc::clone(&self.0))
+        }
+    }
+
+    impl Service<u32> for Gate {
+        type Response = u32;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<u32, Infallible>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            if self.0.open.load(Ordering::SeqCst) {
+                Poll::Ready(Ok(()))
+            } else {
+                self.0.waiting.lock().unwrap().push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+
+        fn call(&mut self, request: u32) -> Self::Future {
+            self.0.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(request + 1))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ready_service_is_called_in_place_without_a_clone() {
+        let shared = Arc::new(Shared::default());
+        shared.open.store(true, Ordering::SeqCst);
+        let ready = Mutex::new(Gate(Arc::clone(&shared)));
+        let fallback = Gate(Arc::clone(&shared));
+        for n in 0..3 {
+            let future = call_in_place(&ready, &fallback, n);
+            assert!(matches!(future, ConnectionFuture::Called { .. }));
+            assert_eq!(future.await.unwrap(), n + 1);
+        }
+        assert_eq!(shared.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(shared.clones.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_service_not_ready_at_once_is_cloned_and_waited_for() {
+        let shared = Arc::new(Shared::default());
+        let ready = Mutex::new(Gate(Arc::clone(&shared)));
+        let fallback = Gate(Arc::clone(&shared));
+        let future = call_in_place(&ready, &fallback, 41);
+        assert!(matches!(future, ConnectionFuture::Waiting { .. }));
+        assert_eq!(shared.clones.load(Ordering::SeqCst), 1);
+        let mut future = std::pin::pin!(future);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(shared.calls.load(Ordering::SeqCst), 0);
+        // Opening the gate and waking the waiters lets the request through.
+        shared.open.store(true, Ordering::SeqCst);
+        for waker in shared.waiting.lock().unwrap().drain(..) {
+            waker.wake();
+        }
+        assert_eq!(future.await.unwrap(), 42);
+        assert_eq!(shared.calls.load(Ordering::SeqCst), 1);
+        // The next request finds the connection's own clone ready.
+        let next = call_in_place(&ready, &fallback, 1);
+        assert!(matches!(next, ConnectionFuture::Called { .. }));
+        assert_eq!(next.await.unwrap(), 2);
+        assert_eq!(shared.clones.load(Ordering::SeqCst), 1);
     }
 }
