@@ -6,11 +6,11 @@
 //! to show how much of the load bench's gap to nginx is the HTTP stack and
 //! how much is meshgate's layers. Each downstream connection gets one
 //! upstream connection of its own, opened when it arrives (no pool, no
-//! balancing). Requests and responses pass
-//! through as hyper parsed them: no routing, no header work (nginx and
-//! HAProxy in the bench add `X-Forwarded-*`, `Via` and a request id; this
-//! does not, so its figure is an upper bound for anything built on hyper),
-//! no limits, no timeouts. Errors close the connection.
+//! balancing). Requests and responses pass through as hyper parsed them:
+//! no routing, no header work (nginx and HAProxy in the bench add
+//! `X-Forwarded-*`, `Via` and a request id; this does not, so its figure is
+//! an upper bound for anything built on hyper), no limits, no timeouts. A
+//! request the upstream connection cannot carry gets a bare 502.
 //!
 //! Built with the same allocator and runtime as the example gateway, so the
 //! two figures differ only by meshgate's work.
