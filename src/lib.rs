@@ -74,6 +74,8 @@ pub mod classify;
 pub mod config;
 #[cfg(feature = "cors")]
 pub mod cors;
+#[cfg(any(feature = "cache", feature = "rate-limit"))]
+mod digits;
 pub mod error;
 #[cfg(feature = "fault")]
 pub mod fault;

@@ -864,19 +864,9 @@ fn content_range(first: usize, last: usize, len: usize) -> Option<HeaderValue> {
 
 /// Writes `n` in decimal at the start of `out`; its length, or `None` when
 /// it does not fit.
-fn write_decimal(out: &mut [u8], mut n: usize) -> Option<usize> {
-    // 20 digits hold any `usize` up to 64 bits.
-    let mut digits = [0; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let digits = &digits[start..];
+fn write_decimal(out: &mut [u8], n: usize) -> Option<usize> {
+    let mut buf = [0; 20];
+    let digits = crate::digits::decimal(u64::try_from(n).ok()?, &mut buf);
     out.get_mut(..digits.len())?.copy_from_slice(digits);
     Some(digits.len())
 }

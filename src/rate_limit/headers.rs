@@ -64,18 +64,8 @@ impl HeaderInfo {
 }
 
 /// Decimal digits, without the formatting machinery.
-fn push_u64(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn push_u64(out: &mut BytesMut, n: u64) {
+    out.extend_from_slice(crate::digits::decimal(n, &mut [0; 20]));
 }
 
 /// The `r` parameter of a `RateLimit` value.
