@@ -168,10 +168,10 @@ fn profile(spec: &str) {
         .unwrap();
     let budget = Duration::from_secs(30);
     rt.block_on(async {
-        match (variant, stacked) {
+        match variant {
             // Only builds and drops the requests: what the criterion bench
             // leaves out of its timed region, to subtract.
-            ("build", _) => {
+            "build" => {
                 for _ in 0..n {
                     black_box(if headers {
                         request_with_headers()
@@ -180,41 +180,39 @@ fn profile(spec: &str) {
                     });
                 }
             }
-            ("service_fn", false) => run(service_fn(ok), n, headers).await,
-            ("service_fn", true) => {
-                run(RequestIdLayer::new().layer(service_fn(ok)), n, headers).await;
-            }
-            ("tower_forward", stacked) => {
-                let s = tower_forward(budget);
-                if stacked {
-                    run(RequestIdLayer::new().layer(s), n, headers).await;
-                } else {
-                    run(s, n, headers).await;
-                }
-            }
-            ("tower", stacked) => {
+            "service_fn" => run(service_fn(ok), n, headers, stacked).await,
+            "tower_forward" => run(tower_forward(budget), n, headers, stacked).await,
+            "tower" => {
                 let s = tower::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
-                if stacked {
-                    run(RequestIdLayer::new().layer(s), n, headers).await;
-                } else {
-                    run(s, n, headers).await;
-                }
+                run(s, n, headers, stacked).await;
             }
-            (_, stacked) => {
+            _ => {
                 let s = meshgate::timeout::TimeoutLayer::new(budget).layer(service_fn(ok));
-                if stacked {
-                    run(RequestIdLayer::new().layer(s), n, headers).await;
-                } else {
-                    run(s, n, headers).await;
-                }
+                run(s, n, headers, stacked).await;
             }
         }
     });
 }
 
-async fn run<S, B>(mut s: S, n: u64, headers: bool)
+/// Runs `n` calls of `s`, behind `RequestIdLayer` when `stacked`.
+async fn run<S>(s: S, n: u64, headers: bool, stacked: bool)
 where
-    S: Service<Request<()>, Response = Response<B>>,
+    S: Service<Request<()>>,
+    S::Error: std::fmt::Debug,
+    RequestIdLayer: Layer<S>,
+    <RequestIdLayer as Layer<S>>::Service: Service<Request<()>>,
+    <<RequestIdLayer as Layer<S>>::Service as Service<Request<()>>>::Error: std::fmt::Debug,
+{
+    if stacked {
+        calls(RequestIdLayer::new().layer(s), n, headers).await;
+    } else {
+        calls(s, n, headers).await;
+    }
+}
+
+async fn calls<S>(mut s: S, n: u64, headers: bool)
+where
+    S: Service<Request<()>>,
     S::Error: std::fmt::Debug,
 {
     for _ in 0..n {
