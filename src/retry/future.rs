@@ -384,10 +384,10 @@ where
                 };
                 let wait = match poll {
                     Poll::Ready(result) => {
-                        let wait = match this.retry.as_mut() {
-                            Some(retry) => retry.decide(&result, *this.attempts),
-                            None => None,
-                        };
+                        let wait = this
+                            .retry
+                            .as_mut()
+                            .and_then(|retry| retry.decide(&result, *this.attempts));
                         let Some(wait) = wait else {
                             this.attempt.set(Attempt::Done);
                             let (attempts, report) = (*this.attempts, *this.report);
@@ -408,10 +408,10 @@ where
                         };
                         let result: Result<_, S::Error> =
                             Ok(per_try_timeout::<ResBody>(policy, *this.grpc));
-                        let wait = match this.retry.as_mut() {
-                            Some(retry) => retry.decide(&result, *this.attempts),
-                            None => None,
-                        };
+                        let wait = this
+                            .retry
+                            .as_mut()
+                            .and_then(|retry| retry.decide(&result, *this.attempts));
                         let Some(wait) = wait else {
                             this.attempt.set(Attempt::Done);
                             let (attempts, report) = (*this.attempts, *this.report);
