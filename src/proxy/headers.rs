@@ -73,21 +73,33 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
     // names are collected because removal needs `&mut` while `get_all` borrows.
     if present & 1 != 0 {
         // Options that name headers this function handles anyway (the
-        // usual `keep-alive`, `upgrade`, `te`) need no parsing; the rest
-        // are collected (no allocation when there is none).
+        // usual `keep-alive`, `upgrade`, `te`) need no parsing, and
+        // `close` names a header only if one is there; the rest are
+        // collected (no allocation when there is none).
         let mut named: Vec<HeaderName> = Vec::new();
-        for item in headers
+        for value in headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
         {
-            let item = item.trim();
-            if item.is_empty() || handled_anyway(item) {
+            // The common single option, without splitting.
+            if handled_anyway(value) {
                 continue;
             }
-            if let Ok(name) = HeaderName::from_bytes(item.as_bytes()) {
-                named.push(name);
+            for item in value.split(',') {
+                let item = item.trim();
+                if item.is_empty() || handled_anyway(item) {
+                    continue;
+                }
+                if item.eq_ignore_ascii_case("close") {
+                    if present & CLOSE_BIT != 0 {
+                        named.push(CLOSE);
+                    }
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(item.as_bytes()) {
+                    named.push(name);
+                }
             }
         }
         for name in named {
@@ -115,15 +127,29 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
 /// [`HOP_BY_HOP`] (bit `i` for entry `i`, `Connection` first).
 const UPGRADE_BIT: u16 = 1 << 7;
 const TE_BIT: u16 = 1 << 8;
+/// A header named `close`: removed only when `Connection: close` names
+/// it, which is the usual option and rarely a header.
+const CLOSE_BIT: u16 = 1 << 9;
+/// The header the `close` option names (RFC 9110 §7.6.1 removes every
+/// header a `Connection` option names).
+const CLOSE: HeaderName = HeaderName::from_static("close");
 
 /// Whether a `Connection` option names a header the bit pass handles:
 /// one of [`HOP_BY_HOP`], `Upgrade` (kept for upgrades) or `TE`.
+///
+/// By length first, as [`hop_by_hop_bit`]: one or two comparisons.
 fn handled_anyway(option: &str) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .map(HeaderName::as_str)
-        .chain(["upgrade", "te"])
-        .any(|name| option.eq_ignore_ascii_case(name))
+    let is = |name: &str| option.eq_ignore_ascii_case(name);
+    match option.len() {
+        2 => is("te"),
+        7 => is("upgrade") || is("trailer"),
+        10 => is("keep-alive") || is("connection"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
 }
 
 /// The bit of a hop-by-hop header this proxy removes or rewrites; 0 for
@@ -136,6 +162,7 @@ fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     let name = name.as_str();
     let index = match name.len() {
         2 if name == "te" => return TE_BIT,
+        5 if name == "close" => return CLOSE_BIT,
         7 if name == "upgrade" => return UPGRADE_BIT,
         7 if name == "trailer" => 3,
         10 if name == "connection" => 0,
@@ -495,6 +522,26 @@ mod tests {
         strip_hop_by_hop(&mut map, Keep::default());
         let names: Vec<_> = map.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-b"]);
+
+        // A lone option, in any case, without a list around it; a header
+        // named `close` stays unless `close` is an option (`Keep-Alive`
+        // always goes).
+        for (option, left) in [
+            ("Close", &["x-a"][..]),
+            ("KEEP-ALIVE", &["close", "x-a"][..]),
+            ("x-a", &["close"][..]),
+        ] {
+            let mut map = headers(&[
+                ("connection", option),
+                ("x-a", "1"),
+                ("close", "a header"),
+                ("keep-alive", "timeout=5"),
+            ]);
+            strip_hop_by_hop(&mut map, Keep::default());
+            let mut names: Vec<_> = map.keys().map(HeaderName::as_str).collect();
+            names.sort_unstable();
+            assert_eq!(names, left, "Connection: {option}");
+        }
     }
 
     #[test]
