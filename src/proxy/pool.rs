@@ -44,7 +44,7 @@ use http::uri::Authority;
 use http::{Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{TrySendError, http1};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
@@ -193,7 +193,25 @@ impl Http1Pool {
     /// the pool when it ends.
     pub(crate) fn send(&self, authority: Authority, request: Request<Body>) -> SendFuture {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.send(Key(authority), request).await })
+        let key = Key(authority);
+        // The usual case, an idle connection ready now: the request goes
+        // into its queue here, and the future only waits for the answer
+        // (a smaller future than the loop's, which holds the request).
+        if let Some(mut sender) = inner.checkout(&key) {
+            let sent = sender.try_send_request(request);
+            return Box::pin(async move {
+                match sent.await {
+                    Ok(response) => Ok(inner.wrap(key, sender, response)),
+                    // The rare second try, boxed on its own so this
+                    // future stays small.
+                    Err(error) => match Inner::unsent(error, true) {
+                        Ok(request) => Box::pin(inner.send(key, request)).await,
+                        Err(error) => Err(error),
+                    },
+                }
+            });
+        }
+        Box::pin(inner.send(key, request))
     }
 }
 
@@ -219,15 +237,22 @@ impl Inner {
             };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.wrap(key, sender, response)),
-                Err(mut error) => match error.take_message() {
-                    // Never written: a reused connection the upstream closed
-                    // meanwhile. Again, on the next idle connection or a new
-                    // one; each try uses up a dead idle connection, and a new
-                    // connection's refusal is final, so this ends.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Http(error.into_error())),
-                },
+                Err(error) => request = Self::unsent(error, reused)?,
             }
+        }
+    }
+
+    /// The request back from a failed send when it may go again: never
+    /// written, on a reused connection the upstream closed meanwhile. Each
+    /// try uses up a dead idle connection, and a new connection's refusal
+    /// is final, so the retries end.
+    fn unsent(
+        mut error: TrySendError<Request<Body>>,
+        reused: bool,
+    ) -> Result<Request<Body>, SendError> {
+        match error.take_message() {
+            Some(unsent) if reused => Ok(unsent),
+            _ => Err(SendError::Http(error.into_error())),
         }
     }
 
@@ -254,9 +279,9 @@ impl Inner {
                 Poll::Pending => {}
             }
         }
-        if stack.is_empty() {
-            idle.hosts.remove(key.0.as_str());
-        }
+        // An emptied stack stays, with its capacity, for the connection to
+        // come back to (usually at the end of this very exchange); the
+        // sweep and a full map drop empty stacks.
         found
     }
 
@@ -323,7 +348,12 @@ impl Inner {
         let start_sweep = {
             let mut idle = self.lock();
             if idle.hosts.len() >= MAX_HOSTS && !idle.hosts.contains_key(key.0.as_str()) {
-                return;
+                // Stacks whose connections are all out, or were, hold no
+                // connection: make room from them first.
+                idle.hosts.retain(|_, stack| !stack.is_empty());
+                if idle.hosts.len() >= MAX_HOSTS {
+                    return;
+                }
             }
             let epoch = idle.epoch;
             let stack = idle.hosts.entry(key).or_default();
@@ -428,5 +458,51 @@ impl http_body::Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(authority: &str) -> Key {
+        Key(Authority::try_from(authority).expect("a valid authority"))
+    }
+
+    /// A sender ready for a request, over an in-memory connection whose
+    /// far end is kept in `ends`.
+    async fn sender(ends: &mut Vec<tokio::io::DuplexStream>) -> http1::SendRequest<Body> {
+        let (client, server) = tokio::io::duplex(64);
+        ends.push(server);
+        let (mut sender, connection) = http1::Builder::new()
+            .handshake::<_, Body>(TokioIo::new(client))
+            .await
+            .expect("a handshake over a duplex stream");
+        tokio::spawn(connection);
+        sender.ready().await.expect("an open connection");
+        sender
+    }
+
+    #[tokio::test]
+    async fn checkout_keeps_the_emptied_stack_and_a_full_map_makes_room_from_empty_ones() {
+        let pool = Http1Pool::new(HttpConnector::new(), 4, None);
+        let mut ends = Vec::new();
+        pool.inner.put(key("a:80"), sender(&mut ends).await);
+        assert!(pool.inner.checkout(&key("a:80")).is_some());
+        assert!(pool.inner.checkout(&key("a:80")).is_none());
+        assert_eq!(pool.inner.lock().hosts.get("a:80").map(Vec::len), Some(0));
+
+        // Every authority slot taken, all of them empty: a new authority's
+        // connection is still kept, in place of the empty stacks.
+        {
+            let mut idle = pool.inner.lock();
+            for i in 0..MAX_HOSTS {
+                idle.hosts.insert(key(&format!("h{i}:80")), Vec::new());
+            }
+        }
+        pool.inner.put(key("new:80"), sender(&mut ends).await);
+        let idle = pool.inner.lock();
+        assert_eq!(idle.hosts.len(), 1);
+        assert_eq!(idle.hosts.get("new:80").map(Vec::len), Some(1));
     }
 }
