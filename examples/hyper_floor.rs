@@ -16,7 +16,9 @@
 //! two figures differ only by meshgate's work.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
+#[path = "support/allocator.rs"]
+mod allocator;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -42,7 +42,9 @@ mod demo;
 /// choice of this binary, like nginx's pool allocator; applications that
 /// embed meshgate pick their own.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
+#[path = "../support/allocator.rs"]
+mod allocator;
 
 use std::process::ExitCode;
 
