@@ -1,6 +1,7 @@
 //! Header work on the way through: hop-by-hop removal, `X-Forwarded-*`,
 //! RFC 7239 `Forwarded`, `Via` and `Host`.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -332,10 +333,31 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
+thread_local! {
+    /// The last address [`ip_value`] wrote on this thread, and its value.
+    static LAST_IP: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+}
+
 /// An address as a header value (once per proxied request).
+///
+/// A keep-alive connection's requests, usually handled one after another
+/// on one thread, share the client's address: the value of the last one is
+/// kept per thread and cloned (a reference count) instead of formatting,
+/// allocating and validating the text again.
 fn ip_value(ip: IpAddr) -> HeaderValue {
-    // Digits, dots and colons are always a valid header value.
-    HeaderValue::try_from(crate::net::ip_text(ip)).unwrap_or(HeaderValue::from_static("unknown"))
+    LAST_IP.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((cached, value)) = last.as_ref()
+            && *cached == ip
+        {
+            return value.clone();
+        }
+        // Digits, dots and colons are always a valid header value.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(crate::net::ip_text(ip)))
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        *last = Some((ip, value.clone()));
+        value
+    })
 }
 
 fn scheme_value(scheme: &Scheme) -> HeaderValue {
@@ -478,6 +500,11 @@ mod tests {
         }
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(ip_value(v6), "2001:db8::1");
+        // The thread's last address is reused only for that address.
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        for ip in [v4, v4, v6, v6, v4] {
+            assert_eq!(ip_value(ip), ip.to_string().as_str());
+        }
     }
 
     #[test]
