@@ -68,10 +68,34 @@ pub use request_id::{
 pub use trace_context::{PropagateTraceContext, TraceContext, TraceContextLayer};
 
 /// Lower-case hex of `bytes` into `out`, which must be twice as long.
+///
+/// One look-up per byte, of both its digits, and no bounds checks in the
+/// loop (ids are hexed on every request).
 fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    static PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut pairs = [[0; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            pairs[i] = [DIGITS[i >> 4], DIGITS[i & 0x0f]];
+            i += 1;
+        }
+        pairs
+    };
+    debug_assert_eq!(out.len(), 2 * bytes.len());
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&PAIRS[usize::from(*byte)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_is_two_lower_case_digits_per_byte() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0; 512];
+        super::hex_into(&bytes, &mut out);
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 }
