@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tower::util::Oneshot;
 use tower_service::Service;
 
+use super::timer::HeadTimer;
 use crate::BoxError;
 use crate::peer::{PeerAddr, PeerCertificate, TlsConnection};
 
@@ -186,10 +187,11 @@ impl ServerConfig {
         None
     }
 
+    /// The connection builders, without the HTTP/1 timer: each connection
+    /// sets its own ([`Protocols::for_connection`]).
     fn protocols(&self) -> Protocols {
         let mut http1 = http1::Builder::new();
         http1
-            .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
             .max_buf_size(self.max_header_bytes);
         if self.max_headers != HYPER_DEFAULT_MAX_HEADERS {
@@ -202,7 +204,6 @@ impl ServerConfig {
         {
             let mut auto_http1 = auto.http1();
             auto_http1
-                .timer(TokioTimer::new())
                 .header_read_timeout(self.header_read_timeout)
                 .max_buf_size(self.max_header_bytes);
             if self.max_headers != HYPER_DEFAULT_MAX_HEADERS {
@@ -231,6 +232,25 @@ enum Acceptor {}
 enum Protocols {
     Http1(http1::Builder),
     Auto(auto::Builder<TokioExecutor>),
+}
+
+impl Protocols {
+    /// The builders for one connection: a clone with the connection's own
+    /// header read timer (one tokio sleep kept across its requests, see
+    /// [`HeadTimer`]). hyper requires a timer once a header read timeout is
+    /// set, so every connection's builder goes through here.
+    fn for_connection(&self) -> Self {
+        let mut protocols = self.clone();
+        match &mut protocols {
+            Self::Http1(http1) => {
+                http1.timer(HeadTimer::default());
+            }
+            Self::Auto(auto) => {
+                auto.http1().timer(HeadTimer::default());
+            }
+        }
+        protocols
+    }
 }
 
 /// A TCP server for a tower service: HTTP/1.1 (with upgrades, for
@@ -389,7 +409,7 @@ impl Server {
                 tls_permissive: config.tls_permissive,
             };
             tasks.spawn(connection.serve(
-                protocols.clone(),
+                protocols.for_connection(),
                 acceptor.clone(),
                 stream,
                 service.clone(),
@@ -804,8 +824,7 @@ where
 mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
-    use std::task::{Context, Poll, Waker};
-
+    
     use super::*;
 
     /// Ready while `open`; counts its clones and calls.
