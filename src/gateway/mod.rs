@@ -59,6 +59,7 @@ pub(crate) mod admin;
 mod build;
 pub(crate) mod run;
 mod server;
+mod timer;
 
 pub use build::{BuildErrors, GatewayBody};
 pub use run::{BoundGateway, Gateway, GatewayService};

@@ -328,3 +328,216 @@ async fn shutdown_timeout_closes_what_remains() {
         "no response for a request cut off: {answer}"
     );
 }
+
+/// A client connection that sends each write at once. Without `TCP_NODELAY`
+/// a small write that follows another unacknowledged one waits for the
+/// server's delayed ACK (real time, tens of ms), while paused test time
+/// jumps straight to the next timer: the header read deadline.
+async fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body; `None` when the
+/// server closed the connection (EOF or reset) before a complete response.
+async fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if buf.len() >= end + 4 + length {
+                assert_eq!(buf.len(), end + 4 + length, "one response at a time");
+                return Some(String::from_utf8(buf).unwrap());
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Waits (in paused time) until the server closes `stream`, with nothing but
+/// an optional `408` sent; returns how long that took.
+async fn closed_after(stream: &mut TcpStream) -> Duration {
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(600), stream.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection");
+    assert!(
+        read.is_err() || buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
+        "{buf:?}"
+    );
+    started.elapsed()
+}
+
+const KEEP_ALIVE: &[u8] = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+
+/// Both connection builders: HTTP/1.1 alone, and HTTP/1.1 beside h2c.
+fn slowloris_configs(timeout: Duration) -> [ServerConfig; 2] {
+    [
+        ServerConfig::new().header_read_timeout(timeout),
+        ServerConfig::new()
+            .header_read_timeout(timeout)
+            .http2(false),
+    ]
+}
+
+/// The tokio timer wheel's resolution: a deadline fires within 1 ms.
+const TICK: Duration = Duration::from_millis(2);
+
+/// A head not finished in time closes the connection at its deadline: on the
+/// first request, and on a later keep-alive request once earlier requests
+/// moved the deadline later (the connection's timer, armed for an older
+/// deadline, must re-arm for the current one, not close early).
+#[tokio::test(start_paused = true)]
+async fn an_unfinished_head_closes_the_connection_at_its_deadline() {
+    let timeout = Duration::from_secs(10);
+    for config in slowloris_configs(timeout) {
+        let server = start(config, tower::service_fn(echo_peer)).await;
+
+        let mut first = connect(server.addr).await;
+        first
+            .write_all(b"GET / HTTP/1.1\r\nhost: a\r\nx-slow")
+            .await
+            .unwrap();
+        let waited = closed_after(&mut first).await;
+        assert!(waited >= timeout && waited <= timeout + TICK, "{waited:?}");
+
+        let mut stream = connect(server.addr).await;
+        stream.write_all(KEEP_ALIVE).await.unwrap();
+        assert!(
+            read_response(&mut stream)
+                .await
+                .unwrap()
+                .starts_with("HTTP/1.1 200 ")
+        );
+        // Two more requests, 6 s apart: each head in time, each moving the
+        // deadline 6 s past the one the timer was first armed for.
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            stream.write_all(KEEP_ALIVE).await.unwrap();
+            let answer = read_response(&mut stream).await.expect("served in time");
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        }
+        // Half a head, then nothing: closed 10 s after the last response.
+        stream.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+        let waited = closed_after(&mut stream).await;
+        assert!(waited >= timeout && waited <= timeout + TICK, "{waited:?}");
+        server.stop().await.unwrap();
+    }
+}
+
+/// A keep-alive connection that sends nothing after a response is closed
+/// once the header read timeout has passed since that response.
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_is_closed_at_the_header_read_timeout() {
+    let timeout = Duration::from_secs(10);
+    for config in slowloris_configs(timeout) {
+        let server = start(config, tower::service_fn(echo_peer)).await;
+        let mut stream = connect(server.addr).await;
+        for pause in [0, 3, 9] {
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+            stream.write_all(KEEP_ALIVE).await.unwrap();
+            let answer = read_response(&mut stream).await.expect("served in time");
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        }
+        let waited = closed_after(&mut stream).await;
+        assert!(waited >= timeout && waited <= timeout + TICK, "{waited:?}");
+        server.stop().await.unwrap();
+    }
+}
+
+/// A head that is complete just before its deadline is served, on the
+/// first request and on later ones, even when it trickles in.
+#[tokio::test(start_paused = true)]
+async fn a_head_that_arrives_in_time_is_served() {
+    let timeout = Duration::from_secs(10);
+    let just_in_time = timeout - Duration::from_millis(10);
+    for config in slowloris_configs(timeout) {
+        let server = start(config, tower::service_fn(echo_peer)).await;
+        let mut stream = connect(server.addr).await;
+        for _ in 0..3 {
+            stream.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+            tokio::time::sleep(just_in_time / 2).await;
+            stream.write_all(b"st: a\r\nx-slow: 1\r\n").await.unwrap();
+            tokio::time::sleep(just_in_time / 2).await;
+            stream.write_all(b"\r\n").await.unwrap();
+            let answer = read_response(&mut stream).await.expect("served in time");
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        }
+        // A whole head sent just before the deadline, after an idle wait.
+        tokio::time::sleep(just_in_time).await;
+        stream.write_all(KEEP_ALIVE).await.unwrap();
+        let answer = read_response(&mut stream).await.expect("served in time");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        drop(stream);
+        server.stop().await.unwrap();
+    }
+}
+
+/// A graceful shutdown closes an idle keep-alive connection at once, and
+/// lets a keep-alive connection's in-flight request finish first.
+#[tokio::test(start_paused = true)]
+async fn shutdown_closes_idle_keep_alive_connections_and_finishes_busy_ones() {
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let service = {
+        let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+        tower::service_fn(move |request: Request<Incoming>| {
+            let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+            async move {
+                if request.uri().path() == "/slow" {
+                    started.notify_one();
+                    release.notified().await;
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+            }
+        })
+    };
+    let mut server = start(
+        ServerConfig::new().header_read_timeout(Duration::from_secs(10)),
+        service,
+    )
+    .await;
+    let mut idle = connect(server.addr).await;
+    let mut busy = connect(server.addr).await;
+    for stream in [&mut idle, &mut busy] {
+        for _ in 0..3 {
+            stream.write_all(KEEP_ALIVE).await.unwrap();
+            let answer = read_response(stream).await.expect("served");
+            assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        }
+    }
+    busy.write_all(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    started.notified().await;
+
+    let begun = tokio::time::Instant::now();
+    let _ = server.stop.take().unwrap().send(());
+    // The idle connection is closed without waiting for its header timeout.
+    assert_eq!(closed_after(&mut idle).await, Duration::ZERO);
+    assert!(!server.task.is_finished(), "a request is still in flight");
+
+    release.notify_one();
+    let answer = read_response(&mut busy)
+        .await
+        .expect("the in-flight request finishes");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("done"), "{answer}");
+    assert_eq!(closed_after(&mut busy).await, Duration::ZERO);
+    server.task.await.unwrap().unwrap();
+    assert_eq!(begun.elapsed(), Duration::ZERO);
+}
