@@ -772,8 +772,10 @@ struct ConnectionService<S> {
     /// Cloned for a request when `ready` is not ready (or, never in
     /// practice, busy).
     inner: S,
-    peer: PeerAddr,
-    transport: Transport,
+    /// What the connection tells each request (its [`PeerAddr`], and for
+    /// TLS [`TlsConnection`] and the client's certificate), in a map with
+    /// room for what the layers add: see [`roomy_extensions`].
+    extensions: http::Extensions,
     first_request: Arc<FirstRequest>,
 }
 
@@ -784,14 +786,48 @@ impl<S: Clone> ConnectionService<S> {
         transport: Transport,
         first_request: Arc<FirstRequest>,
     ) -> Self {
+        let mut extensions = roomy_extensions().clone();
+        extensions.insert(peer);
+        if let Transport::Tls(certificate) = transport {
+            extensions.insert(TlsConnection);
+            if let Some(certificate) = certificate {
+                extensions.insert(certificate);
+            }
+        }
         Self {
             ready: std::sync::Mutex::new(inner.clone()),
             inner,
-            peer,
-            transport,
+            extensions,
             first_request,
         }
     }
+}
+
+/// An empty extension map with room for 14 entries (16 buckets), made
+/// once: more than a gateway stack's layers add to a request (the
+/// connection's, a request id, a trace context, the route and its match,
+/// the endpoint, a consumer and its identity, a client address...). A
+/// clone keeps the room: starting each request from a clone costs one
+/// allocation, where growing a map as layers insert cost an allocation, a
+/// rehash and a free at the fourth entry and again at the eighth.
+fn roomy_extensions() -> &'static http::Extensions {
+    /// Marker types that only reserve room: inserted and removed once.
+    #[derive(Clone, Copy)]
+    struct Room<const N: usize>;
+    static ROOMY: std::sync::LazyLock<http::Extensions> = std::sync::LazyLock::new(|| {
+        let mut extensions = http::Extensions::new();
+        macro_rules! reserve {
+            ($($n:literal)*) => {
+                $(extensions.insert(Room::<$n>);)*
+                $(extensions.remove::<Room<$n>>();)*
+            };
+        }
+        // 14 entries fit in 16 buckets.
+        reserve!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
+        debug_assert!(extensions.is_empty());
+        extensions
+    });
+    &ROOMY
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
@@ -804,12 +840,11 @@ where
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.first_request.mark();
-        request.extensions_mut().insert(self.peer);
-        if let Transport::Tls(certificate) = &self.transport {
-            request.extensions_mut().insert(TlsConnection);
-            if let Some(certificate) = certificate {
-                request.extensions_mut().insert(certificate.clone());
-            }
+        if request.extensions().is_empty() {
+            *request.extensions_mut() = self.extensions.clone();
+        } else {
+            // hyper's own (an upgrade's `OnUpgrade`, say) stay.
+            request.extensions_mut().extend(self.extensions.clone());
         }
         call_in_place(&self.ready, &self.inner, request)
     }
