@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +18,15 @@ use crate::body::ResponseBody;
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
     inner: S,
+    /// Shared by clones: a gateway clones its route's stack per request,
+    /// and one reference count costs less than cloning a header name and
+    /// two values.
+    settings: Arc<Settings>,
+}
+
+/// What a [`Timeout`] and its clones apply.
+#[derive(Debug)]
+struct Settings {
     timeout: Duration,
     header: HeaderName,
     /// `timeout` already formatted for both headers: most requests carry no
@@ -30,10 +40,12 @@ impl<S> Timeout<S> {
     pub(crate) fn new(inner: S, timeout: Duration, header: HeaderName) -> Self {
         Self {
             inner,
-            timeout,
-            header,
-            own_millis: budget::format_millis(timeout),
-            own_grpc: budget::format_grpc_timeout(timeout),
+            settings: Arc::new(Settings {
+                timeout,
+                header,
+                own_millis: budget::format_millis(timeout),
+                own_grpc: budget::format_grpc_timeout(timeout),
+            }),
         }
     }
 
@@ -55,8 +67,8 @@ impl<S> Timeout<S> {
     /// The remaining budget as a millisecond header value.
     #[inline]
     fn millis_value(&self, budget: Duration) -> HeaderValue {
-        if budget == self.timeout {
-            self.own_millis.clone()
+        if budget == self.settings.timeout {
+            self.settings.own_millis.clone()
         } else {
             budget::format_millis(budget)
         }
@@ -67,8 +79,8 @@ impl<S> Timeout<S> {
     #[cold]
     #[inline(never)]
     fn write_grpc(&self, headers: &mut HeaderMap, budget: Duration) {
-        let value = if budget == self.timeout {
-            self.own_grpc.clone()
+        let value = if budget == self.settings.timeout {
+            self.settings.own_grpc.clone()
         } else {
             budget::format_grpc_timeout(budget)
         };
@@ -97,7 +109,7 @@ impl<S> Timeout<S> {
     /// in the request headers.
     #[inline(never)]
     fn prepare<B>(&self, request: &mut Request<B>, now: Instant) -> Prepared {
-        let mut budget = self.timeout;
+        let mut budget = self.settings.timeout;
         if let Some(known) = Deadline::known(request.extensions()) {
             budget = budget.min(known.instant().saturating_duration_since(now));
         }
@@ -107,7 +119,7 @@ impl<S> Timeout<S> {
         let scan = if headers.is_empty() {
             Scan::default()
         } else {
-            scan(headers, &self.header)
+            scan(headers, &self.settings.header)
         };
         // gRPC callers are answered with a gRPC status, not a problem
         // document.
@@ -125,7 +137,7 @@ impl<S> Timeout<S> {
         let spent = if scan.maybe_budget {
             // Read the caller's budget, then overwrite it with the remaining
             // budget for the next hop, through one entry: one lookup.
-            match headers.entry(&self.header) {
+            match headers.entry(&self.settings.header) {
                 Entry::Occupied(mut entry) => {
                     if let Some(millis) = budget::parse_millis(entry.get()) {
                         budget = budget.min(millis);
@@ -150,7 +162,7 @@ impl<S> Timeout<S> {
             // (measured).
             let spent = budget.is_zero();
             if !spent {
-                headers.insert(&self.header, self.millis_value(budget));
+                headers.insert(&self.settings.header, self.millis_value(budget));
             }
             spent
         };
