@@ -84,22 +84,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
             .filter_map(|value| value.to_str().ok())
         {
             // The common single option, without splitting.
-            if handled_anyway(value) {
+            if option_bit(value) & HANDLED_BITS != 0 {
                 continue;
             }
             for item in value.split(',') {
                 let item = item.trim();
-                if item.is_empty() || handled_anyway(item) {
+                if item.is_empty() {
                     continue;
                 }
-                if item.eq_ignore_ascii_case("close") {
-                    if present & CLOSE_BIT != 0 {
-                        named.push(CLOSE);
+                match option_bit(item) {
+                    CLOSE_BIT if present & CLOSE_BIT != 0 => named.push(CLOSE),
+                    0 => {
+                        if let Ok(name) = HeaderName::from_bytes(item.as_bytes()) {
+                            named.push(name);
+                        }
                     }
-                    continue;
-                }
-                if let Ok(name) = HeaderName::from_bytes(item.as_bytes()) {
-                    named.push(name);
+                    // Removed by the bit pass below, or (`close`) no such
+                    // header.
+                    _ => {}
                 }
             }
         }
@@ -135,47 +137,52 @@ const CLOSE_BIT: u16 = 1 << 9;
 /// header a `Connection` option names).
 const CLOSE: HeaderName = HeaderName::from_static("close");
 
-/// Whether a `Connection` option names a header the bit pass handles:
-/// one of [`HOP_BY_HOP`], `Upgrade` (kept for upgrades) or `TE`.
-///
-/// By length first, as [`hop_by_hop_bit`]: one or two comparisons.
-fn handled_anyway(option: &str) -> bool {
-    let is = |name: &str| option.eq_ignore_ascii_case(name);
-    match option.len() {
-        2 => is("te"),
-        7 => is("upgrade") || is("trailer"),
-        10 => is("keep-alive") || is("connection"),
-        16 => is("proxy-connection"),
-        17 => is("transfer-encoding"),
-        18 => is("proxy-authenticate"),
-        19 => is("proxy-authorization"),
-        _ => false,
-    }
+/// The bits the pass over the names handles by itself: all but
+/// [`CLOSE_BIT`].
+const HANDLED_BITS: u16 = !CLOSE_BIT;
+
+/// The bit of a `Connection` option (any case) that names one of these
+/// headers, as [`hop_by_hop_bit`] gives for the header itself; 0 for any
+/// other.
+fn option_bit(option: &str) -> u16 {
+    name_bit(option, str::eq_ignore_ascii_case)
 }
 
 /// The bit of a hop-by-hop header this proxy removes or rewrites; 0 for
 /// any other (those a `Connection` header names are found through it).
-///
-/// By the name's length first: most names have a length no hop-by-hop
-/// header has, and the rest need one or two comparisons (names are
-/// lower case).
 fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     let name = name.as_str();
-    let index = match name.len() {
-        2 if name == "te" => return TE_BIT,
-        5 if name == "close" => return CLOSE_BIT,
-        7 if name == "upgrade" => return UPGRADE_BIT,
-        7 if name == "trailer" => 3,
-        10 if name == "connection" => 0,
-        10 if name == "keep-alive" => 1,
-        16 if name == "proxy-connection" => 2,
-        17 if name == "transfer-encoding" => 4,
-        18 if name == "proxy-authenticate" => 5,
-        19 if name == "proxy-authorization" => 6,
-        _ => return 0,
-    };
-    debug_assert_eq!(HOP_BY_HOP[index].as_str(), name);
-    1 << index
+    // Header names are lower case.
+    let bit = name_bit(name, |a, b| a == b);
+    debug_assert!(
+        bit == 0
+            || bit >= UPGRADE_BIT
+            || HOP_BY_HOP[bit.trailing_zeros() as usize].as_str() == name
+    );
+    bit
+}
+
+/// The bit of `name`, compared with `same`: bit `i` for entry `i` of
+/// [`HOP_BY_HOP`], then [`UPGRADE_BIT`], [`TE_BIT`] and [`CLOSE_BIT`].
+///
+/// By the name's length first: most names have a length no hop-by-hop
+/// header has, and the rest need one or two comparisons.
+#[inline(always)]
+fn name_bit(name: &str, same: impl Fn(&str, &str) -> bool) -> u16 {
+    let is = |known: &str| same(name, known);
+    match name.len() {
+        2 if is("te") => TE_BIT,
+        5 if is("close") => CLOSE_BIT,
+        7 if is("upgrade") => UPGRADE_BIT,
+        7 if is("trailer") => 1 << 3,
+        10 if is("connection") => 1,
+        10 if is("keep-alive") => 1 << 1,
+        16 if is("proxy-connection") => 1 << 2,
+        17 if is("transfer-encoding") => 1 << 4,
+        18 if is("proxy-authenticate") => 1 << 5,
+        19 if is("proxy-authorization") => 1 << 6,
+        _ => 0,
+    }
 }
 
 /// What to do with `X-Forwarded-*` and `Forwarded` values a request arrives with.
@@ -472,6 +479,15 @@ mod tests {
         }
         assert_eq!(hop_by_hop_bit(&header::UPGRADE), UPGRADE_BIT);
         assert_eq!(hop_by_hop_bit(&header::TE), TE_BIT);
+        assert_eq!(hop_by_hop_bit(&CLOSE), CLOSE_BIT);
+        // An option names the same header in any case.
+        for name in HOP_BY_HOP
+            .iter()
+            .chain([&header::UPGRADE, &header::TE, &CLOSE])
+        {
+            let option = name.as_str().to_ascii_uppercase();
+            assert_eq!(option_bit(&option), hop_by_hop_bit(name), "{option}");
+        }
         // Same lengths, other names.
         for other in [
             "tk",
