@@ -204,10 +204,7 @@ impl Http1Pool {
                     Ok(response) => Ok(inner.wrap(key, sender, response)),
                     // The rare second try, boxed on its own so this
                     // future stays small.
-                    Err(error) => match Inner::unsent(error, true) {
-                        Ok(request) => Box::pin(inner.send(key, request)).await,
-                        Err(error) => Err(error),
-                    },
+                    Err(error) => Box::pin(inner.send(key, Inner::unsent(error, true)?)).await,
                 }
             });
         }
