@@ -134,7 +134,7 @@ impl<S> Timeout<S> {
         if let Some(incoming) = grpc_timeout.and_then(budget::parse_grpc_timeout) {
             budget = budget.min(incoming);
         }
-        let spent = if scan.maybe_budget {
+        if scan.maybe_budget {
             // Read the caller's budget, then overwrite it with the remaining
             // budget for the next hop, through one entry: one lookup.
             match headers.entry(&self.settings.header) {
@@ -142,31 +142,23 @@ impl<S> Timeout<S> {
                     if let Some(millis) = budget::parse_millis(entry.get()) {
                         budget = budget.min(millis);
                     }
-                    let spent = budget.is_zero();
-                    if !spent {
+                    if !budget.is_zero() {
                         entry.insert(self.millis_value(budget));
                     }
-                    spent
                 }
                 Entry::Vacant(entry) => {
-                    let spent = budget.is_zero();
-                    if !spent {
+                    if !budget.is_zero() {
                         entry.insert(self.millis_value(budget));
                     }
-                    spent
                 }
             }
-        } else {
+        } else if !budget.is_zero() {
             // Most requests carry no budget header: a plain insert costs
             // the same one lookup as an entry, and less for the rest
             // (measured).
-            let spent = budget.is_zero();
-            if !spent {
-                headers.insert(&self.settings.header, self.millis_value(budget));
-            }
-            spent
-        };
-        if spent {
+            headers.insert(&self.settings.header, self.millis_value(budget));
+        }
+        if budget.is_zero() {
             return Prepared::Spent { grpc: is_grpc };
         }
         if has_grpc_timeout {
