@@ -863,17 +863,17 @@ where
     if let Ok(mut ready) = ready.try_lock() {
         // A noop waker: if the stack is not ready now, this request waits
         // on a clone of its own, and the next one polls again.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut cx = Context::from_waker(Waker::noop());
         match ready.poll_ready(&mut cx) {
-            std::task::Poll::Ready(Ok(())) => {
+            Poll::Ready(Ok(())) => {
                 return ConnectionFuture::Called {
                     future: ready.call(request),
                 };
             }
-            std::task::Poll::Ready(Err(error)) => {
+            Poll::Ready(Err(error)) => {
                 return ConnectionFuture::Failed { error: Some(error) };
             }
-            std::task::Poll::Pending => {}
+            Poll::Pending => {}
         }
     }
     ConnectionFuture::Waiting {
@@ -900,18 +900,15 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             ConnectionFutureProj::Called { future } => future.poll(cx),
             ConnectionFutureProj::Waiting { oneshot } => oneshot.poll(cx),
             ConnectionFutureProj::Failed { error } => match error.take() {
-                Some(error) => std::task::Poll::Ready(Err(error)),
+                Some(error) => Poll::Ready(Err(error)),
                 // Polled again after it answered: a caller's bug; pending
                 // forever is what tower's own futures do in that case.
-                None => std::task::Poll::Pending,
+                None => Poll::Pending,
             },
         }
     }
