@@ -14,6 +14,7 @@
 //! | `listeners` | [`Listener`]s: address, protocols, [`Limits`]. Default: one on `127.0.0.1:8080`. |
 //! | `admin` | [`Admin`] listener, default `127.0.0.1:9901`. |
 //! | `trusted_proxies` | [`Cidr`]s whose `X-Forwarded-For`/`Forwarded` are believed. |
+//! | `request_id`, `trace_context` | [`RequestIdHeader`] (on, `x-request-id`), [`TraceContextHeaders`] (on). |
 //! | `access_log`, `metrics` | [`AccessLog`] (`text`/`json`), [`Metrics`]. |
 //! | `redis` | [`Redis`] for cluster-wide rate limits. |
 //! | `upstreams` | [`Upstream`]s: endpoints, discovery, balancing, health, outliers, pool. |
@@ -134,7 +135,7 @@ pub use route::{
 pub use secret::{ApiKeyDigest, Secret};
 pub use server::{
     AccessLog, AccessLogFormat, Admin, ClientAuthMode, Limits, Listener, ListenerTls, Metrics,
-    Protocol, Redis,
+    Protocol, Redis, RequestIdHeader, TraceContextHeaders,
 };
 pub use units::{ByteSize, Duration, Percent, StatusRange, UnitError};
 pub use upstream::{
@@ -223,6 +224,10 @@ pub struct Config {
     /// Peers whose forwarding headers are trusted for the client IP.
     /// Default: none (the socket address is the client IP).
     pub trusted_proxies: Vec<Cidr>,
+    /// The request id.
+    pub request_id: RequestIdHeader,
+    /// Trace context propagation.
+    pub trace_context: TraceContextHeaders,
     /// The access log.
     pub access_log: AccessLog,
     /// Metrics.

@@ -17,7 +17,9 @@ use super::policy::{
 };
 use super::route::Aggregation;
 use super::route::{PathMatch, Sticky};
-use super::server::{AccessLog, Admin, Listener, Metrics, Protocol};
+use super::server::{
+    AccessLog, Admin, Listener, Metrics, Protocol, RequestIdHeader, TraceContextHeaders,
+};
 use super::units::{duration, opt_duration};
 use super::upstream::{
     Balancing, Discovery, HealthCheck, OutlierDetection, Pool, UpstreamTimeouts, UpstreamTls,
@@ -32,6 +34,10 @@ pub(crate) struct RawConfig {
     pub(crate) admin: Admin,
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<Cidr>,
+    #[serde(default)]
+    pub(crate) request_id: RequestIdHeader,
+    #[serde(default)]
+    pub(crate) trace_context: TraceContextHeaders,
     #[serde(default)]
     pub(crate) access_log: AccessLog,
     #[serde(default)]

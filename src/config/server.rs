@@ -1,9 +1,10 @@
-//! The gateway's own side: listeners, limits, admin listener, access log,
-//! metrics and the Redis connection.
+//! The gateway's own side: listeners, limits, admin listener, request id,
+//! trace context, access log, metrics and the Redis connection.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use http::HeaderName;
 use serde::Deserialize;
 
 use super::secret::Secret;
@@ -187,6 +188,57 @@ impl Default for AccessLog {
             enabled: true,
             format: AccessLogFormat::Text,
         }
+    }
+}
+
+/// The request id every request is given: kept from the client when it
+/// sends one valid id, else generated (a UUID v4); forwarded upstream in
+/// `header` and echoed on the response (see
+/// [`observe`](crate::observe)). Transform templates read it as
+/// `${request_id}`, the access log as `request_id`.
+///
+/// ```yaml
+/// request_id: { header: x-correlation-id }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestIdHeader {
+    /// Whether requests are given an id. Default: `true`. Off, nothing is
+    /// added or echoed, and a transform template that reads
+    /// `${request_id}` is refused at load.
+    pub enabled: bool,
+    /// The header that carries the id. Default: `x-request-id`.
+    #[serde(deserialize_with = "super::fields::header_name")]
+    pub header: HeaderName,
+}
+
+impl Default for RequestIdHeader {
+    fn default() -> Self {
+        RequestIdHeader {
+            enabled: true,
+            header: HeaderName::from_static("x-request-id"),
+        }
+    }
+}
+
+/// W3C Trace Context propagation: the gateway is a hop of the caller's
+/// trace (B3 headers accepted), or starts one, and sends `traceparent` and
+/// `tracestate` upstream (see [`observe`](crate::observe)).
+///
+/// ```yaml
+/// trace_context: { enabled: false }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceContextHeaders {
+    /// Whether trace context is propagated. Default: `true`. Off, the
+    /// client's trace headers go upstream as they came.
+    pub enabled: bool,
+}
+
+impl Default for TraceContextHeaders {
+    fn default() -> Self {
+        TraceContextHeaders { enabled: true }
     }
 }
 

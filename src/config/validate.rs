@@ -14,8 +14,9 @@ use super::auth::{
 };
 use super::error::{ConfigErrors, Problems};
 use super::policy::{
-    CachePolicy, CircuitBreakerPolicy, CorsPolicy, Fault, IpRestriction, Quota, RateLimitBackend,
-    RateLimitKey, RateLimitPolicy, RetryOn, RetryPolicy, Transform,
+    BodyValue, CachePolicy, CircuitBreakerPolicy, CorsPolicy, Fault, HeaderTransform,
+    IpRestriction, Quota, RateLimitBackend, RateLimitKey, RateLimitPolicy, RetryOn, RetryPolicy,
+    Transform,
 };
 use super::raw::{
     RawConfig, RawConsumer, RawEndpoint, RawJwtIssuer, RawMatch, RawRedis, RawRoute, RawSplit,
@@ -41,12 +42,15 @@ const MAX_WEIGHT: u32 = 10_000;
 struct Validator<'a> {
     problems: Problems,
     env: EnvLookup<'a>,
+    /// `request_id.enabled`: templates may read `${request_id}`.
+    request_id: bool,
 }
 
 pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
         problems: Problems::default(),
         env,
+        request_id: raw.request_id.enabled,
     };
     let listeners = v.listeners(raw.listeners);
     if raw.admin.enabled
@@ -102,6 +106,8 @@ pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Con
         listeners,
         admin: raw.admin,
         trusted_proxies: raw.trusted_proxies,
+        request_id: raw.request_id,
+        trace_context: raw.trace_context,
         access_log: raw.access_log,
         metrics: raw.metrics,
         redis,
@@ -1549,6 +1555,16 @@ impl Validator<'_> {
     }
 
     fn transform(&mut self, path: &str, t: &Transform) {
+        if !self.request_id {
+            for (side, h) in [("request", &t.request), ("response", &t.response)] {
+                for field in reads_request_id(h) {
+                    self.push(
+                        format!("{path}.{side}.{field}"),
+                        "reads ${request_id}, but request_id.enabled is false",
+                    );
+                }
+            }
+        }
         let query = &t.response.query;
         if !(query.remove.is_empty()
             && query.rename.is_empty()
@@ -1686,6 +1702,50 @@ fn parse_host_match(host: &str) -> Option<HostMatch> {
             .and_then(|v| v.strip_suffix(']'))
             .is_some_and(|v| v.parse::<std::net::Ipv6Addr>().is_ok());
     valid.then_some(HostMatch::Exact(lower))
+}
+
+/// The fields of `h` whose templates read `${request_id}`, as
+/// `set.<header>`, `query.add.<param>`, `body.replace.<field>`.
+fn reads_request_id(h: &HeaderTransform) -> Vec<String> {
+    const VAR: &str = "${request_id}";
+    fn in_body(value: &BodyValue) -> bool {
+        match value {
+            BodyValue::String(s) => s.contains(VAR),
+            BodyValue::List(items) => items.iter().any(in_body),
+            BodyValue::Map(map) => map.values().any(in_body),
+            _ => false,
+        }
+    }
+    let headers = [("set", &h.set), ("add", &h.add)]
+        .into_iter()
+        .flat_map(|(op, pairs)| {
+            pairs
+                .iter()
+                .filter(|(_, value)| {
+                    value
+                        .as_bytes()
+                        .windows(VAR.len())
+                        .any(|w| w == VAR.as_bytes())
+                })
+                .map(move |(name, _)| format!("{op}.{name}"))
+        });
+    let query = [("set", &h.query.set), ("add", &h.query.add)]
+        .into_iter()
+        .flat_map(|(op, pairs)| {
+            pairs
+                .iter()
+                .filter(|(_, value)| value.contains(VAR))
+                .map(move |(name, _)| format!("query.{op}.{name}"))
+        });
+    let body = [("replace", &h.body.replace), ("add", &h.body.add)]
+        .into_iter()
+        .flat_map(|(op, pairs)| {
+            pairs
+                .iter()
+                .filter(|(_, value)| in_body(value))
+                .map(move |(name, _)| format!("body.{op}.{name}"))
+        });
+    headers.chain(query).chain(body).collect()
 }
 
 /// Checks a `matchit` template: `{name}` parameters and a final `{*rest}`.

@@ -98,7 +98,8 @@ impl Gateway {
     }
 
     /// The traffic stack for `listener`: request id → trace context →
-    /// access log → metrics → body limit → router → per-route stacks.
+    /// access log → metrics → body limit → router → per-route stacks (the
+    /// first four as the config turns them on).
     #[must_use]
     pub fn service(&self, listener: &Listener) -> GatewayService {
         let max_body = usize::try_from(listener.limits.max_request_body.0).unwrap_or(usize::MAX);
@@ -107,9 +108,16 @@ impl Gateway {
             MetricsLayer::new()
                 .route_from(|extensions| extensions.get::<MatchedRoute>().map(MatchedRoute::name))
         });
+        let request_id = (self.config.request_id.enabled)
+            .then(|| RequestIdLayer::new().header(self.config.request_id.header.clone()));
+        let trace_context = self
+            .config
+            .trace_context
+            .enabled
+            .then(TraceContextLayer::new);
         let service = ServiceBuilder::new()
-            .layer(RequestIdLayer::new())
-            .layer(TraceContextLayer::new())
+            .option_layer(request_id)
+            .option_layer(trace_context)
             .option_layer(access_log)
             .option_layer(metrics)
             .layer(RequestBodyLimitLayer::new(max_body))

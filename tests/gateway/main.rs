@@ -4,6 +4,7 @@ mod assembly;
 mod auth;
 #[cfg(feature = "tls")]
 mod auth_https;
+mod observe;
 #[cfg(feature = "tls")]
 #[path = "../common/pki.rs"]
 mod pki;
