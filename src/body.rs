@@ -27,24 +27,39 @@ use crate::BoxError;
 pub struct Body(UnsyncBoxBody<Bytes, BoxError>);
 
 impl Body {
-    /// Boxes `body`; a [`Body`] passed in is not boxed twice.
+    /// Boxes `body`. A [`Body`] passed in is not boxed twice, nor is one
+    /// inside a [`ResponseBody`] (one or two deep, as a stack of meshgate
+    /// layers returns it) that carries the inner service's body.
     pub fn new<B>(body: B) -> Self
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let mut slot = Some(body);
-        if let Some(slot) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Body>>() {
-            // `B` is `Body`, checked by the downcast; the slot is filled above.
-            if let Some(body) = slot.take() {
-                return body;
-            }
+        let any = &mut slot as &mut dyn std::any::Any;
+        // Each `take` is a type check the compiler resolves for `B`.
+        if let Some(body) = take::<Body>(any) {
+            return body;
+        }
+        if let Some(body) = take::<ResponseBody<Body>>(any) {
+            return body.into_body();
+        }
+        if let Some(body) = take::<ResponseBody<ResponseBody<Body>>>(any) {
+            return body.into_body();
         }
         match slot {
-            Some(body) => Self(body.map_err(Into::into).boxed_unsync()),
-            // The slot is only emptied in the `Body` branch, which returned.
+            Some(body) => Self::boxed(body),
+            // The slot is only emptied by a `take` that returned.
             None => Self::empty(),
         }
+    }
+
+    fn boxed<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self(body.map_err(Into::into).boxed_unsync())
     }
 
     /// A body with no data.
@@ -148,6 +163,35 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// The body in `slot` when it is an `Option<T>`, taken out of it.
+fn take<T: 'static>(slot: &mut dyn std::any::Any) -> Option<T> {
+    slot.downcast_mut::<Option<T>>().and_then(Option::take)
+}
+
+/// A [`ResponseBody`] whose inner body unwraps into a [`Body`] without a
+/// box of its own.
+trait IntoBody {
+    fn into_body(self) -> Body;
+}
+
+impl IntoBody for Body {
+    fn into_body(self) -> Body {
+        self
+    }
+}
+
+impl<B: IntoBody + http_body::Body<Data = Bytes> + Send + 'static> IntoBody for ResponseBody<B>
+where
+    B::Error: Into<BoxError>,
+{
+    fn into_body(self) -> Body {
+        match self.kind {
+            Kind::Inner { body } => body.into_body(),
+            local @ Kind::Local { .. } => Body::boxed(ResponseBody::<B> { kind: local }),
+        }
+    }
+}
+
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = if self.is_local() { "local" } else { "inner" };
@@ -220,5 +264,24 @@ mod tests {
         assert!(local.is_local());
         assert_eq!(local.size_hint().exact(), Some(3));
         assert_eq!(&local.collect().await.unwrap().to_bytes()[..], b"out");
+    }
+
+    #[tokio::test]
+    async fn response_bodies_of_a_body_unwrap_inner_and_keep_local() {
+        async fn text(body: Body) -> Bytes {
+            body.collect().await.unwrap().to_bytes()
+        }
+        let one = ResponseBody::inner(Body::from("inner"));
+        assert_eq!(text(Body::new(one)).await, "inner");
+        let one: ResponseBody<Body> = ResponseBody::local(Full::from("local"));
+        assert_eq!(text(Body::new(one)).await, "local");
+        let two = ResponseBody::inner(ResponseBody::inner(Body::from("inner 2")));
+        assert_eq!(text(Body::new(two)).await, "inner 2");
+        let two = ResponseBody::inner(ResponseBody::<Body>::local(Full::from("local 2")));
+        assert_eq!(text(Body::new(two)).await, "local 2");
+        let two: ResponseBody<ResponseBody<Body>> = ResponseBody::local(Full::from("local 3"));
+        let body = Body::new(two);
+        assert_eq!(body.size_hint().exact(), Some(7));
+        assert_eq!(text(body).await, "local 3");
     }
 }
