@@ -135,7 +135,9 @@ pub(crate) fn build(config: &Config) -> Result<Built, BuildErrors> {
     let mut breakers = Vec::new();
     let mut retries = Vec::new();
     let mut redis = RedisConnection::default();
-    let mut router = Router::builder();
+    // The metrics layer labels by the response's `MatchedRoute`; nothing
+    // else outside the router reads it.
+    let mut router = Router::builder().tag_responses(config.metrics.enabled);
     for (index, route) in config.routes.iter().enumerate() {
         let find = |name: &str| upstreams.iter().find(|u| u.name == name);
         let policies = match Policies::for_route(config, index, route, &identities, &mut redis) {
@@ -468,7 +470,11 @@ fn build_upstream(
     upstream: &config::Upstream,
     trusted_proxies: &[config::Cidr],
 ) -> Result<BuiltUpstream, String> {
-    let mut balancer = LoadBalancerLayer::builder().strategy(strategy(&upstream.balancing));
+    // Nothing in the gateway's stack reads the response's `SelectedEndpoint`
+    // (the admin status reads the balancer itself).
+    let mut balancer = LoadBalancerLayer::builder()
+        .strategy(strategy(&upstream.balancing))
+        .tag_responses(false);
     let live: Vec<&config::Endpoint> = upstream.endpoints.iter().filter(|e| e.weight > 0).collect();
     if live.is_empty() {
         return Err(".endpoints: every endpoint has weight 0 (drained)".to_owned());

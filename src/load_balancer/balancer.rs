@@ -33,6 +33,7 @@ pub(crate) struct Settings {
     pub(crate) health: Option<(HealthCheck, PathAndQuery)>,
     pub(crate) dns: Option<DnsDiscovery>,
     pub(crate) follow: Option<watch::Receiver<Vec<Endpoint>>>,
+    pub(crate) tag_responses: bool,
 }
 
 pub(crate) struct Balancer {
@@ -55,6 +56,8 @@ pub(crate) struct Balancer {
     follow: Option<watch::Receiver<Vec<Endpoint>>>,
     started: AtomicBool,
     stop: watch::Sender<bool>,
+    /// Whether responses carry the [`SelectedEndpoint`](super::SelectedEndpoint).
+    pub(crate) tag_responses: bool,
 }
 
 impl std::fmt::Debug for Balancer {
@@ -117,6 +120,7 @@ impl Balancer {
             follow: settings.follow,
             started: AtomicBool::new(false),
             stop: watch::Sender::new(false),
+            tag_responses: settings.tag_responses,
         })
     }
 

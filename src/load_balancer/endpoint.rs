@@ -166,8 +166,9 @@ pub(crate) struct EndpointState {
     pub(crate) stats: Arc<EndpointStats>,
 }
 
-/// The endpoint the balancer chose for a request, in the request's and the
-/// response's extensions.
+/// The endpoint the balancer chose for a request, in the request's and (see
+/// [`LoadBalancerBuilder::tag_responses`](super::LoadBalancerBuilder::tag_responses))
+/// the response's extensions.
 ///
 /// It keeps the endpoint alive for as long as the request runs, so a
 /// request in flight is unaffected when its endpoint leaves the set.

@@ -42,10 +42,12 @@ impl CallGuard {
         }
     }
 
-    fn finish(mut self, observed: Observed) -> SelectedEndpoint {
+    /// Records the outcome; the endpoint to tag the response with, if the
+    /// balancer tags responses.
+    fn finish(mut self, observed: Observed) -> Option<SelectedEndpoint> {
         self.finished = true;
         self.balancer.record(&self.selected.0, observed, self.start);
-        self.selected.clone()
+        self.balancer.tag_responses.then(|| self.selected.clone())
     }
 }
 
@@ -148,7 +150,9 @@ where
                 Poll::Ready(match result {
                     Ok(mut response) => {
                         let observed = Observed::from_outcome(Outcome::from_response(&response));
-                        response.extensions_mut().insert(guard.finish(observed));
+                        if let Some(selected) = guard.finish(observed) {
+                            response.extensions_mut().insert(selected);
+                        }
                         Ok(response.map(ResponseBody::inner))
                     }
                     Err(error) => {

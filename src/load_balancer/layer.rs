@@ -112,6 +112,7 @@ pub struct LoadBalancerBuilder {
     panic_threshold: u8,
     max_endpoints: usize,
     seed: Option<u64>,
+    tag_responses: bool,
 }
 
 impl Default for LoadBalancerBuilder {
@@ -126,6 +127,7 @@ impl Default for LoadBalancerBuilder {
             panic_threshold: 0,
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
             seed: None,
+            tag_responses: true,
         }
     }
 }
@@ -215,6 +217,18 @@ impl LoadBalancerBuilder {
         self
     }
 
+    /// Whether each response from an endpoint carries the
+    /// [`SelectedEndpoint`] in its extensions, for layers outside the
+    /// balancer. Off, a stack where nothing reads it saves the insert (and
+    /// the response's extension map, often its only entry); the request
+    /// still carries it.
+    ///
+    /// Default: on.
+    pub fn tag_responses(mut self, on: bool) -> Self {
+        self.tag_responses = on;
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     ///
     /// # Errors
@@ -258,6 +272,7 @@ impl LoadBalancerBuilder {
             health,
             dns: self.dns,
             follow,
+            tag_responses: self.tag_responses,
         };
         Ok(LoadBalancerLayer {
             balancer: Arc::new(Balancer::new(settings, endpoints)?),

@@ -16,7 +16,8 @@ use crate::Body;
 pin_project! {
     /// The response future of [`Router`](super::Router): the route's
     /// service, or the router's own 404/405 answer. The matched route is
-    /// also put in the response's extensions.
+    /// also put in the response's extensions, unless the router was built
+    /// with [`tag_responses(false)`](super::RouterBuilder::tag_responses).
     pub struct RouteFuture<B> {
         #[pin]
         state: State<B>,
@@ -35,11 +36,11 @@ pin_project! {
 impl<B> RouteFuture<B> {
     pub(crate) fn called(
         future: Oneshot<RouteService<B>, Request<B>>,
-        matched: MatchedRoute,
+        matched: Option<MatchedRoute>,
     ) -> Self {
         Self {
             state: State::Called { future },
-            matched: Some(matched),
+            matched,
         }
     }
 

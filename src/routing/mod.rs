@@ -196,7 +196,8 @@ where
 }
 
 /// The route that matched a request, in the request's extensions (for the
-/// route's service) and in the response's (for outer layers: metrics, logs).
+/// route's service) and in the response's (for outer layers: metrics, logs;
+/// see [`RouterBuilder::tag_responses`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedRoute {
     name: Arc<str>,

@@ -27,12 +27,14 @@ use crate::error::{Rejection, RejectionKind, is_grpc};
 #[must_use]
 pub struct RouterBuilder<B> {
     routes: Vec<Route<B>>,
+    tag_responses: bool,
 }
 
 impl<B> fmt::Debug for RouterBuilder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouterBuilder")
             .field("routes", &self.routes)
+            .field("tag_responses", &self.tag_responses)
             .finish()
     }
 }
@@ -47,6 +49,18 @@ impl<B: 'static> RouterBuilder<B> {
     /// Adds routes.
     pub fn routes(mut self, routes: impl IntoIterator<Item = Route<B>>) -> Self {
         self.routes.extend(routes);
+        self
+    }
+
+    /// Whether each response of a route's service carries the
+    /// [`MatchedRoute`] in its extensions, for layers outside the router
+    /// (metrics labelled by route, logs). Off, a stack where nothing reads
+    /// it saves the insert (and the response's extension map, often its
+    /// only entry); the request still carries it.
+    ///
+    /// Default: on.
+    pub fn tag_responses(mut self, on: bool) -> Self {
+        self.tag_responses = on;
         self
     }
 
@@ -80,6 +94,7 @@ impl<B: 'static> RouterBuilder<B> {
                 table: Table::build(rules)?,
                 actions: actions.into(),
                 by_name,
+                tag_responses: self.tag_responses,
             }),
         })
     }
@@ -101,6 +116,7 @@ struct Inner<B> {
     table: Table,
     actions: Box<[RouteAction<B>]>,
     by_name: HashMap<Arc<str>, usize>,
+    tag_responses: bool,
 }
 
 impl<B> Clone for Router<B> {
@@ -131,7 +147,10 @@ impl<B> fmt::Debug for Router<B> {
 impl<B: 'static> Router<B> {
     /// A builder with no routes.
     pub fn builder() -> RouterBuilder<B> {
-        RouterBuilder { routes: Vec::new() }
+        RouterBuilder {
+            routes: Vec::new(),
+            tag_responses: true,
+        }
     }
 }
 
@@ -276,8 +295,9 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
             }
         };
         req.extensions_mut().insert(action.route_name.clone());
-        req.extensions_mut().insert(matched.clone());
-        RouteFuture::called(service.oneshot(req), matched)
+        let tag = self.inner.tag_responses.then(|| matched.clone());
+        req.extensions_mut().insert(matched);
+        RouteFuture::called(service.oneshot(req), tag)
     }
 }
 

@@ -179,6 +179,25 @@ async fn the_uri_is_rewritten_and_the_endpoint_recorded_both_ways() {
 }
 
 #[tokio::test]
+async fn untagged_responses_leave_the_endpoint_on_the_request_only() {
+    let layer = LoadBalancerLayer::builder()
+        .endpoint(Endpoint::parse("http://10.0.0.7:8080").unwrap())
+        .tag_responses(false)
+        .build()
+        .unwrap();
+    let service = layer.layer(service_fn(|request: Request<()>| async move {
+        let selected = request.extensions().get::<SelectedEndpoint>().unwrap();
+        Ok::<_, Infallible>(Response::new(selected.authority().to_string()))
+    }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert!(response.extensions().get::<SelectedEndpoint>().is_none());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"10.0.0.7:8080");
+    // Outcomes are still recorded.
+    assert_eq!(layer.snapshot()[0].requests, 1);
+}
+
+#[tokio::test]
 async fn round_robin_is_exact() {
     let upstream = Upstream::default();
     let layer = LoadBalancerLayer::new(endpoints(3)).unwrap();

@@ -972,6 +972,28 @@ async fn the_response_carries_the_matched_route_and_params() {
 }
 
 #[tokio::test]
+async fn untagged_responses_leave_the_matched_route_on_the_request_only() {
+    let router = Router::builder()
+        .tag_responses(false)
+        .route(Route::new("item").path("/items/{item}").to(service_fn(
+            |req: Request<String>| async move {
+                let matched = req.extensions().get::<MatchedRoute>().unwrap();
+                let item = matched.param("item").unwrap_or_default().to_owned();
+                Ok::<_, Infallible>(Response::new(Body::from(item)))
+            },
+        )))
+        .build()
+        .unwrap();
+    let req = request(Method::GET, "", "/items/7")
+        .body(String::new())
+        .unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    assert!(response.extensions().get::<MatchedRoute>().is_none());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"7");
+}
+
+#[tokio::test]
 async fn a_thousand_routes_route_correctly() {
     let mut builder = Router::builder();
     for i in 0..250 {
