@@ -62,17 +62,19 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         self.balancer.ensure_started();
-        let grpc = crate::error::is_grpc(request.headers());
+        // Whether the caller is gRPC matters only to the balancer's own
+        // answers, so the content type is read only for them.
+        let grpc = |request: &Request<ReqBody>| crate::error::is_grpc(request.headers());
         let Some(state) = self.balancer.pick(request.headers(), request.extensions()) else {
             let empty = self.balancer.set().endpoints.is_empty();
-            return ResponseFuture::unavailable(grpc, empty);
+            return ResponseFuture::unavailable(grpc(&request), empty);
         };
         let original = std::mem::take(request.uri_mut());
         match absolute(original, &state.endpoint) {
             Ok(uri) => *request.uri_mut() = uri,
             // Scheme, authority and path are all set from valid parts, so
             // this does not happen; if it did, the client gets a 400.
-            Err(_) => return ResponseFuture::bad_target(grpc),
+            Err(_) => return ResponseFuture::bad_target(grpc(&request)),
         }
         let selected = SelectedEndpoint(state);
         request.extensions_mut().insert(selected.clone());

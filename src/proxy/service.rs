@@ -112,7 +112,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let grpc = crate::error::is_grpc(request.headers());
-        match self.shared.prepare(request) {
+        match self.shared.prepare(request, grpc) {
             Ok((request, client_upgrade, via)) => {
                 let call = match via {
                     Route::Http1(authority) => {
@@ -152,6 +152,7 @@ impl Shared {
     fn prepare<B>(
         &self,
         request: Request<B>,
+        grpc: bool,
     ) -> Result<(Request<Body>, Option<OnUpgrade>, Route), Rejection>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -187,7 +188,7 @@ impl Shared {
         }
         let keep = Keep {
             upgrade: client_upgrade.is_some(),
-            te_trailers: config.h2 || crate::error::is_grpc(&parts.headers),
+            te_trailers: config.h2 || grpc,
         };
         headers::strip_hop_by_hop(&mut parts.headers, keep);
         if keep.upgrade {

@@ -244,7 +244,8 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let grpc = is_grpc(req.headers());
+        // Whether the caller is gRPC matters only to the router's own
+        // answers, so the content type is read only for them.
         let (route, mut matched, new_path) = {
             let host = RequestHost::of(&req);
             let path = normalize(req.uri().path());
@@ -265,19 +266,20 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
                     (route, matched, new_path)
                 }
                 Lookup::MethodNotAllowed(allow) => {
+                    let grpc = is_grpc(req.headers());
                     return RouteFuture::ready(method_not_allowed(allow, grpc));
                 }
                 Lookup::NotFound => {
                     let rejection = Rejection::new(RejectionKind::NoRoute)
                         .with_detail("no route matches the request");
-                    return RouteFuture::ready(reject(rejection, grpc));
+                    return RouteFuture::ready(reject(rejection, is_grpc(req.headers())));
                 }
             }
         };
         let action = &self.inner.actions[route];
         if let Some((path, stripped)) = new_path {
             if let Err(rejection) = set_path(req.uri_mut(), &path) {
-                return RouteFuture::ready(reject(rejection, grpc));
+                return RouteFuture::ready(reject(rejection, is_grpc(req.headers())));
             }
             if stripped && let Some((_, prefix)) = &action.strip_prefix {
                 req.headers_mut().insert(X_FORWARDED_PREFIX, prefix.clone());
