@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll, ready};
 
+use foldhash::quality::RandomState;
 use http::{Request, Response};
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
 use pin_project_lite::pin_project;
@@ -116,14 +117,14 @@ impl MetricsLayer {
                 key,
                 read,
                 max: max.max(1),
-                values: RwLock::new(HashMap::new()),
+                values: RwLock::new(HashMap::default()),
             }
         });
         Self {
             shared: Arc::new(Shared {
                 fixed: Handles::new(fixed),
                 route_from: settings.route_from,
-                routes: RwLock::new(HashMap::new()),
+                routes: RwLock::new(HashMap::default()),
                 request_label,
                 settings,
             }),
@@ -208,7 +209,10 @@ struct Shared {
     settings: Settings,
     fixed: Handles,
     route_from: Option<RouteFromExtensions>,
-    routes: RwLock<HashMap<Box<str>, Arc<Handles>>>,
+    /// Keyed by a seeded fast hash: the maps are read on every request,
+    /// and std's SipHash cost more than the rest of the lookup (measured);
+    /// both are bounded, so a flood of names cannot grow them.
+    routes: RwLock<HashMap<Box<str>, Arc<Handles>, RandomState>>,
     request_label: Option<RequestLabel>,
 }
 
@@ -218,7 +222,7 @@ struct RequestLabel {
     key: &'static str,
     read: LabelFromExtensions,
     max: usize,
-    values: RwLock<HashMap<Box<str>, Arc<Handles>>>,
+    values: RwLock<HashMap<Box<str>, Arc<Handles>, RandomState>>,
 }
 
 impl Shared {
