@@ -257,11 +257,14 @@ impl Shared {
         } else {
             Version::HTTP_11
         };
-        Ok((
-            Request::from_parts(parts, Body::new(body)),
-            client_upgrade,
-            route,
-        ))
+        // Most requests have no body: the empty body is zero-sized, so it
+        // costs no allocation, where boxing the client's would.
+        let body = if body.is_end_stream() {
+            Body::empty()
+        } else {
+            Body::new(body)
+        };
+        Ok((Request::from_parts(parts, body), client_upgrade, route))
     }
 
     /// The upstream for a request URI, and whether it came from the URI.

@@ -342,3 +342,50 @@ async fn an_upgrade_that_cannot_be_tunnelled_loses_its_upgrade_header() {
     assert!(!upstream_saw.contains_key("upgrade"), "{upstream_saw:?}");
     assert!(!upstream_saw.contains_key("connection"), "{upstream_saw:?}");
 }
+
+#[tokio::test]
+async fn empty_and_non_empty_bodies_are_framed_as_they_came() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = upstream(move |request: Request<Incoming>| {
+        let tx = tx.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            let _ = tx.send((parts.method, parts.headers, body));
+            Response::new(Body::from("ok"))
+        }
+    });
+    let proxy = serve_proxy(Proxy::to(format!("http://{upstream}")).unwrap());
+    for (request, method, length, body) in [
+        (
+            "GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+            "GET",
+            None,
+            "",
+        ),
+        (
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            "POST",
+            Some("0"),
+            "",
+        ),
+        (
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            "POST",
+            Some("5"),
+            "hello",
+        ),
+    ] {
+        let response = exchange(proxy, request).await;
+        assert!(response.ends_with("\r\n\r\nok"), "{response}");
+        let (seen_method, headers, seen_body) = seen.recv().await.unwrap();
+        assert_eq!(seen_method, method);
+        assert_eq!(
+            headers.get("content-length").map(|v| v.to_str().unwrap()),
+            length,
+            "{request:?}"
+        );
+        assert!(!headers.contains_key("transfer-encoding"), "{request:?}");
+        assert_eq!(seen_body, body);
+    }
+}
