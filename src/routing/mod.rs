@@ -177,7 +177,8 @@ use crate::{Body, BoxError};
 pub type RouteService<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
 
 /// Boxes a service as a [`RouteService`], boxing its response body too
-/// (a [`Body`] is not boxed twice).
+/// (a [`Body`] is not boxed twice, nor a `RouteService`: each box is an
+/// allocation more per request, for the clone and for the future).
 pub(crate) fn boxed<B, S, ResBody>(service: S) -> RouteService<B>
 where
     B: 'static,
@@ -190,6 +191,17 @@ where
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
+    let mut slot = Some(service);
+    // A type check the compiler resolves for `S`.
+    if let Some(boxed) = (&mut slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<RouteService<B>>>()
+        .and_then(Option::take)
+    {
+        return boxed;
+    }
+    // Only the `take` above empties the slot, and it returned; this runs
+    // when routes are built, never per request.
+    let service = slot.expect("the service is still in its slot");
     BoxCloneSyncService::new(
         service.map_response(|response: Response<ResBody>| response.map(Body::new)),
     )
