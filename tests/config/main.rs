@@ -1418,3 +1418,34 @@ routes:
     assert!(compression.gzip && !compression.brotli);
     assert_eq!(compression.min_size, ByteSize(256));
 }
+
+#[test]
+fn the_load_bench_configs_load_and_differ_as_described() {
+    let load = |text: &str| {
+        let yaml = text
+            .replace("@LISTEN@", "127.0.0.1:18083")
+            .replace("@UPSTREAM@", "127.0.0.1:18080");
+        Config::from_yaml_str_with_env(&yaml, |name| {
+            (name == "LOADTEST_KEY").then(|| "loadtest-key".to_owned())
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let routing = load(include_str!("../../scripts/loadtest-routing.yaml"));
+    let full = load(include_str!("../../scripts/loadtest-full.yaml"));
+    let all = load(include_str!("../../scripts/loadtest-all.yaml"));
+    // Routing: the header work nginx and HAProxy are given, no more.
+    assert!(routing.request_id.enabled);
+    assert!(!routing.trace_context.enabled);
+    assert!(!routing.metrics.enabled && !routing.access_log.enabled);
+    assert!(routing.routes[0].auth.is_none() && routing.routes[0].rate_limit.is_none());
+    // Full: the goal's list (API key, rate limit, metrics, request id).
+    assert!(full.request_id.enabled && full.metrics.enabled);
+    assert!(!full.trace_context.enabled && !full.access_log.enabled);
+    assert!(full.routes[0].auth.is_some() && full.routes[0].rate_limit.is_some());
+    assert!(full.routes[0].retry.is_none() && full.routes[0].circuit_breaker.is_none());
+    // All: every layer a proxied route can have.
+    assert!(all.trace_context.enabled && all.metrics.enabled);
+    assert!(all.routes[0].retry.is_some() && all.routes[0].circuit_breaker.is_some());
+    assert!(all.upstreams[0].health_check.is_some());
+    assert!(all.upstreams[0].outlier_detection.is_some());
+}
