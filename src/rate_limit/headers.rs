@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{Entry, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::quota::{Gcra, QuotaState};
 
@@ -37,10 +37,10 @@ impl HeaderInfo {
         let Some(quota) = self.quotas.get(self.state.index) else {
             return;
         };
-        if headers
-            .get(&RATELIMIT)
-            .and_then(remaining_of)
-            .is_some_and(|r| r <= self.state.remaining)
+        // One look-up for the check and the write.
+        let entry = headers.entry(RATELIMIT);
+        if let Entry::Occupied(inner) = &entry
+            && remaining_of(inner.get()).is_some_and(|r| r <= self.state.remaining)
         {
             return;
         }
@@ -52,7 +52,14 @@ impl HeaderInfo {
         push_u64(&mut value, reset);
         // Built from a cleaned, printable-ASCII name and digits.
         if let Ok(value) = HeaderValue::from_maybe_shared(value.freeze()) {
-            headers.insert(RATELIMIT, value);
+            match entry {
+                Entry::Occupied(mut inner) => {
+                    inner.insert(value);
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert(value);
+                }
+            }
         }
         headers.insert(RATELIMIT_POLICY, quota.policy_header.clone());
         if self.legacy {

@@ -227,6 +227,39 @@ async fn headers_match_the_draft_syntax() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn stacked_limiters_show_the_tighter_limit() {
+    let stacked = |outer: u64, inner: u64| {
+        let inner = RateLimitLayer::new([Quota::per_minute(inner).named("inner")])
+            .clock(Clock::Tokio)
+            .layer(Upstream::default().service());
+        RateLimitLayer::new([Quota::per_minute(outer).named("outer")])
+            .clock(Clock::Tokio)
+            .layer(inner)
+    };
+    // The inner limiter has fewer requests left: its headers stay.
+    let response = send(&stacked(100, 3), from("192.0.2.1")).await;
+    assert_eq!(
+        header(response.headers(), "ratelimit"),
+        "\"inner\";r=2;t=20"
+    );
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        "\"inner\";q=3;w=60"
+    );
+    // The outer one has: its headers replace the inner's.
+    let response = send(&stacked(3, 100), from("192.0.2.1")).await;
+    assert_eq!(
+        header(response.headers(), "ratelimit"),
+        "\"outer\";r=2;t=20"
+    );
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        "\"outer\";q=3;w=60"
+    );
+    assert_eq!(response.headers().get_all("ratelimit").iter().count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn grpc_requests_get_resource_exhausted() {
     let service = RateLimitLayer::new([Quota::per_minute(1)])
         .clock(Clock::Tokio)
