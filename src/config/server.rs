@@ -207,7 +207,9 @@ pub struct RequestIdHeader {
     /// added or echoed, and a transform template that reads
     /// `${request_id}` is refused at load.
     pub enabled: bool,
-    /// The header that carries the id. Default: `x-request-id`.
+    /// The header that carries the id. Default: `x-request-id`. Framing,
+    /// hop-by-hop, `Host`, `Content-Type` and trace context headers are
+    /// refused.
     #[serde(deserialize_with = "super::fields::header_name")]
     pub header: HeaderName,
 }

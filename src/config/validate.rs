@@ -36,6 +36,24 @@ use super::upstream::{
 /// The route timeout when a route sets none.
 pub(crate) const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Headers a request id must not be written into: framing, hop-by-hop,
+/// routing and trace context ones, whose values the id would replace.
+const NOT_FOR_IDS: [&str; 13] = [
+    "connection",
+    "content-length",
+    "content-type",
+    "host",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "traceparent",
+    "tracestate",
+];
+
 /// The most an endpoint or split weight may be.
 const MAX_WEIGHT: u32 = 10_000;
 
@@ -71,6 +89,15 @@ pub(crate) fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, Con
                 format!("{cidr} trusts every peer, so any client could choose its own IP; list the proxies' networks"),
             );
         }
+    }
+    let id_header = raw.request_id.header.as_str();
+    if NOT_FOR_IDS.contains(&id_header) {
+        v.push(
+            "request_id.header",
+            format!(
+                "{id_header} has a meaning of its own in HTTP or tracing; choose another header"
+            ),
+        );
     }
     v.metrics(&raw.metrics);
     let redis = raw.redis.map(|r| v.redis(r));

@@ -151,6 +151,14 @@ fn unknown_and_invalid_fields_are_refused() {
             "request_id.header",
         ),
         ("trace_context: { enabled: maybe }", "trace_context.enabled"),
+        (
+            "request_id: { header: Content-Length }",
+            "request_id.header: content-length has a meaning of its own",
+        ),
+        (
+            "request_id: { header: traceparent }",
+            "request_id.header: traceparent has a meaning of its own",
+        ),
     ] {
         let errors = Config::from_yaml_str(yaml).unwrap_err().to_string();
         assert!(errors.contains(expected), "{yaml}: {errors}");
