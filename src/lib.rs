@@ -96,6 +96,8 @@ pub mod observe;
 pub mod peer;
 #[cfg(any(feature = "auth", feature = "routing"))]
 mod percent;
+#[cfg(any(feature = "auth", feature = "cache"))]
+mod prehashed;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 #[cfg(feature = "rate-limit")]

@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use http::HeaderValue;
 
 use crate::identity::ConsumerIdentity;
+use crate::prehashed::Prehashed;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -229,32 +230,12 @@ type Bucket = Vec<([u8; 32], Consumer)>;
 /// The index: buckets by the first 8 bytes of each key's SHA-256 digest.
 #[derive(Default)]
 struct Index {
-    buckets: HashMap<u64, Bucket, BuildHasherDefault<PrefixHasher>>,
+    /// Keyed by digest bytes, already uniform: they are their own hash
+    /// (std's SipHash of them cost more than the rest of a look-up,
+    /// measured). Only the store's own keys are inserted, so a client
+    /// cannot lengthen a probe sequence.
+    buckets: HashMap<u64, Bucket, BuildHasherDefault<Prehashed>>,
     len: usize,
-}
-
-/// The index's hasher: its keys are SHA-256 digest bytes, already uniform,
-/// so they are their own hash (std's SipHash of them cost more than the
-/// rest of a lookup, measured). Only the store's own keys are inserted, so
-/// a client cannot lengthen a probe sequence.
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not reached for `u64` keys; correct for any other.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// Consumers and their API keys, stored only as SHA-256 digests.

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::freshness::Directives;
 use super::layer::Config;
 use super::service::X_CACHE;
+use crate::prehashed::Prehashed;
 
 /// One stored response (one variant of a URI).
 #[derive(Debug)]
@@ -307,28 +308,6 @@ impl Probe<'_> {
     #[inline]
     fn is(&self, stored: &str) -> bool {
         stored.as_bytes() == &*self.bytes
-    }
-}
-
-/// A hasher for keys that are already keyed hashes: moka hashes them again
-/// only to shard and sketch, so the value itself is enough.
-#[derive(Debug, Default)]
-pub(crate) struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed with it; fold anything else in.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
