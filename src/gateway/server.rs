@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tower::util::Oneshot;
 use tower_service::Service;
 
-use super::timer::HeadTimer;
+use super::timer::{HeadTimer, hold_waker};
 use crate::BoxError;
 use crate::peer::{PeerAddr, PeerCertificate, TlsConnection};
 
@@ -708,10 +708,7 @@ impl<F: Future<Output = ()>> Future for Stopping<F> {
         match this.wait.poll(cx) {
             Poll::Ready(()) => Poll::Ready(()),
             Poll::Pending => {
-                match this.registered {
-                    Some(registered) => registered.clone_from(cx.waker()),
-                    None => *this.registered = Some(cx.waker().clone()),
-                }
+                hold_waker(this.registered, cx.waker());
                 Poll::Pending
             }
         }
@@ -921,6 +918,7 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     use super::*;
+    use crate::gateway::timer::tests::CountingWaker;
 
     /// Ready while `open`; counts its clones and calls.
     #[derive(Default)]
@@ -1002,16 +1000,6 @@ mod tests {
         assert_eq!(shared.clones.load(Ordering::SeqCst), 1);
     }
 
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct CountingWaker(AtomicUsize);
-
-    impl std::task::Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     /// `stopped`, counting how often it is polled.
     async fn counted_stopped(stop: &mut watch::Receiver<bool>, polls: &AtomicUsize) {
         let mut wait = std::pin::pin!(stopped(stop));
@@ -1049,13 +1037,13 @@ mod tests {
             );
             assert!(stopping_signal.as_mut().poll(&mut cx).is_pending());
             assert_eq!(polls.load(Ordering::SeqCst), 3);
-            assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+            assert_eq!(counter.count(), 0);
 
             match end {
                 "send" => stopping.send(true).unwrap(),
                 _ => drop(stopping),
             }
-            assert_eq!(counter.0.load(Ordering::SeqCst), 1, "{end} wakes the task");
+            assert_eq!(counter.count(), 1, "{end} wakes the task");
             assert!(stopping_signal.as_mut().poll(&mut cx).is_ready(), "{end}");
         }
     }

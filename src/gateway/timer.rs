@@ -84,10 +84,7 @@ impl Shared {
             let polled = Pin::new(&mut tokio::task::unconstrained(sleep.as_mut())).poll(cx);
             match polled {
                 Poll::Pending => {
-                    match &mut self.armed_for {
-                        Some(waker) => waker.clone_from(cx.waker()),
-                        None => self.armed_for = Some(cx.waker().clone()),
-                    }
+                    hold_waker(&mut self.armed_for, cx.waker());
                     return Poll::Pending;
                 }
                 Poll::Ready(()) => {
@@ -106,20 +103,32 @@ impl Shared {
     }
 }
 
-impl Timer for HeadTimer {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        let deadline = Instant::now() + duration;
+/// Keeps `waker` in `slot`, reusing the slot's allocation when it holds
+/// one: the waker a registration was made with, for a later
+/// [`Waker::will_wake`] check that skips registering again.
+pub(super) fn hold_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(held) => held.clone_from(waker),
+        None => *slot = Some(waker.clone()),
+    }
+}
+
+impl HeadTimer {
+    fn head_sleep(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         Box::pin(HeadSleep {
             shared: Arc::clone(&self.shared),
             deadline,
         })
     }
+}
+
+impl Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        self.head_sleep(Instant::now() + duration)
+    }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn Sleep>> {
-        Box::pin(HeadSleep {
-            shared: Arc::clone(&self.shared),
-            deadline: Instant::from_std(deadline),
-        })
+        self.head_sleep(Instant::from_std(deadline))
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: std::time::Instant) {
@@ -157,15 +166,15 @@ impl Future for HeadSleep {
 impl Sleep for HeadSleep {}
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
     use super::*;
 
-    /// Counts its wake-ups.
+    /// Counts its wake-ups (also for the server's tests).
     #[derive(Default)]
-    struct CountingWaker(AtomicUsize);
+    pub(in crate::gateway) struct CountingWaker(AtomicUsize);
 
     impl Wake for CountingWaker {
         fn wake(self: Arc<Self>) {
@@ -174,7 +183,7 @@ mod tests {
     }
 
     impl CountingWaker {
-        fn count(&self) -> usize {
+        pub(in crate::gateway) fn count(&self) -> usize {
             self.0.load(Ordering::SeqCst)
         }
     }
