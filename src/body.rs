@@ -163,8 +163,10 @@ impl<B> ResponseBody<B> {
     }
 }
 
-/// The body in `slot` when it is an `Option<T>`, taken out of it.
-fn take<T: 'static>(slot: &mut dyn std::any::Any) -> Option<T> {
+/// The value in `slot` when it is an `Option<T>`, taken out of it: a type
+/// check the compiler resolves for the slot's concrete type, so a generic
+/// caller can skip wrapping what is already the type it wants.
+pub(crate) fn take<T: 'static>(slot: &mut dyn std::any::Any) -> Option<T> {
     slot.downcast_mut::<Option<T>>().and_then(Option::take)
 }
 

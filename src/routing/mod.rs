@@ -192,11 +192,7 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let mut slot = Some(service);
-    // A type check the compiler resolves for `S`.
-    if let Some(boxed) = (&mut slot as &mut dyn std::any::Any)
-        .downcast_mut::<Option<RouteService<B>>>()
-        .and_then(Option::take)
-    {
+    if let Some(boxed) = crate::body::take::<RouteService<B>>(&mut slot) {
         return boxed;
     }
     // Only the `take` above empties the slot, and it returned; this runs
