@@ -874,7 +874,7 @@ where
         }
     }
     ConnectionFuture::Waiting {
-        oneshot: Oneshot::new(fallback.clone(), request),
+        oneshot: Box::pin(Oneshot::new(fallback.clone(), request)),
     }
 }
 
@@ -886,7 +886,10 @@ pin_project_lite::pin_project! {
         S: Service<R>,
     {
         Called { #[pin] future: S::Future },
-        Waiting { #[pin] oneshot: Oneshot<S, R> },
+        // Boxed: it holds the request and a clone of the stack, and this
+        // rare path would otherwise make every request's future that size,
+        // copied into hyper's slot for it (measured).
+        Waiting { oneshot: Pin<Box<Oneshot<S, R>>> },
         Failed { error: Option<S::Error> },
     }
 }
@@ -900,7 +903,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             ConnectionFutureProj::Called { future } => future.poll(cx),
-            ConnectionFutureProj::Waiting { oneshot } => oneshot.poll(cx),
+            ConnectionFutureProj::Waiting { oneshot } => oneshot.as_mut().poll(cx),
             ConnectionFutureProj::Failed { error } => match error.take() {
                 Some(error) => Poll::Ready(Err(error)),
                 // Polled again after it answered: a caller's bug; pending

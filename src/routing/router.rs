@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use http::header::{ALLOW, HOST, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
-use tower::ServiceExt;
 use tower_service::Service;
 
 use super::MatchedRoute;
@@ -299,7 +298,7 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
         req.extensions_mut().insert(action.route_name.clone());
         let tag = self.inner.tag_responses.then(|| matched.clone());
         req.extensions_mut().insert(matched);
-        RouteFuture::called(service.oneshot(req), tag)
+        RouteFuture::call(service, req, tag)
     }
 }
 

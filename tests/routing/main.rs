@@ -1048,3 +1048,113 @@ async fn a_thousand_routes_route_correctly() {
         Some("wild-99")
     );
 }
+
+/// Ready only while its shared gate is open; keeps the wakers of those
+/// that found it closed.
+#[derive(Clone, Default)]
+struct Gate(std::sync::Arc<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    open: std::sync::atomic::AtomicBool,
+    waiting: std::sync::Mutex<Vec<std::task::Waker>>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.0.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        for waker in self.0.waiting.lock().unwrap().drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+impl tower::Service<Request<String>> for Gate {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        if self.0.open.load(std::sync::atomic::Ordering::SeqCst) {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            self.0.waiting.lock().unwrap().push(cx.waker().clone());
+            std::task::Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        self.0
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::ready(Ok(Response::new(Body::from("through"))))
+    }
+}
+
+/// Counts its wakes.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_route_that_is_not_ready_is_waited_for_then_called() {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll, Waker};
+
+    let gate = Gate::default();
+    let mut router = Router::builder()
+        .route(Route::new("gated").path("/gated").to(gate.clone()))
+        .build()
+        .unwrap();
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    assert!(tower::Service::poll_ready(&mut router, &mut cx).is_ready());
+    let mut future = std::pin::pin!(tower::Service::call(
+        &mut router,
+        request(Method::GET, "", "/gated")
+            .body(String::new())
+            .unwrap()
+    ));
+    // Closed: the request waits, and the route's service holds this
+    // task's waker (not only a throwaway one), so opening it wakes the task.
+    assert!(future.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(gate.0.calls.load(Ordering::SeqCst), 0);
+    gate.open();
+    assert!(
+        wakes.0.load(Ordering::SeqCst) >= 1,
+        "the task was not woken"
+    );
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+        panic!("the route's service was ready and its answer is ready");
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(gate.0.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        response
+            .extensions()
+            .get::<MatchedRoute>()
+            .map(MatchedRoute::name),
+        Some("gated")
+    );
+    // Open from the start: called at once, in the same poll.
+    let mut future = std::pin::pin!(tower::Service::call(
+        &mut router,
+        request(Method::GET, "", "/gated")
+            .body(String::new())
+            .unwrap()
+    ));
+    assert_eq!(gate.0.calls.load(Ordering::SeqCst), 2);
+    assert!(future.as_mut().poll(&mut cx).is_ready());
+}
