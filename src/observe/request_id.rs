@@ -2,6 +2,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use http::header::Entry;
 use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -92,13 +93,30 @@ pub struct SetRequestId<S> {
 }
 
 impl<S> SetRequestId<S> {
-    /// The id for a request with these headers: the incoming one when there
-    /// is exactly one and it is valid, else a new one.
-    fn id_for(&self, headers: &http::HeaderMap) -> HeaderValue {
-        let mut values = headers.get_all(&self.layer.header).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) if is_valid_id(value, self.layer.max_len) => value.clone(),
-            _ => generate_id(),
+    /// The request's id, settled in its headers: the incoming one when
+    /// there is exactly one and it is valid (left as it is), else a new
+    /// one in place of whatever was there. Through one entry: one look-up
+    /// of the header's name rather than a read and then a write.
+    fn settle_id(&self, headers: &mut http::HeaderMap) -> HeaderValue {
+        match headers.entry(&self.layer.header) {
+            Entry::Occupied(mut entry) => {
+                let incoming = {
+                    let mut values = entry.iter();
+                    match (values.next(), values.next()) {
+                        (Some(value), None) if is_valid_id(value, self.layer.max_len) => {
+                            Some(value.clone())
+                        }
+                        _ => None,
+                    }
+                };
+                incoming.unwrap_or_else(|| {
+                    let id = generate_id();
+                    // Replaces every value the request came with.
+                    entry.insert(id.clone());
+                    id
+                })
+            }
+            Entry::Vacant(entry) => entry.insert(generate_id()).clone(),
         }
     }
 }
@@ -140,10 +158,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let id = self.id_for(request.headers());
-        request
-            .headers_mut()
-            .insert(self.layer.header.clone(), id.clone());
+        let id = self.settle_id(request.headers_mut());
         request.extensions_mut().insert(RequestId(id.clone()));
         RequestIdResponseFuture {
             inner: self.inner.call(request),
