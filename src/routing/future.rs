@@ -44,25 +44,32 @@ pin_project! {
 
 impl<B> RouteFuture<B> {
     /// Calls `service` at once when it is ready now (the usual case: a
-    /// route's stack waits for nothing), else drives it to readiness
-    /// first, as `Oneshot` does.
+    /// route's stack waits for nothing) and gives it back for the next
+    /// request; else the service drives itself to readiness first, as
+    /// `Oneshot` does, in the future.
     pub(crate) fn call(
         mut service: RouteService<B>,
         request: Request<B>,
         matched: Option<MatchedRoute>,
-    ) -> Self {
+    ) -> (Self, Option<RouteService<B>>) {
         // A noop waker: when the service is not ready, the `Oneshot` polls
         // it again with the task's own.
-        let state = match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => State::Called {
-                future: service.call(request),
-            },
+        let (state, service) = match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => (
+                State::Called {
+                    future: service.call(request),
+                },
+                Some(service),
+            ),
             Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => State::Waiting {
-                oneshot: Box::pin(Oneshot::new(service, request)),
-            },
+            Poll::Pending => (
+                State::Waiting {
+                    oneshot: Box::pin(Oneshot::new(service, request)),
+                },
+                None,
+            ),
         };
-        Self { state, matched }
+        (Self { state, matched }, service)
     }
 
     pub(crate) fn ready(response: Response<Body>) -> Self {

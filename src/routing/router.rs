@@ -12,13 +12,13 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use tower_service::Service;
 
-use super::MatchedRoute;
 use super::error::{RouteError, RouteErrorKind};
 use super::future::RouteFuture;
 use super::host::RequestHost;
 use super::path::{normalize, prefix_matches};
 use super::route::{Route, RouteAction, RouteTarget};
 use super::table::{Lookup, RequestView, Table};
+use super::{MatchedRoute, RouteService};
 use crate::Body;
 use crate::error::{Rejection, RejectionKind, is_grpc};
 
@@ -95,6 +95,7 @@ impl<B: 'static> RouterBuilder<B> {
                 by_name,
                 tag_responses: self.tag_responses,
             }),
+            last: None,
         })
     }
 }
@@ -103,12 +104,27 @@ impl<B: 'static> RouterBuilder<B> {
 ///
 /// Built once by [`Router::builder`]; cloning is cheap and every clone
 /// shares the table, the route services and the split weights and random
-/// state (one `Arc`). `poll_ready` is always ready: each request drives a
-/// clone of its route's service to readiness (as axum does), so
-/// backpressure is per route. See the [module docs](super) for the matching
-/// order and the answers to unrouted requests.
+/// state (one `Arc`). `poll_ready` is always ready: each request drives its
+/// route's service to readiness, so backpressure is per route. Each clone
+/// keeps the service of the last route (and split backend) it called, and
+/// calls it again in place for the next request to the same one when it is
+/// ready at once; other requests get a clone of their route's service (as
+/// axum does), driven to readiness before it is called. See the
+/// [module docs](super) for the matching order and the answers to unrouted
+/// requests.
 pub struct Router<B> {
     inner: Arc<Inner<B>>,
+    /// The service this clone called last, by route and backend (0 for a
+    /// route without a split, else 1 + the split's index): a router kept
+    /// per connection calls a ready service again instead of cloning it
+    /// (a box and a reference count per layer) for every request.
+    last: Option<Last<B>>,
+}
+
+struct Last<B> {
+    route: usize,
+    backend: usize,
+    service: RouteService<B>,
 }
 
 struct Inner<B> {
@@ -122,6 +138,7 @@ impl<B> Clone for Router<B> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            last: None,
         }
     }
 }
@@ -287,18 +304,28 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
         if let Some(host) = &action.host {
             req.headers_mut().insert(HOST, host.clone());
         }
-        let service = match &action.target {
-            RouteTarget::Service(service) => service.clone(),
+        let (backend, shared) = match &action.target {
+            RouteTarget::Service(service) => (0, service),
             RouteTarget::Split(split) => {
-                let (backend, service) = split.choose(req.headers());
-                matched.backend = Some(backend.clone());
-                service.clone()
+                let (index, name, service) = split.choose(req.headers());
+                matched.backend = Some(name.clone());
+                (index + 1, service)
             }
         };
         req.extensions_mut().insert(action.route_name.clone());
         let tag = self.inner.tag_responses.then(|| matched.clone());
         req.extensions_mut().insert(matched);
-        RouteFuture::call(service, req, tag)
+        let service = match self.last.take() {
+            Some(last) if last.route == route && last.backend == backend => last.service,
+            _ => shared.clone(),
+        };
+        let (future, service) = RouteFuture::call(service, req, tag);
+        self.last = service.map(|service| Last {
+            route,
+            backend,
+            service,
+        });
+        future
     }
 }
 

@@ -337,12 +337,14 @@ impl<B> fmt::Debug for CompiledSplit<B> {
 
 impl<B> CompiledSplit<B> {
     /// The backend for a request with these headers.
-    pub(crate) fn choose(&self, headers: &HeaderMap) -> (&Arc<str>, &RouteService<B>) {
-        let index = self.choose_index(headers);
+    pub(crate) fn choose(&self, headers: &HeaderMap) -> (usize, &Arc<str>, &RouteService<B>) {
         // `compile` refuses an empty split and indices come from the weights
         // or overrides of these backends; the clamp is belt and braces.
-        let (name, service) = &self.backends[index.min(self.backends.len().saturating_sub(1))];
-        (name, service)
+        let index = self
+            .choose_index(headers)
+            .min(self.backends.len().saturating_sub(1));
+        let (name, service) = &self.backends[index];
+        (index, name, service)
     }
 
     fn choose_index(&self, headers: &HeaderMap) -> usize {

@@ -1158,3 +1158,105 @@ fn a_route_that_is_not_ready_is_waited_for_then_called() {
     assert_eq!(gate.0.calls.load(Ordering::SeqCst), 2);
     assert!(future.as_mut().poll(&mut cx).is_ready());
 }
+
+/// Ready at once; counts the clones made of it.
+struct Counted {
+    name: &'static str,
+    clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self {
+            name: self.name,
+            clones: std::sync::Arc::clone(&self.clones),
+        }
+    }
+}
+
+impl tower::Service<Request<String>> for Counted {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<String>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Body::from(self.name))))
+    }
+}
+
+#[tokio::test]
+async fn a_router_calls_its_last_routes_service_again_instead_of_cloning_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let clones = Arc::new(AtomicUsize::new(0));
+    let counted = |name| Counted {
+        name,
+        clones: Arc::clone(&clones),
+    };
+    let built = Router::builder()
+        .route(Route::new("a").path("/a").to(counted("a")))
+        .route(Route::new("b").path("/b").to(counted("b")))
+        .route(
+            Route::new("split").path("/split").split(
+                Split::new()
+                    .backend(Backend::new("blue", counted("blue")).weight(0))
+                    .backend(Backend::new("green", counted("green")).weight(100))
+                    .override_header("x-env", "blue", "blue"),
+            ),
+        )
+        .build()
+        .unwrap();
+    let mut router = built.clone();
+    let mut go = async |target: &str, env: Option<&str>| -> (String, usize) {
+        let before = clones.load(Ordering::SeqCst);
+        let mut req = request(Method::GET, "", target);
+        if let Some(env) = env {
+            req = req.header("x-env", env);
+        }
+        let req = req.body(String::new()).unwrap();
+        std::future::poll_fn(|cx| tower::Service::poll_ready(&mut router, cx))
+            .await
+            .unwrap();
+        let response = tower::Service::call(&mut router, req).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let cloned = clones.load(Ordering::SeqCst) - before;
+        (String::from_utf8_lossy(&body).into_owned(), cloned)
+    };
+    // The first request to a route clones its service; the next ones to the
+    // same route on this router reuse it.
+    assert_eq!(go("/a", None).await, ("a".to_owned(), 1));
+    assert_eq!(go("/a", None).await, ("a".to_owned(), 0));
+    assert_eq!(go("/a", None).await, ("a".to_owned(), 0));
+    // Another route takes the slot; coming back clones again.
+    assert_eq!(go("/b", None).await, ("b".to_owned(), 1));
+    assert_eq!(go("/a", None).await, ("a".to_owned(), 1));
+    // Each backend of a split is its own service.
+    assert_eq!(go("/split", None).await, ("green".to_owned(), 1));
+    assert_eq!(go("/split", None).await, ("green".to_owned(), 0));
+    assert_eq!(go("/split", Some("blue")).await, ("blue".to_owned(), 1));
+    assert_eq!(go("/split", None).await, ("green".to_owned(), 1));
+    // A clone of the router starts with nothing of its own.
+    let mut other = built.clone();
+    let before = clones.load(Ordering::SeqCst);
+    let ready = other.ready().await.unwrap();
+    let response = tower::Service::call(
+        ready,
+        request(Method::GET, "", "/split")
+            .body(String::new())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(clones.load(Ordering::SeqCst) - before, 1);
+}
