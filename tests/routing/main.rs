@@ -1049,28 +1049,51 @@ async fn a_thousand_routes_route_correctly() {
     );
 }
 
-/// Ready only while its shared gate is open; keeps the wakers of those
-/// that found it closed.
-#[derive(Clone, Default)]
-struct Gate(std::sync::Arc<GateState>);
+/// A route service for the router's own tests: ready only while its
+/// shared state is open (keeping the wakers of those that found it
+/// closed), answering with its name; counts its calls and the clones made
+/// of it.
+struct Probe {
+    name: &'static str,
+    state: std::sync::Arc<ProbeState>,
+}
 
 #[derive(Default)]
-struct GateState {
+struct ProbeState {
     open: std::sync::atomic::AtomicBool,
     waiting: std::sync::Mutex<Vec<std::task::Waker>>,
     calls: std::sync::atomic::AtomicUsize,
+    clones: std::sync::atomic::AtomicUsize,
 }
 
-impl Gate {
+impl ProbeState {
     fn open(&self) {
-        self.0.open.store(true, std::sync::atomic::Ordering::SeqCst);
-        for waker in self.0.waiting.lock().unwrap().drain(..) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        for waker in self.waiting.lock().unwrap().drain(..) {
             waker.wake();
         }
     }
 }
 
-impl tower::Service<Request<String>> for Gate {
+impl Probe {
+    fn new(name: &'static str, state: &std::sync::Arc<ProbeState>) -> Self {
+        Self {
+            name,
+            state: std::sync::Arc::clone(state),
+        }
+    }
+}
+
+impl Clone for Probe {
+    fn clone(&self) -> Self {
+        self.state
+            .clones
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self::new(self.name, &self.state)
+    }
+}
+
+impl tower::Service<Request<String>> for Probe {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
@@ -1079,19 +1102,19 @@ impl tower::Service<Request<String>> for Gate {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Infallible>> {
-        if self.0.open.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.state.open.load(std::sync::atomic::Ordering::SeqCst) {
             std::task::Poll::Ready(Ok(()))
         } else {
-            self.0.waiting.lock().unwrap().push(cx.waker().clone());
+            self.state.waiting.lock().unwrap().push(cx.waker().clone());
             std::task::Poll::Pending
         }
     }
 
     fn call(&mut self, _: Request<String>) -> Self::Future {
-        self.0
+        self.state
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        std::future::ready(Ok(Response::new(Body::from("through"))))
+        std::future::ready(Ok(Response::new(Body::from(self.name))))
     }
 }
 
@@ -1112,9 +1135,13 @@ fn a_route_that_is_not_ready_is_waited_for_then_called() {
     use std::sync::atomic::Ordering;
     use std::task::{Context, Poll, Waker};
 
-    let gate = Gate::default();
+    let gate = Arc::new(ProbeState::default());
     let mut router = Router::builder()
-        .route(Route::new("gated").path("/gated").to(gate.clone()))
+        .route(
+            Route::new("gated")
+                .path("/gated")
+                .to(Probe::new("gated", &gate)),
+        )
         .build()
         .unwrap();
     let wakes = Arc::new(Wakes::default());
@@ -1130,7 +1157,7 @@ fn a_route_that_is_not_ready_is_waited_for_then_called() {
     // Closed: the request waits, and the route's service holds this
     // task's waker (not only a throwaway one), so opening it wakes the task.
     assert!(future.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(gate.0.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(gate.calls.load(Ordering::SeqCst), 0);
     gate.open();
     assert!(
         wakes.0.load(Ordering::SeqCst) >= 1,
@@ -1140,7 +1167,7 @@ fn a_route_that_is_not_ready_is_waited_for_then_called() {
         panic!("the route's service was ready and its answer is ready");
     };
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(gate.0.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
     assert_eq!(
         response
             .extensions()
@@ -1155,54 +1182,19 @@ fn a_route_that_is_not_ready_is_waited_for_then_called() {
             .body(String::new())
             .unwrap()
     ));
-    assert_eq!(gate.0.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(gate.calls.load(Ordering::SeqCst), 2);
     assert!(future.as_mut().poll(&mut cx).is_ready());
-}
-
-/// Ready at once; counts the clones made of it.
-struct Counted {
-    name: &'static str,
-    clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        self.clones
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self {
-            name: self.name,
-            clones: std::sync::Arc::clone(&self.clones),
-        }
-    }
-}
-
-impl tower::Service<Request<String>> for Counted {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<String>) -> Self::Future {
-        std::future::ready(Ok(Response::new(Body::from(self.name))))
-    }
 }
 
 #[tokio::test]
 async fn a_router_calls_its_last_routes_service_again_instead_of_cloning_it() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
-    let clones = Arc::new(AtomicUsize::new(0));
-    let counted = |name| Counted {
-        name,
-        clones: Arc::clone(&clones),
-    };
+    let state = Arc::new(ProbeState::default());
+    state.open();
+    let counted = |name| Probe::new(name, &state);
+    let clones = &state.clones;
     let built = Router::builder()
         .route(Route::new("a").path("/a").to(counted("a")))
         .route(Route::new("b").path("/b").to(counted("b")))
