@@ -145,7 +145,7 @@ async fn forward(
         if let Some(host) = host {
             headers.insert(X_FORWARDED_HOST, host);
         }
-        headers.insert(VIA, HeaderValue::from_static("1.1 hyper_floor"));
+        headers.insert(VIA, VIA_VALUE);
         headers.insert(X_REQUEST_ID, id.clone());
         id
     });
@@ -172,7 +172,7 @@ async fn forward(
     };
     if let Some(id) = request_id {
         let headers = response.headers_mut();
-        headers.append(VIA, HeaderValue::from_static("1.1 hyper_floor"));
+        headers.append(VIA, VIA_VALUE);
         headers.insert(X_REQUEST_ID, id);
     }
     Ok(response)
@@ -182,6 +182,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 hyper_floor");
 
 thread_local! {
     static STATE: Cell<u64> = const { Cell::new(0) };
