@@ -26,6 +26,7 @@ use tower_service::Service;
 
 use super::timer::{HeadTimer, hold_waker};
 use crate::BoxError;
+use crate::future::{CallNow, call_if_ready};
 use crate::peer::{PeerAddr, PeerCertificate, TlsConnection};
 
 /// Limits and timeouts of a [`Server`].
@@ -852,25 +853,18 @@ where
 fn call_in_place<S, R>(
     ready: &std::sync::Mutex<S>,
     fallback: &S,
-    request: R,
+    mut request: R,
 ) -> ConnectionFuture<S, R>
 where
     S: Service<R> + Clone,
 {
     if let Ok(mut ready) = ready.try_lock() {
-        // A noop waker: if the stack is not ready now, this request waits
-        // on a clone of its own, and the next one polls again.
-        let mut cx = Context::from_waker(Waker::noop());
-        match ready.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => {
-                return ConnectionFuture::Called {
-                    future: ready.call(request),
-                };
-            }
-            Poll::Ready(Err(error)) => {
-                return ConnectionFuture::Failed { error: Some(error) };
-            }
-            Poll::Pending => {}
+        match call_if_ready(&mut *ready, request) {
+            CallNow::Called(future) => return ConnectionFuture::Called { future },
+            CallNow::Failed(error) => return ConnectionFuture::Failed { error: Some(error) },
+            // This request waits on a clone of its own, and the next one
+            // polls `ready` again.
+            CallNow::NotReady(back) => request = back,
         }
     }
     ConnectionFuture::Waiting {

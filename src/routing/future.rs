@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use super::{MatchedRoute, RouteService};
 use crate::Body;
+use crate::future::{CallNow, call_if_ready};
 
 pin_project! {
     /// The response future of [`Router`](super::Router): the route's
@@ -52,22 +53,16 @@ impl<B> RouteFuture<B> {
         request: Request<B>,
         matched: Option<MatchedRoute>,
     ) -> (Self, Option<RouteService<B>>) {
-        // A noop waker: when the service is not ready, the `Oneshot` polls
-        // it again with the task's own.
-        let (state, service) = match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => (
-                State::Called {
-                    future: service.call(request),
-                },
-                Some(service),
-            ),
-            Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => (
+        let (state, service) = match call_if_ready(&mut service, request) {
+            CallNow::Called(future) => (State::Called { future }, Some(service)),
+            // The `Oneshot` polls readiness again with the task's waker.
+            CallNow::NotReady(request) => (
                 State::Waiting {
                     oneshot: Box::pin(Oneshot::new(service, request)),
                 },
                 None,
             ),
+            CallNow::Failed(never) => match never {},
         };
         (Self { state, matched }, service)
     }
