@@ -108,8 +108,15 @@ impl Gateway {
             MetricsLayer::new()
                 .route_from(|extensions| extensions.get::<MatchedRoute>().map(MatchedRoute::name))
         });
-        let request_id = (self.config.request_id.enabled)
-            .then(|| RequestIdLayer::new().header(self.config.request_id.header.clone()));
+        // The access log and transform templates read the id from the
+        // request's extensions; without either, the insert is saved.
+        let id_readers = self.config.access_log.enabled
+            || self.config.routes.iter().any(|r| r.transform.is_some());
+        let request_id = (self.config.request_id.enabled).then(|| {
+            RequestIdLayer::new()
+                .header(self.config.request_id.header.clone())
+                .tag_requests(id_readers)
+        });
         let trace_context = self
             .config
             .trace_context

@@ -33,6 +33,7 @@ pub(crate) struct Settings {
     pub(crate) health: Option<(HealthCheck, PathAndQuery)>,
     pub(crate) dns: Option<DnsDiscovery>,
     pub(crate) follow: Option<watch::Receiver<Vec<Endpoint>>>,
+    pub(crate) tag_requests: bool,
     pub(crate) tag_responses: bool,
 }
 
@@ -56,6 +57,8 @@ pub(crate) struct Balancer {
     follow: Option<watch::Receiver<Vec<Endpoint>>>,
     started: AtomicBool,
     stop: watch::Sender<bool>,
+    /// Whether requests carry the [`SelectedEndpoint`](super::SelectedEndpoint).
+    pub(crate) tag_requests: bool,
     /// Whether responses carry the [`SelectedEndpoint`](super::SelectedEndpoint).
     pub(crate) tag_responses: bool,
 }
@@ -120,6 +123,7 @@ impl Balancer {
             follow: settings.follow,
             started: AtomicBool::new(false),
             stop: watch::Sender::new(false),
+            tag_requests: settings.tag_requests,
             tag_responses: settings.tag_responses,
         })
     }

@@ -166,9 +166,11 @@ pub(crate) struct EndpointState {
     pub(crate) stats: Arc<EndpointStats>,
 }
 
-/// The endpoint the balancer chose for a request, in the request's and (see
+/// The endpoint the balancer chose for a request, in the request's (see
+/// [`LoadBalancerBuilder::tag_requests`](super::LoadBalancerBuilder::tag_requests))
+/// and the response's (see
 /// [`LoadBalancerBuilder::tag_responses`](super::LoadBalancerBuilder::tag_responses))
-/// the response's extensions.
+/// extensions.
 ///
 /// It keeps the endpoint alive for as long as the request runs, so a
 /// request in flight is unaffected when its endpoint leaves the set.

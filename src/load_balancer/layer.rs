@@ -112,6 +112,7 @@ pub struct LoadBalancerBuilder {
     panic_threshold: u8,
     max_endpoints: usize,
     seed: Option<u64>,
+    tag_requests: bool,
     tag_responses: bool,
 }
 
@@ -127,6 +128,7 @@ impl Default for LoadBalancerBuilder {
             panic_threshold: 0,
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
             seed: None,
+            tag_requests: true,
             tag_responses: true,
         }
     }
@@ -217,11 +219,23 @@ impl LoadBalancerBuilder {
         self
     }
 
+    /// Whether each request handed to the inner service carries the
+    /// [`SelectedEndpoint`] in its extensions, for the layers inside the
+    /// balancer. Off, a stack where nothing reads it (a proxy needs only the
+    /// URI) saves the insert, and dropping it;
+    /// [`tag_responses`](Self::tag_responses) is separate.
+    ///
+    /// Default: on.
+    pub fn tag_requests(mut self, on: bool) -> Self {
+        self.tag_requests = on;
+        self
+    }
+
     /// Whether each response from an endpoint carries the
     /// [`SelectedEndpoint`] in its extensions, for layers outside the
     /// balancer. Off, a stack where nothing reads it saves the insert (and
     /// the response's extension map, often its only entry); the request
-    /// still carries it.
+    /// still carries it unless [`tag_requests`](Self::tag_requests) is off.
     ///
     /// Default: on.
     pub fn tag_responses(mut self, on: bool) -> Self {
@@ -272,6 +286,7 @@ impl LoadBalancerBuilder {
             health,
             dns: self.dns,
             follow,
+            tag_requests: self.tag_requests,
             tag_responses: self.tag_responses,
         };
         Ok(LoadBalancerLayer {

@@ -7,7 +7,8 @@
 //! header is left alone) and calls its inner service — in a gateway, the
 //! proxy, which sends each request where its URI points. The chosen
 //! [`SelectedEndpoint`] goes into the request's and the response's
-//! extensions (the response's unless
+//! extensions (unless
+//! [`tag_requests(false)`](LoadBalancerBuilder::tag_requests) and
 //! [`tag_responses(false)`](LoadBalancerBuilder::tag_responses)).
 //!
 //! # Endpoints

@@ -77,7 +77,9 @@ where
             Err(_) => return ResponseFuture::bad_target(grpc(&request)),
         }
         let selected = SelectedEndpoint(state);
-        request.extensions_mut().insert(selected.clone());
+        if self.balancer.tag_requests {
+            request.extensions_mut().insert(selected.clone());
+        }
         let guard = CallGuard::start(Arc::clone(&self.balancer), selected);
         ResponseFuture::called(self.inner.call(request), guard)
     }

@@ -43,6 +43,7 @@ impl RequestId {
 pub struct RequestIdLayer {
     header: HeaderName,
     max_len: usize,
+    tag_requests: bool,
 }
 
 impl RequestIdLayer {
@@ -51,6 +52,7 @@ impl RequestIdLayer {
         Self {
             header: REQUEST_ID,
             max_len: DEFAULT_MAX_REQUEST_ID_LEN,
+            tag_requests: true,
         }
     }
 
@@ -64,6 +66,18 @@ impl RequestIdLayer {
     /// Default: 128 bytes.
     pub fn max_len(mut self, max_len: usize) -> Self {
         self.max_len = max_len;
+        self
+    }
+
+    /// Whether each request carries its [`RequestId`] in its extensions,
+    /// for the layers further in that read it (an access log, a transform
+    /// template's `${request_id}`). Off, a stack where nothing reads it
+    /// saves the insert; the id is still set in the request's header and
+    /// echoed on the response.
+    ///
+    /// Default: on.
+    pub fn tag_requests(mut self, on: bool) -> Self {
+        self.tag_requests = on;
         self
     }
 }
@@ -159,7 +173,9 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let id = self.settle_id(request.headers_mut());
-        request.extensions_mut().insert(RequestId(id.clone()));
+        if self.layer.tag_requests {
+            request.extensions_mut().insert(RequestId(id.clone()));
+        }
         RequestIdResponseFuture {
             inner: self.inner.call(request),
             echo: Some((self.layer.header.clone(), id)),

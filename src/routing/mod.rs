@@ -63,7 +63,8 @@
 //! per route — or a [`Split`] of weighted [`Backend`]s each with its own
 //! stack. The route's service finds a [`MatchedRoute`] (name, parameters,
 //! split backend) in the request's extensions; the response carries it too,
-//! for metrics and logs. Stripping a prefix sets `X-Forwarded-Prefix`.
+//! for metrics and logs (each can be turned off where nothing reads it:
+//! [`RouterBuilder::tag_requests`], [`RouterBuilder::tag_responses`]). Stripping a prefix sets `X-Forwarded-Prefix`.
 //!
 //! # Cost
 //!
@@ -204,8 +205,9 @@ where
 }
 
 /// The route that matched a request, in the request's extensions (for the
-/// route's service) and in the response's (for outer layers: metrics, logs;
-/// see [`RouterBuilder::tag_responses`]).
+/// route's service; see [`RouterBuilder::tag_requests`]) and in the
+/// response's (for outer layers: metrics, logs; see
+/// [`RouterBuilder::tag_responses`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedRoute {
     name: Arc<str>,

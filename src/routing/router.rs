@@ -26,6 +26,7 @@ use crate::error::{Rejection, RejectionKind, is_grpc};
 #[must_use]
 pub struct RouterBuilder<B> {
     routes: Vec<Route<B>>,
+    tag_requests: bool,
     tag_responses: bool,
 }
 
@@ -33,6 +34,7 @@ impl<B> fmt::Debug for RouterBuilder<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouterBuilder")
             .field("routes", &self.routes)
+            .field("tag_requests", &self.tag_requests)
             .field("tag_responses", &self.tag_responses)
             .finish()
     }
@@ -51,11 +53,27 @@ impl<B: 'static> RouterBuilder<B> {
         self
     }
 
+    /// Whether each request handed to a route's service carries the
+    /// [`RouteName`](crate::identity::RouteName) and the [`MatchedRoute`]
+    /// in its extensions, for the layers of the route's stack that read
+    /// them (a rate limit keyed or overridden by route, a transform
+    /// template's `${route}` or path parameters, an aggregate's
+    /// parameters). Off, a stack where nothing reads them saves the two
+    /// inserts (and dropping them); [`tag_responses`](Self::tag_responses)
+    /// is separate.
+    ///
+    /// Default: on.
+    pub fn tag_requests(mut self, on: bool) -> Self {
+        self.tag_requests = on;
+        self
+    }
+
     /// Whether each response of a route's service carries the
     /// [`MatchedRoute`] in its extensions, for layers outside the router
     /// (metrics labelled by route, logs). Off, a stack where nothing reads
     /// it saves the insert (and the response's extension map, often its
-    /// only entry); the request still carries it.
+    /// only entry); the request still carries it unless
+    /// [`tag_requests`](Self::tag_requests) is off.
     ///
     /// Default: on.
     pub fn tag_responses(mut self, on: bool) -> Self {
@@ -93,6 +111,7 @@ impl<B: 'static> RouterBuilder<B> {
                 table: Table::build(rules)?,
                 actions: actions.into(),
                 by_name,
+                tag_requests: self.tag_requests,
                 tag_responses: self.tag_responses,
             }),
             last: None,
@@ -131,6 +150,7 @@ struct Inner<B> {
     table: Table,
     actions: Box<[RouteAction<B>]>,
     by_name: HashMap<Arc<str>, usize>,
+    tag_requests: bool,
     tag_responses: bool,
 }
 
@@ -165,6 +185,7 @@ impl<B: 'static> Router<B> {
     pub fn builder() -> RouterBuilder<B> {
         RouterBuilder {
             routes: Vec::new(),
+            tag_requests: true,
             tag_responses: true,
         }
     }
@@ -312,9 +333,14 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
                 (index + 1, service)
             }
         };
-        req.extensions_mut().insert(action.route_name.clone());
-        let tag = self.inner.tag_responses.then(|| matched.clone());
-        req.extensions_mut().insert(matched);
+        let tag = if self.inner.tag_requests {
+            req.extensions_mut().insert(action.route_name.clone());
+            let tag = self.inner.tag_responses.then(|| matched.clone());
+            req.extensions_mut().insert(matched);
+            tag
+        } else {
+            self.inner.tag_responses.then_some(matched)
+        };
         let service = match self.last.take() {
             Some(last) if last.route == route && last.backend == backend => last.service,
             _ => shared.clone(),

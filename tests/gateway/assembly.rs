@@ -580,6 +580,64 @@ routes:
     gateway.stop().await;
 }
 
+/// A limit keyed by route counts every client of the route together, which
+/// needs the route's name on the request (the gateway's router puts it
+/// there whenever a route has a rate limit); a limit keyed by client IP
+/// counts each client on its own.
+#[tokio::test]
+async fn a_route_keyed_limit_counts_every_client_together() {
+    let (orders, _) = named_upstream("orders").await;
+    let yaml = format!(
+        "{LISTENERS}
+trusted_proxies: [127.0.0.1/32]
+upstreams:
+  - name: orders
+    endpoints: [\"{orders}\"]
+routes:
+  - name: per-route
+    match: {{ paths: [{{ prefix: /route }}] }}
+    upstream: orders
+    rate_limit: {{ key: route, quotas: [{{ limit: 2, per: minute }}] }}
+  - name: per-client
+    match: {{ paths: [{{ prefix: /client }}] }}
+    upstream: orders
+    rate_limit: {{ key: client_ip, quotas: [{{ limit: 2, per: minute }}] }}
+"
+    );
+    let gateway = Running::start(&yaml).await;
+    for (path, expected) in [
+        (
+            "/route",
+            [
+                StatusCode::OK,
+                StatusCode::OK,
+                StatusCode::TOO_MANY_REQUESTS,
+            ],
+        ),
+        ("/client", [StatusCode::OK; 3]),
+    ] {
+        let mut statuses = Vec::new();
+        for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+            let (status, _, _) = gateway.get(path, &[("x-forwarded-for", client)]).await;
+            statuses.push(status);
+        }
+        assert_eq!(statuses, expected, "{path}");
+    }
+    let (_, status) = gateway.admin("/admin/status").await;
+    let json: Value = serde_json::from_str(&status).unwrap();
+    let keys = |route: &str| {
+        json["rate_limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|limit| limit["route"] == route)
+            .map(|limit| limit["keys"].clone())
+    };
+    assert_eq!(keys("per-route"), Some(Value::from(1)));
+    assert_eq!(keys("per-client"), Some(Value::from(3)));
+    gateway.stop().await;
+}
+
 /// An upstream that answers JSON `{"from": <name>, "path": .., "auth": ..}`.
 async fn json_upstream(name: &'static str) -> SocketAddr {
     let app = Router::new().fallback(move |uri: Uri, headers: axum::http::HeaderMap| async move {

@@ -111,6 +111,54 @@ async fn both_can_be_turned_off() {
     gateway.stop().await;
 }
 
+/// Keeps what a log subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The access log reads the request id from the request's extensions: with
+/// the log on, the gateway puts it there, and the event carries the id the
+/// client was answered with.
+#[tokio::test]
+async fn the_access_log_carries_the_request_id() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's runtime has one thread, which serves the gateway too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let yaml = config(echo_upstream().await, "").replace(
+        "access_log:\n  enabled: false",
+        "access_log:\n  enabled: true",
+    );
+    let gateway = Running::start(&yaml).await;
+    let (status, headers, body) = gateway.get("/logged", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let id = headers["x-request-id"].to_str().unwrap().to_owned();
+    gateway.stop().await;
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["target"] == "meshgate::access")
+        .collect();
+    assert_eq!(events.len(), 1, "{text}");
+    assert_eq!(events[0]["path"], "/logged");
+    assert_eq!(events[0]["request_id"], id.as_str());
+}
+
 #[test]
 fn templates_cannot_read_a_request_id_that_is_off() {
     let yaml = r#"

@@ -198,6 +198,26 @@ async fn untagged_responses_leave_the_endpoint_on_the_request_only() {
 }
 
 #[tokio::test]
+async fn untagged_requests_leave_the_endpoint_off_the_request_only() {
+    let layer = LoadBalancerLayer::builder()
+        .endpoint(Endpoint::parse("http://10.0.0.7:8080").unwrap())
+        .tag_requests(false)
+        .build()
+        .unwrap();
+    let service = layer.layer(service_fn(|request: Request<()>| async move {
+        let tagged = request.extensions().get::<SelectedEndpoint>().is_some();
+        // The URI still names the endpoint.
+        Ok::<_, Infallible>(Response::new(format!("{tagged} {}", request.uri())))
+    }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    let chosen = response.extensions().get::<SelectedEndpoint>().unwrap();
+    assert_eq!(chosen.authority().to_string(), "10.0.0.7:8080");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"false http://10.0.0.7:8080/");
+    assert_eq!(layer.snapshot()[0].requests, 1);
+}
+
+#[tokio::test]
 async fn round_robin_is_exact() {
     let upstream = Upstream::default();
     let layer = LoadBalancerLayer::new(endpoints(3)).unwrap();

@@ -140,6 +140,29 @@ async fn request_id_header_and_length_are_configurable() {
     assert!(is_uuid_v4(response.body().to_str().unwrap()));
 }
 
+#[tokio::test]
+async fn untagged_requests_carry_the_id_in_the_header_only() {
+    let service = RequestIdLayer::new().tag_requests(false).layer(service_fn(
+        |request: Request<()>| async move {
+            let tagged = request.extensions().get::<RequestId>().is_some();
+            let header = request.headers()["x-request-id"].clone();
+            Ok::<_, Infallible>(Response::new((tagged, header)))
+        },
+    ));
+    let response = service.clone().oneshot(Request::new(())).await.unwrap();
+    let (tagged, forwarded) = response.body().clone();
+    assert!(!tagged);
+    assert!(is_uuid_v4(forwarded.to_str().unwrap()));
+    assert_eq!(response.headers()["x-request-id"], forwarded, "echoed");
+    let kept = Request::builder()
+        .header("x-request-id", "abc-123")
+        .body(())
+        .unwrap();
+    let response = service.oneshot(kept).await.unwrap();
+    assert_eq!(response.body().1, "abc-123");
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+}
+
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 

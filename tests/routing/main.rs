@@ -10,6 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use meshgate::Body;
 use meshgate::error::{Rejection, RejectionKind};
+use meshgate::identity::RouteName;
 use meshgate::routing::{Backend, MatchedRoute, Route, RouteErrorKind, Router, Split};
 use tower::{ServiceExt, service_fn};
 
@@ -991,6 +992,68 @@ async fn untagged_responses_leave_the_matched_route_on_the_request_only() {
     assert!(response.extensions().get::<MatchedRoute>().is_none());
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"7");
+}
+
+#[tokio::test]
+async fn untagged_requests_leave_the_route_off_the_request_only() {
+    let router = Router::builder()
+        .tag_requests(false)
+        .route(Route::new("item").path("/items/{item}").to(service_fn(
+            |req: Request<String>| async move {
+                let tags = (
+                    req.extensions().get::<MatchedRoute>().is_some(),
+                    req.extensions().get::<RouteName>().is_some(),
+                );
+                Ok::<_, Infallible>(Response::new(Body::from(format!("{tags:?}"))))
+            },
+        )))
+        .build()
+        .unwrap();
+    let req = request(Method::GET, "", "/items/7")
+        .body(String::new())
+        .unwrap();
+    let response = router.clone().oneshot(req).await.unwrap();
+    // The response is still tagged, with the parameters.
+    let matched = response.extensions().get::<MatchedRoute>().unwrap();
+    assert_eq!((matched.name(), matched.param("item")), ("item", Some("7")));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"(false, false)");
+
+    // With responses untagged too, neither side carries it.
+    let router = Router::builder()
+        .tag_requests(false)
+        .tag_responses(false)
+        .route(Route::new("item").path("/items/{item}").to(echo("item")))
+        .build()
+        .unwrap();
+    let req = request(Method::GET, "", "/items/7")
+        .body(String::new())
+        .unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.extensions().get::<MatchedRoute>().is_none());
+}
+
+#[tokio::test]
+async fn tagged_requests_carry_the_route_name_and_match() {
+    let router = Router::builder()
+        .tag_responses(false)
+        .route(Route::new("item").path("/items/{item}").to(service_fn(
+            |req: Request<String>| async move {
+                let name = req.extensions().get::<RouteName>().unwrap().0.to_string();
+                let matched = req.extensions().get::<MatchedRoute>().unwrap();
+                let item = matched.param("item").unwrap_or_default();
+                Ok::<_, Infallible>(Response::new(Body::from(format!("{name} {item}"))))
+            },
+        )))
+        .build()
+        .unwrap();
+    let req = request(Method::GET, "", "/items/7")
+        .body(String::new())
+        .unwrap();
+    let response = router.oneshot(req).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"item 7");
 }
 
 #[tokio::test]
