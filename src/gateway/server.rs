@@ -24,10 +24,11 @@ use tokio::time::Instant;
 use tower::util::Oneshot;
 use tower_service::Service;
 
-use super::timer::{HeadTimer, hold_waker};
+use super::timer::HeadTimer;
 use crate::BoxError;
 use crate::future::{CallNow, call_if_ready};
 use crate::peer::{PeerAddr, PeerCertificate, TlsConnection};
+use crate::timeout::reused::hold_waker;
 
 /// Limits and timeouts of a [`Server`].
 ///

@@ -6,111 +6,34 @@
 //! into the runtime's timer wheel at its first poll and taken out again at
 //! the drop, twice per request (≈ 1 000 instructions, callgrind).
 //!
-//! [`HeadTimer`] keeps one tokio `Sleep` per connection instead. The sleep it
-//! hands to hyper only records its deadline; the connection's shared tokio
-//! sleep stays in the wheel across requests, armed for a deadline no later
-//! than the current head's. Since each head's deadline is "now + timeout",
-//! deadlines only move later: the shared sleep fires at an older (earlier)
-//! deadline about once per timeout period, and is then re-armed for the
-//! current one. A head that is not complete by its deadline still gets its
-//! connection closed at that deadline, as with `TokioTimer`.
+//! [`HeadTimer`] keeps one tokio `Sleep` per connection instead, a
+//! [`ReusedSleep`]. The sleep it hands to hyper only records its deadline;
+//! the connection's shared tokio sleep stays in the wheel across requests,
+//! armed for a deadline no later than the current head's, and fires at an
+//! older head's deadline about once per timeout period, to be re-armed for
+//! the current one. A head that is not complete by its deadline still gets
+//! its connection closed at that deadline, as with `TokioTimer`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::rt::{Sleep, Timer};
 use tokio::time::Instant;
 
+use crate::timeout::reused::ReusedSleep;
+
 /// A [`Timer`] for the header read timeout of ONE HTTP/1 connection; set a
 /// new one on each connection's builder.
 ///
-/// Its sleeps share a single tokio `Sleep`, which holds the waker of the
+/// Its sleeps share a single [`ReusedSleep`], which holds the waker of the
 /// task that polled last: all of them are polled from one task, the
 /// connection's, which is how hyper's HTTP/1 connection uses its timer.
 #[derive(Debug, Clone, Default)]
 pub(super) struct HeadTimer {
-    shared: Arc<Mutex<Shared>>,
-}
-
-/// The connection's one tokio sleep and what is known about it.
-#[derive(Debug, Default)]
-struct Shared {
-    /// Created at the first poll of a [`HeadSleep`], then reset in place.
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The waker `sleep` holds, while it is armed and has not fired.
-    armed_for: Option<Waker>,
-    /// Every deadline up to this one has passed: the latest deadline at
-    /// which `sleep` fired.
-    passed: Option<Instant>,
-}
-
-impl Shared {
-    /// Ready once `deadline` has passed; otherwise makes sure the task of
-    /// `cx` is woken at or before `deadline`.
-    fn poll_deadline(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
-        if self.passed.is_some_and(|passed| deadline <= passed) {
-            return Poll::Ready(());
-        }
-        let sleep = match &mut self.sleep {
-            Some(sleep) => {
-                // The usual case, once per request: armed for this deadline
-                // or an earlier one, not fired, holding this task's waker.
-                // The task is woken at or before the deadline; nothing to do.
-                if sleep.deadline() <= deadline
-                    && !sleep.is_elapsed()
-                    && self
-                        .armed_for
-                        .as_ref()
-                        .is_some_and(|waker| waker.will_wake(cx.waker()))
-                {
-                    return Poll::Pending;
-                }
-                if sleep.deadline() > deadline {
-                    sleep.as_mut().reset(deadline);
-                }
-                sleep
-            }
-            None => self
-                .sleep
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        loop {
-            // Unconstrained by tokio's cooperative budget: a `Pending` must
-            // mean that the sleep is in the wheel with this waker, or the
-            // fast path above would wait on a sleep nobody armed.
-            let polled = Pin::new(&mut tokio::task::unconstrained(sleep.as_mut())).poll(cx);
-            match polled {
-                Poll::Pending => {
-                    hold_waker(&mut self.armed_for, cx.waker());
-                    return Poll::Pending;
-                }
-                Poll::Ready(()) => {
-                    let fired = sleep.deadline();
-                    self.passed = Some(self.passed.map_or(fired, |passed| passed.max(fired)));
-                    self.armed_for = None;
-                    if deadline <= fired {
-                        return Poll::Ready(());
-                    }
-                    // Fired for an older head's deadline: re-arm for this one
-                    // (a deadline already past fires at the next poll).
-                    sleep.as_mut().reset(deadline);
-                }
-            }
-        }
-    }
-}
-
-/// Keeps `waker` in `slot`, reusing the slot's allocation when it holds
-/// one: the waker a registration was made with, for a later
-/// [`Waker::will_wake`] check that skips registering again.
-pub(super) fn hold_waker(slot: &mut Option<Waker>, waker: &Waker) {
-    match slot {
-        Some(held) => held.clone_from(waker),
-        None => *slot = Some(waker.clone()),
-    }
+    shared: Arc<Mutex<ReusedSleep>>,
 }
 
 impl HeadTimer {
@@ -148,7 +71,7 @@ impl Timer for HeadTimer {
 /// connection's shared tokio sleep.
 #[derive(Debug)]
 struct HeadSleep {
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<ReusedSleep>>,
     deadline: Instant,
 }
 
@@ -168,7 +91,7 @@ impl Sleep for HeadSleep {}
 #[cfg(test)]
 pub(super) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
+    use std::task::{Wake, Waker};
 
     use super::*;
 
@@ -194,8 +117,7 @@ pub(super) mod tests {
 
     /// The deadline the shared tokio sleep is armed for.
     fn armed(timer: &HeadTimer) -> Option<Instant> {
-        let shared = timer.shared.lock().unwrap();
-        shared.sleep.as_ref().map(|sleep| sleep.deadline())
+        timer.shared.lock().unwrap().armed()
     }
 
     /// Lets the runtime's timer fire what is due.

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::budget;
+use super::service::SlotGuard;
 use crate::body::ResponseBody;
 use crate::error::{Rejection, RejectionKind};
 
@@ -20,7 +21,7 @@ pin_project! {
         #[pin]
         inner: Inner<F>,
         #[pin]
-        sleep: Sleep,
+        timer: Timer,
         // Whole milliseconds, for the message.
         budget_ms: u64,
         grpc: bool,
@@ -39,22 +40,59 @@ pin_project! {
     }
 }
 
+pin_project! {
+    /// What wakes a running request at its deadline.
+    #[project = TimerProj]
+    pub(super) enum Timer {
+        /// A tokio sleep of the request's own.
+        Own {
+            #[pin]
+            sleep: Sleep,
+        },
+        /// The [`Timeout`](super::Timeout) clone's reused sleep.
+        Reused {
+            slot: SlotGuard,
+            deadline: Instant,
+        },
+        /// None: the request was answered at once.
+        Off,
+    }
+}
+
+impl TimerProj<'_> {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            TimerProj::Own { sleep } => Some(sleep.deadline()),
+            TimerProj::Reused { deadline, .. } => Some(**deadline),
+            TimerProj::Off => None,
+        }
+    }
+
+    fn poll(self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            TimerProj::Own { sleep } => sleep.poll(cx),
+            TimerProj::Reused { slot, deadline } => slot.poll_deadline(*deadline, cx),
+            TimerProj::Off => Poll::Pending,
+        }
+    }
+}
+
 impl<F> ResponseFuture<F> {
     #[inline(always)]
-    pub(crate) fn new(inner: F, sleep: Sleep, budget: Duration, grpc: bool) -> Self {
+    pub(super) fn new(inner: F, timer: Timer, budget: Duration, grpc: bool) -> Self {
         Self {
             inner: Inner::Running { future: inner },
-            sleep,
+            timer,
             budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
             grpc,
         }
     }
 
-    /// A future that answers at once; `sleep` is never polled.
-    pub(crate) fn spent(sleep: Sleep, grpc: bool) -> Self {
+    /// A future that answers at once.
+    pub(super) fn spent(grpc: bool) -> Self {
         Self {
             inner: Inner::Spent,
-            sleep,
+            timer: Timer::Off,
             budget_ms: 0,
             grpc,
         }
@@ -81,15 +119,16 @@ where
         let this = self.project();
         match this.inner.project() {
             InnerProj::Running { future } => {
+                let timer = this.timer.project();
                 // Layers the inner future calls or polls find this deadline
                 // with `Deadline::of`.
-                let scope = budget::Scope::enter(this.sleep.deadline());
+                let scope = timer.deadline().map(budget::Scope::enter);
                 let polled = future.poll(cx);
                 drop(scope);
                 if let Poll::Ready(result) = polled {
                     return Poll::Ready(result.map(|r| r.map(ResponseBody::inner)));
                 }
-                ready!(this.sleep.poll(cx));
+                ready!(timer.poll(cx));
                 Poll::Ready(Ok(timed_out(*this.budget_ms, *this.grpc)))
             }
             InnerProj::Spent => Poll::Ready(Ok(spent(*this.grpc))),

@@ -66,6 +66,7 @@
 mod budget;
 mod future;
 mod layer;
+pub(crate) mod reused;
 mod service;
 
 pub use budget::Deadline;

@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -8,20 +9,105 @@ use tokio::time::{Instant, sleep_until};
 use tower_service::Service;
 
 use super::budget::{self, Deadline, GRPC_TIMEOUT};
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Timer};
+use super::reused::ReusedSleep;
 use crate::body::ResponseBody;
 
 /// Ends requests that run past their budget with a 504 problem response.
 ///
 /// Built by [`TimeoutLayer`](super::TimeoutLayer); see the
 /// [module docs](crate::timeout).
-#[derive(Debug, Clone)]
+///
+/// Each clone times its requests with a tokio sleep of its own, reused from
+/// one request to the next (from its second request on, and for one
+/// request at a time; a request that finds it in use has a sleep of its
+/// own, as the first does). A keep-alive connection's requests, served one
+/// after another by one clone, then keep one entry in the runtime's timer
+/// wheel instead of adding and removing one each.
+#[derive(Debug)]
 pub struct Timeout<S> {
     inner: S,
     /// Shared by clones: a gateway clones its route's stack per request,
     /// and one reference count costs less than cloning a header name and
     /// two values.
     settings: Arc<Settings>,
+    /// This clone's reused sleep; a clone starts without one.
+    reuse: Reuse,
+}
+
+impl<S: Clone> Clone for Timeout<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            settings: Arc::clone(&self.settings),
+            reuse: Reuse::default(),
+        }
+    }
+}
+
+/// A [`Timeout`] clone's reused sleep. It is made at the clone's second
+/// request, so that a clone made for a single request (as axum and
+/// `Oneshot` make them) allocates nothing.
+#[derive(Debug, Default)]
+struct Reuse {
+    slot: Option<Arc<Slot>>,
+    /// Whether the clone has served a request.
+    called: bool,
+}
+
+impl Reuse {
+    /// The reused sleep for a request, unless this is the clone's first
+    /// request or an earlier one still holds it.
+    #[inline]
+    fn take(&mut self) -> Option<SlotGuard> {
+        match &self.slot {
+            Some(slot) => {
+                (!slot.busy.swap(true, Ordering::Acquire)).then(|| SlotGuard(Arc::clone(slot)))
+            }
+            None if self.called => {
+                let slot = Arc::new(Slot {
+                    busy: AtomicBool::new(true),
+                    sleep: Mutex::default(),
+                });
+                self.slot = Some(Arc::clone(&slot));
+                Some(SlotGuard(slot))
+            }
+            None => {
+                self.called = true;
+                None
+            }
+        }
+    }
+}
+
+/// A reused sleep, and whether a request holds it.
+#[derive(Debug)]
+struct Slot {
+    busy: AtomicBool,
+    /// Only the request holding the slot locks it, so it is never contended.
+    sleep: Mutex<ReusedSleep>,
+}
+
+/// A request's hold on its clone's reused sleep; dropped with the request's
+/// future, which frees the slot for the clone's next request.
+#[derive(Debug)]
+pub(super) struct SlotGuard(Arc<Slot>);
+
+impl SlotGuard {
+    /// Ready once `deadline` has passed; otherwise the task is woken at or
+    /// before it.
+    pub(super) fn poll_deadline(&self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        // A poisoned lock means tokio panicked inside `poll_deadline`; every
+        // field is still a valid state to go on from.
+        let mut sleep = self.0.sleep.lock().unwrap_or_else(PoisonError::into_inner);
+        sleep.poll_deadline(deadline, cx)
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+    }
 }
 
 /// What a [`Timeout`] and its clones apply.
@@ -46,6 +132,7 @@ impl<S> Timeout<S> {
                 own_millis: budget::format_millis(timeout),
                 own_grpc: budget::format_grpc_timeout(timeout),
             }),
+            reuse: Reuse::default(),
         }
     }
 
@@ -228,7 +315,7 @@ where
     #[inline(always)]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match self.prepare(&mut request, Instant::now()) {
-            Prepared::Spent { grpc } => ResponseFuture::spent(sleep_until(Instant::now()), grpc),
+            Prepared::Spent { grpc } => ResponseFuture::spent(grpc),
             Prepared::Go {
                 deadline,
                 budget,
@@ -237,12 +324,102 @@ where
                 // Layers further in that the inner service calls now find
                 // the deadline with `Deadline::of`; the response future
                 // does the same for those it polls.
-                let sleep = sleep_until(deadline);
+                let timer = match self.reuse.take() {
+                    Some(slot) => Timer::Reused { slot, deadline },
+                    None => Timer::Own {
+                        sleep: sleep_until(deadline),
+                    },
+                };
                 let scope = budget::Scope::enter(deadline);
                 let future = self.inner.call(request);
                 drop(scope);
-                ResponseFuture::new(future, sleep, budget, grpc)
+                ResponseFuture::new(future, timer, budget, grpc)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+
+    fn answering_after(
+        delay: Duration,
+    ) -> impl Service<
+        Request<()>,
+        Response = Response<()>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<()>, Infallible>>,
+    > + Clone {
+        service_fn(move |_: Request<()>| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, Infallible>(Response::new(()))
+        })
+    }
+
+    /// The deadline the reused sleep's wheel entry is armed for.
+    fn armed<S>(timeout: &Timeout<S>) -> Option<Instant> {
+        let slot = timeout.reuse.slot.as_ref()?;
+        slot.sleep.lock().unwrap().armed()
+    }
+
+    fn is_busy<S>(timeout: &Timeout<S>) -> bool {
+        let slot = timeout.reuse.slot.as_ref().unwrap();
+        slot.busy.load(Ordering::Acquire)
+    }
+
+    /// A clone's first request has a sleep of its own; its second makes the
+    /// reused one, which later requests keep armed for the second's
+    /// deadline (no wheel update) until it fires; a clone starts afresh.
+    #[tokio::test(start_paused = true)]
+    async fn a_clone_reuses_one_sleep_from_its_second_request_on() {
+        let budget = Duration::from_secs(10);
+        let mut timeout = Timeout::new(
+            answering_after(Duration::from_secs(1)),
+            budget,
+            HeaderName::from_static("x-budget"),
+        );
+        let start = Instant::now();
+        timeout
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert!(
+            timeout.reuse.slot.is_none(),
+            "the first request's own sleep"
+        );
+
+        let second = timeout.call(Request::new(()));
+        assert!(is_busy(&timeout));
+        second.await.unwrap();
+        assert!(!is_busy(&timeout), "freed with the request's future");
+        let first_armed = start + Duration::from_secs(1) + budget;
+        assert_eq!(armed(&timeout), Some(first_armed));
+
+        for _ in 0..3 {
+            timeout.call(Request::new(())).await.unwrap();
+            assert_eq!(armed(&timeout), Some(first_armed));
+        }
+
+        // While one request holds the sleep, another has its own: the
+        // slot is free again once the holder is gone, the other still
+        // running.
+        let holding = timeout.call(Request::new(()));
+        let other = timeout.call(Request::new(()));
+        assert!(is_busy(&timeout));
+        drop(holding);
+        assert!(!is_busy(&timeout));
+        other.await.unwrap();
+        assert!(!is_busy(&timeout));
+
+        let clone = timeout.clone();
+        assert!(clone.reuse.slot.is_none() && !clone.reuse.called);
     }
 }

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use meshgate::error::{Rejection, RejectionKind};
 use meshgate::timeout::{Deadline, TimeoutLayer};
 use tokio::time::Instant;
-use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 mod real_http;
 
@@ -413,4 +413,108 @@ async fn without_a_timeout_layer_the_deadline_comes_from_the_budget_headers() {
         .unwrap();
     assert_eq!(Deadline::of(&request, start), None);
     assert_eq!(Deadline::of(&Request::new(()), start), None);
+}
+
+/// An inner service that answers after as many seconds as its path says
+/// (`/3`), or never (`/hang`).
+fn by_path() -> impl tower::Service<
+    Request<()>,
+    Response = Response<String>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<String>, Infallible>> + Send,
+> + Clone {
+    service_fn(|request: Request<()>| async move {
+        match request.uri().path()[1..].parse::<u64>() {
+            Ok(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
+            Err(_) => std::future::pending().await,
+        }
+        Ok::<_, Infallible>(Response::new("done".to_owned()))
+    })
+}
+
+fn get(path: &str) -> Request<()> {
+    Request::builder().uri(path).body(()).unwrap()
+}
+
+/// Calls `service` itself (not a clone) and says what came back, and when.
+async fn call_timed<S, B>(service: &mut S, path: &str) -> (StatusCode, Duration)
+where
+    S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    let start = Instant::now();
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get(path))
+        .await
+        .unwrap();
+    (response.status(), start.elapsed())
+}
+
+/// What a response future gave, and when, counted from `start`.
+async fn timed<F, B>(future: F, start: Instant) -> (StatusCode, Duration)
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    (future.await.unwrap().status(), start.elapsed())
+}
+
+/// One service serving requests one after another, as a keep-alive
+/// connection's does, times each from its own start: a request that hangs
+/// gets its 504 after its whole budget, also when the sleep it reuses was
+/// armed for an earlier request's deadline, which passes first.
+#[tokio::test(start_paused = true)]
+async fn requests_one_after_another_are_each_timed_from_their_own_start() {
+    let mut service = TimeoutLayer::new(Duration::from_secs(10)).layer(by_path());
+    let start = Instant::now();
+    for (path, seconds) in [("/1", 1), ("/3", 3), ("/2", 2)] {
+        let answer = call_timed(&mut service, path).await;
+        assert_eq!(answer, (StatusCode::OK, Duration::from_secs(seconds)));
+    }
+    // At 6 s; the second request's deadline, 11 s, passes while this one
+    // runs, and this one's is 16 s.
+    for _ in 0..2 {
+        let answer = call_timed(&mut service, "/hang").await;
+        assert_eq!(
+            answer,
+            (StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(10))
+        );
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(26));
+    let answer = call_timed(&mut service, "/9").await;
+    assert_eq!(answer, (StatusCode::OK, Duration::from_secs(9)));
+}
+
+/// Requests in flight together on one service are each timed: the one that
+/// finds the reused sleep taken has one of its own.
+#[tokio::test(start_paused = true)]
+async fn requests_in_flight_together_are_each_timed() {
+    let mut service = TimeoutLayer::new(Duration::from_secs(10)).layer(by_path());
+    assert_eq!(call_timed(&mut service, "/1").await.0, StatusCode::OK);
+    let start = Instant::now();
+    let first = service.ready().await.unwrap().call(get("/hang"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = service.ready().await.unwrap().call(get("/hang"));
+    let third = service.ready().await.unwrap().call(get("/4"));
+    let (first, second, third) = tokio::join!(
+        timed(first, start),
+        timed(second, start),
+        timed(third, start)
+    );
+    assert_eq!(
+        first,
+        (StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(10))
+    );
+    assert_eq!(
+        second,
+        (StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(12))
+    );
+    assert_eq!(third, (StatusCode::OK, Duration::from_secs(6)));
+    // All done: the next request is timed as ever.
+    let answer = call_timed(&mut service, "/hang").await;
+    assert_eq!(
+        answer,
+        (StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(10))
+    );
 }
