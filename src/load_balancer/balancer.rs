@@ -180,10 +180,12 @@ impl Balancer {
     pub(crate) fn record_latency(&self, state: &EndpointState, start: Instant) {
         // One clock read gives both the latency and the sample's time.
         let end = Instant::now();
-        state.stats.latency.observe(
-            end.saturating_duration_since(start).as_nanos() as f64,
+        let rtt = end.saturating_duration_since(start).as_nanos();
+        state.stats.latency.fold(
+            u64::try_from(rtt).unwrap_or(u64::MAX) as f64,
             self.clock.at(end),
             self.decay_ns,
+            self.picker.reads_latency(),
         );
     }
 

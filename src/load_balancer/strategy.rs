@@ -165,6 +165,16 @@ impl Picker {
         }
     }
 
+    /// Whether picks compare the endpoints' latency estimates (by their
+    /// [`key`](super::stats::Ewma::key)).
+    pub(crate) fn reads_latency(&self) -> bool {
+        match self {
+            Self::PeakEwma => true,
+            Self::Hash { fallback, .. } => fallback.reads_latency(),
+            _ => false,
+        }
+    }
+
     /// Ring points per unit of weight, when sets need a hash ring.
     pub(crate) fn ring_points(&self) -> Option<u32> {
         match self {
