@@ -60,6 +60,13 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The unit tests run on tokio's paused clock.
+#[cfg(all(test, not(feature = "test-util")))]
+compile_error!(
+    "meshgate's tests need the `test-util` feature (tokio's paused clock): \
+     run `./scripts/test`, or `cargo test --all-features`"
+);
+
 #[cfg(feature = "aggregate")]
 pub mod aggregate;
 #[cfg(feature = "auth")]
