@@ -60,16 +60,56 @@ pub(crate) struct Keep {
 /// `Transfer-Encoding`, `Upgrade` and `Proxy-Authenticate` /
 /// `Proxy-Authorization`, except what `keep` says.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
-    // One pass over the names (cheap comparisons of mostly standard names)
-    // finds which of these are present, so only those are removed: most
-    // messages carry none or one, and each removal hashes its name.
-    let mut present = 0u16;
-    for name in headers.keys() {
-        present |= hop_by_hop_bit(name);
+    strip_found(headers, keep, Present::scan(headers));
+}
+
+/// What one pass over a message's header names found: which hop-by-hop
+/// headers it carries (cheap comparisons of mostly standard names), and
+/// whether it has a `Host` and a `Content-Type`. The lookups of headers a
+/// message does not carry are then skipped: most carry none of the
+/// hop-by-hop ones, and each lookup hashes its name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Present {
+    /// The [`hop_by_hop_bit`]s of the names.
+    hop: u16,
+    pub(crate) host: bool,
+    pub(crate) content_type: bool,
+}
+
+impl Present {
+    pub(crate) fn scan(headers: &HeaderMap) -> Self {
+        let mut present = Self {
+            hop: 0,
+            host: false,
+            content_type: false,
+        };
+        for name in headers.keys() {
+            if *name == header::HOST {
+                present.host = true;
+            } else if *name == header::CONTENT_TYPE {
+                present.content_type = true;
+            } else {
+                present.hop |= hop_by_hop_bit(name);
+            }
+        }
+        present
     }
+
+    /// Whether an `Upgrade` header is there.
+    pub(crate) fn upgrade(&self) -> bool {
+        self.hop & UPGRADE_BIT != 0
+    }
+}
+
+/// [`strip_hop_by_hop`] for a message whose names a [`Present::scan`]
+/// went over. Whether it removed headers that `Connection` named (then any
+/// header may be gone, `Host` too).
+pub(crate) fn strip_found(headers: &mut HeaderMap, keep: Keep, found: Present) -> bool {
+    let present = found.hop;
     if present == 0 {
-        return;
+        return false;
     }
+    let mut removed_named = false;
     // Headers named in `Connection` go first, while it is still there. The
     // names are collected because removal needs `&mut` while `get_all` borrows.
     if present & 1 != 0 {
@@ -105,6 +145,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
                 }
             }
         }
+        removed_named = !named.is_empty();
         for name in named {
             headers.remove(name);
         }
@@ -124,6 +165,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep: Keep) {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
     }
+    removed_named
 }
 
 /// `Upgrade`'s and `TE`'s bits in [`hop_by_hop_bit`], after the seven of

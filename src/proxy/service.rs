@@ -111,8 +111,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let grpc = crate::error::is_grpc(request.headers());
-        match self.shared.prepare(request, grpc) {
+        let present = headers::Present::scan(request.headers());
+        let grpc = present.content_type && crate::error::is_grpc(request.headers());
+        match self.shared.prepare(request, grpc, present) {
             Ok((request, client_upgrade, via)) => {
                 let call = match via {
                     Route::Http1(authority) => {
@@ -153,6 +154,7 @@ impl Shared {
         &self,
         request: Request<B>,
         grpc: bool,
+        present: headers::Present,
     ) -> Result<(Request<Body>, Option<OnUpgrade>, Route), Rejection>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -170,8 +172,8 @@ impl Shared {
 
         // The host the client asked for: its `Host`, or for HTTP/2 clients
         // the URI's authority, unless that authority is the upstream's.
-        let client_host = match parts.headers.get(header::HOST) {
-            Some(host) => Some(host.clone()),
+        let client_host = match present.host.then(|| parts.headers.get(header::HOST)) {
+            Some(host) => host.cloned(),
             None if !uri_is_target => parts
                 .uri
                 .authority()
@@ -180,7 +182,10 @@ impl Shared {
         };
 
         let mut client_upgrade = None;
-        if !config.h2 && upgrade::is_upgrade_request(parts.version, &parts.headers) {
+        if !config.h2
+            && present.upgrade()
+            && upgrade::is_upgrade_request(parts.version, &parts.headers)
+        {
             // Without the server's `OnUpgrade` (the request did not come
             // from a hyper server) the tunnel cannot be joined, so the
             // request goes on as a plain one.
@@ -190,7 +195,13 @@ impl Shared {
             upgrade: client_upgrade.is_some(),
             te_trailers: config.h2 || grpc,
         };
-        headers::strip_hop_by_hop(&mut parts.headers, keep);
+        // Whether `Host` is there is tracked from the scan, rather than
+        // looked up again: only a `Connection` that names headers may
+        // have removed it.
+        let mut has_host = present.host;
+        if headers::strip_found(&mut parts.headers, keep, present) {
+            has_host = parts.headers.contains_key(header::HOST);
+        }
         if keep.upgrade {
             parts
                 .headers
@@ -212,15 +223,15 @@ impl Shared {
         }
         match config.host {
             HostHeader::Preserve => {
-                if let Some(host) =
-                    client_host.filter(|_| !parts.headers.contains_key(header::HOST))
-                {
+                if !has_host && let Some(host) = client_host {
                     parts.headers.insert(header::HOST, host);
+                    has_host = true;
                 }
             }
             HostHeader::Rewrite => {
                 if let Some(host) = headers::host_value(&upstream.scheme, &upstream.authority) {
                     parts.headers.insert(header::HOST, host);
+                    has_host = true;
                 }
             }
         }
@@ -232,7 +243,7 @@ impl Shared {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let route = if !config.h2 && upstream.scheme == Scheme::HTTP {
             // The HTTP/1.1 pool writes the URI as it is: origin form.
-            if !parts.headers.contains_key(header::HOST)
+            if !has_host
                 && let Some(host) = headers::host_value(&upstream.scheme, &upstream.authority)
             {
                 parts.headers.insert(header::HOST, host);

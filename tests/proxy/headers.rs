@@ -233,13 +233,38 @@ async fn host_is_preserved_or_rewritten() {
             .body(Body::empty())
             .unwrap()
     };
-    preserve.oneshot(request()).await.unwrap();
+    preserve.clone().oneshot(request()).await.unwrap();
     assert_eq!(seen.recv().await.unwrap()["host"], "api.example.com");
     rewrite.oneshot(request()).await.unwrap();
     let rewritten = seen.recv().await.unwrap();
     assert_eq!(rewritten["host"], upstream_addr.to_string().as_str());
     // The client's host still reaches the upstream, as X-Forwarded-Host.
     assert_eq!(rewritten["x-forwarded-host"], "api.example.com");
+
+    // A `Connection` that names `Host` does not lose the client's host.
+    let named = Request::get("/")
+        .header("host", "api.example.com")
+        .header("connection", "host, x-gone")
+        .header("x-gone", "1")
+        .body(Body::empty())
+        .unwrap();
+    preserve.clone().oneshot(named).await.unwrap();
+    let saw = seen.recv().await.unwrap();
+    assert_eq!(saw["host"], "api.example.com");
+    assert!(!saw.contains_key("x-gone") && !saw.contains_key("connection"));
+    // Without a `Host`: the URI's authority (as an HTTP/2 client sends
+    // it), or with neither, the upstream's.
+    let authority = Request::get("http://shop.example:8080/")
+        .body(Body::empty())
+        .unwrap();
+    preserve.clone().oneshot(authority).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap()["host"], "shop.example:8080");
+    let bare = Request::get("/").body(Body::empty()).unwrap();
+    preserve.oneshot(bare).await.unwrap();
+    assert_eq!(
+        seen.recv().await.unwrap()["host"],
+        upstream_addr.to_string().as_str()
+    );
 }
 
 #[tokio::test]
