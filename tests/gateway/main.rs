@@ -4,6 +4,8 @@ mod assembly;
 mod auth;
 #[cfg(feature = "tls")]
 mod auth_https;
+#[path = "../common/captured_log.rs"]
+mod captured_log;
 mod observe;
 #[cfg(feature = "tls")]
 #[path = "../common/pki.rs"]

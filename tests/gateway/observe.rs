@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::assembly::Running;
+use crate::captured_log::Captured;
 
 /// An upstream that answers with the observability headers it received.
 async fn echo_upstream() -> SocketAddr {
@@ -111,34 +112,14 @@ async fn both_can_be_turned_off() {
     gateway.stop().await;
 }
 
-/// Keeps what a log subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The access log reads the request id from the request's extensions: with
 /// the log on, the gateway puts it there, and the event carries the id the
 /// client was answered with.
 #[tokio::test]
 async fn the_access_log_carries_the_request_id() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .finish();
     // The test's runtime has one thread, which serves the gateway too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.set_default();
     let yaml = config(echo_upstream().await, "").replace(
         "access_log:\n  enabled: false",
         "access_log:\n  enabled: true",
@@ -148,13 +129,10 @@ async fn the_access_log_carries_the_request_id() {
     assert_eq!(status, 200, "{body}");
     let id = headers["x-request-id"].to_str().unwrap().to_owned();
     gateway.stop().await;
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let events: Vec<Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+    let events: Vec<Value> = (captured.events().into_iter())
         .filter(|event| event["target"] == "meshgate::access")
         .collect();
-    assert_eq!(events.len(), 1, "{text}");
+    assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["path"], "/logged");
     assert_eq!(events[0]["request_id"], id.as_str());
 }

@@ -179,42 +179,31 @@ async fn the_uri_is_rewritten_and_the_endpoint_recorded_both_ways() {
 }
 
 #[tokio::test]
-async fn untagged_responses_leave_the_endpoint_on_the_request_only() {
-    let layer = LoadBalancerLayer::builder()
-        .endpoint(Endpoint::parse("http://10.0.0.7:8080").unwrap())
-        .tag_responses(false)
-        .build()
-        .unwrap();
-    let service = layer.layer(service_fn(|request: Request<()>| async move {
-        let selected = request.extensions().get::<SelectedEndpoint>().unwrap();
-        Ok::<_, Infallible>(Response::new(selected.authority().to_string()))
-    }));
-    let response = service.oneshot(Request::new(())).await.unwrap();
-    assert!(response.extensions().get::<SelectedEndpoint>().is_none());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"10.0.0.7:8080");
-    // Outcomes are still recorded.
-    assert_eq!(layer.snapshot()[0].requests, 1);
-}
-
-#[tokio::test]
-async fn untagged_requests_leave_the_endpoint_off_the_request_only() {
-    let layer = LoadBalancerLayer::builder()
-        .endpoint(Endpoint::parse("http://10.0.0.7:8080").unwrap())
-        .tag_requests(false)
-        .build()
-        .unwrap();
-    let service = layer.layer(service_fn(|request: Request<()>| async move {
-        let tagged = request.extensions().get::<SelectedEndpoint>().is_some();
-        // The URI still names the endpoint.
-        Ok::<_, Infallible>(Response::new(format!("{tagged} {}", request.uri())))
-    }));
-    let response = service.oneshot(Request::new(())).await.unwrap();
-    let chosen = response.extensions().get::<SelectedEndpoint>().unwrap();
-    assert_eq!(chosen.authority().to_string(), "10.0.0.7:8080");
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"false http://10.0.0.7:8080/");
-    assert_eq!(layer.snapshot()[0].requests, 1);
+async fn requests_and_responses_are_tagged_with_the_endpoint_as_built() {
+    for (requests, responses) in [(true, true), (true, false), (false, true), (false, false)] {
+        let layer = LoadBalancerLayer::builder()
+            .endpoint(Endpoint::parse("http://10.0.0.7:8080").unwrap())
+            .tag_requests(requests)
+            .tag_responses(responses)
+            .build()
+            .unwrap();
+        let service = layer.layer(service_fn(|request: Request<()>| async move {
+            let selected = request.extensions().get::<SelectedEndpoint>();
+            let tag = selected.map_or_else(|| "-".to_owned(), |s| s.authority().to_string());
+            // The URI names the endpoint either way.
+            Ok::<_, Infallible>(Response::new(format!("{tag} {}", request.uri())))
+        }));
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        let case = format!("tag_requests({requests}), tag_responses({responses})");
+        let chosen = response.extensions().get::<SelectedEndpoint>();
+        let tagged = chosen.map(|s| s.authority().to_string());
+        assert_eq!(tagged.is_some(), responses, "{case}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let expected = if requests { "10.0.0.7:8080" } else { "-" };
+        assert_eq!(body, format!("{expected} http://10.0.0.7:8080/"), "{case}");
+        // Outcomes are recorded either way.
+        assert_eq!(layer.snapshot()[0].requests, 1, "{case}");
+    }
 }
 
 #[tokio::test]

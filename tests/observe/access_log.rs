@@ -1,39 +1,15 @@
 //! `AccessLogLayer` events as a JSON log subscriber writes them.
 
 use std::convert::Infallible;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
 use meshgate::error::{Rejection, RejectionKind};
 use meshgate::observe::{AccessLogLayer, RequestIdLayer};
 use meshgate::peer::PeerAddr;
-use serde_json::Value;
 use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 
-/// A writer that keeps what the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn events(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
+use crate::captured_log::Captured;
 
 async fn upstream(request: Request<()>) -> Result<Response<String>, Infallible> {
     match request.uri().path() {
@@ -55,13 +31,7 @@ async fn upstream(request: Request<()>) -> Result<Response<String>, Infallible> 
 #[tokio::test(start_paused = true)]
 async fn one_json_event_per_request_without_the_query() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.set_default();
 
     let service = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
@@ -118,13 +88,7 @@ async fn one_json_event_per_request_without_the_query() {
 #[tokio::test]
 async fn query_is_logged_when_asked() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = captured.set_default();
     let service = AccessLogLayer::new()
         .with_query(true)
         .layer(service_fn(upstream));

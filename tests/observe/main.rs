@@ -298,5 +298,7 @@ async fn malformed_b3_headers_are_dropped() {
 }
 
 mod access_log;
+#[path = "../common/captured_log.rs"]
+mod captured_log;
 #[cfg(feature = "metrics")]
 mod metrics;

@@ -12,6 +12,7 @@ use meshgate::Body;
 use meshgate::error::{Rejection, RejectionKind};
 use meshgate::identity::RouteName;
 use meshgate::routing::{Backend, MatchedRoute, Route, RouteErrorKind, Router, Split};
+use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
 
 /// An upstream that answers with what it saw:
@@ -972,88 +973,41 @@ async fn the_response_carries_the_matched_route_and_params() {
     );
 }
 
-#[tokio::test]
-async fn untagged_responses_leave_the_matched_route_on_the_request_only() {
-    let router = Router::builder()
-        .tag_responses(false)
-        .route(Route::new("item").path("/items/{item}").to(service_fn(
-            |req: Request<String>| async move {
-                let matched = req.extensions().get::<MatchedRoute>().unwrap();
-                let item = matched.param("item").unwrap_or_default().to_owned();
-                Ok::<_, Infallible>(Response::new(Body::from(item)))
-            },
-        )))
-        .build()
-        .unwrap();
-    let req = request(Method::GET, "", "/items/7")
-        .body(String::new())
-        .unwrap();
-    let response = router.oneshot(req).await.unwrap();
-    assert!(response.extensions().get::<MatchedRoute>().is_none());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"7");
+/// A route service that answers with the route tags its request carries:
+/// the `RouteName` and the `MatchedRoute`'s `item`, `-` for none.
+fn tags_seen() -> BoxCloneSyncService<Request<String>, Response<String>, Infallible> {
+    BoxCloneSyncService::new(service_fn(|req: Request<String>| async move {
+        let extensions = req.extensions();
+        let name = extensions
+            .get::<RouteName>()
+            .map_or_else(|| "-".to_owned(), |name| name.0.to_string());
+        let matched = extensions.get::<MatchedRoute>();
+        let item = matched.and_then(|m| m.param("item")).unwrap_or("-");
+        Ok::<_, Infallible>(Response::new(format!("{name} {item}")))
+    }))
 }
 
 #[tokio::test]
-async fn untagged_requests_leave_the_route_off_the_request_only() {
-    let router = Router::builder()
-        .tag_requests(false)
-        .route(Route::new("item").path("/items/{item}").to(service_fn(
-            |req: Request<String>| async move {
-                let tags = (
-                    req.extensions().get::<MatchedRoute>().is_some(),
-                    req.extensions().get::<RouteName>().is_some(),
-                );
-                Ok::<_, Infallible>(Response::new(Body::from(format!("{tags:?}"))))
-            },
-        )))
-        .build()
-        .unwrap();
-    let req = request(Method::GET, "", "/items/7")
-        .body(String::new())
-        .unwrap();
-    let response = router.clone().oneshot(req).await.unwrap();
-    // The response is still tagged, with the parameters.
-    let matched = response.extensions().get::<MatchedRoute>().unwrap();
-    assert_eq!((matched.name(), matched.param("item")), ("item", Some("7")));
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"(false, false)");
-
-    // With responses untagged too, neither side carries it.
-    let router = Router::builder()
-        .tag_requests(false)
-        .tag_responses(false)
-        .route(Route::new("item").path("/items/{item}").to(echo("item")))
-        .build()
-        .unwrap();
-    let req = request(Method::GET, "", "/items/7")
-        .body(String::new())
-        .unwrap();
-    let response = router.oneshot(req).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.extensions().get::<MatchedRoute>().is_none());
-}
-
-#[tokio::test]
-async fn tagged_requests_carry_the_route_name_and_match() {
-    let router = Router::builder()
-        .tag_responses(false)
-        .route(Route::new("item").path("/items/{item}").to(service_fn(
-            |req: Request<String>| async move {
-                let name = req.extensions().get::<RouteName>().unwrap().0.to_string();
-                let matched = req.extensions().get::<MatchedRoute>().unwrap();
-                let item = matched.param("item").unwrap_or_default();
-                Ok::<_, Infallible>(Response::new(Body::from(format!("{name} {item}"))))
-            },
-        )))
-        .build()
-        .unwrap();
-    let req = request(Method::GET, "", "/items/7")
-        .body(String::new())
-        .unwrap();
-    let response = router.oneshot(req).await.unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"item 7");
+async fn requests_and_responses_are_tagged_with_the_route_as_built() {
+    for (requests, responses) in [(true, true), (true, false), (false, true), (false, false)] {
+        let router = Router::builder()
+            .tag_requests(requests)
+            .tag_responses(responses)
+            .route(Route::new("item").path("/items/{item}").to(tags_seen()))
+            .build()
+            .unwrap();
+        let req = request(Method::GET, "", "/items/7")
+            .body(String::new())
+            .unwrap();
+        let response = router.oneshot(req).await.unwrap();
+        let case = format!("tag_requests({requests}), tag_responses({responses})");
+        let matched = response.extensions().get::<MatchedRoute>();
+        let tagged = matched.map(|m| (m.name(), m.param("item")));
+        assert_eq!(tagged, responses.then_some(("item", Some("7"))), "{case}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let expected: &[u8] = if requests { b"item 7" } else { b"- -" };
+        assert_eq!(&body[..], expected, "{case}");
+    }
 }
 
 #[tokio::test]
