@@ -192,12 +192,22 @@ impl<B: 'static> Router<B> {
 }
 
 impl<B> Router<B> {
+    /// The request's host when some route has a host rule; none otherwise,
+    /// which saves the header's look-up and parse.
+    fn host_of<'r, T>(&self, req: &'r Request<T>) -> Option<RequestHost<'r>> {
+        if self.inner.table.routes_by_host() {
+            RequestHost::of(req)
+        } else {
+            None
+        }
+    }
+
     /// The route that would serve `req`, without calling it (`None` when
     /// the answer would be 404 or 405). The backend of a split is chosen
     /// per call, so it is not set here.
     #[must_use]
     pub fn route_for<T>(&self, req: &Request<T>) -> Option<MatchedRoute> {
-        let host = RequestHost::of(req);
+        let host = self.host_of(req);
         let path = normalize(req.uri().path());
         let view = RequestView {
             host: host.as_ref().map(RequestHost::as_str),
@@ -284,7 +294,7 @@ impl<B: Send + 'static> Service<Request<B>> for Router<B> {
         // Whether the caller is gRPC matters only to the router's own
         // answers, so the content type is read only for them.
         let (route, mut matched, new_path) = {
-            let host = RequestHost::of(&req);
+            let host = self.host_of(&req);
             let path = normalize(req.uri().path());
             let view = RequestView {
                 host: host.as_ref().map(RequestHost::as_str),
