@@ -79,8 +79,7 @@ impl Ewma {
         f64::from_bits(self.key.load(Ordering::Relaxed))
     }
 
-    /// Folds in one latency sample. Concurrent samples may each see the same
-    /// previous stamp; the estimate is still one of theirs, never torn.
+    /// [`fold`](Self::fold) with the key.
     #[cfg(test)]
     pub(crate) fn observe(&self, rtt_ns: f64, now: u64, decay_ns: f64) {
         self.fold(rtt_ns, now, decay_ns, true);
@@ -89,6 +88,8 @@ impl Ewma {
     /// Folds in one latency sample, updating the ordering
     /// [`key`](Self::key) too when `keyed`: only a picker that compares
     /// estimates reads it, and leaving it saves a logarithm per sample.
+    /// Concurrent samples may each see the same previous stamp; the
+    /// estimate is still one of theirs, never torn.
     pub(crate) fn fold(&self, rtt_ns: f64, now: u64, decay_ns: f64, keyed: bool) {
         let previous = self.stamp.swap(now, Ordering::Relaxed);
         if !self.observed.swap(true, Ordering::Relaxed) {

@@ -4,8 +4,9 @@
 //! * [`RequestIdLayer`] keeps a valid incoming `x-request-id`, replaces one
 //!   that is too long or holds anything but visible ASCII, generates one
 //!   (a random UUID v4) when there is none, forwards it to the inner service,
-//!   puts a [`RequestId`] in the request extensions, and echoes it on the
-//!   response. It rejects nothing.
+//!   puts a [`RequestId`] in the request extensions (unless
+//!   [`tag_requests(false)`](RequestIdLayer::tag_requests)), and echoes it
+//!   on the response. It rejects nothing.
 //! * [`TraceContextLayer`] propagates W3C Trace Context: it keeps the
 //!   trace-id of a valid `traceparent`, makes a new span-id for this hop,
 //!   and forwards `traceparent` (and `tracestate`). It accepts B3
