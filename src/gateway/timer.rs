@@ -16,7 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ use crate::timeout::reused::ReusedSleep;
 /// connection's, which is how hyper's HTTP/1 connection uses its timer.
 #[derive(Debug, Clone, Default)]
 pub(super) struct HeadTimer {
-    shared: Arc<Mutex<ReusedSleep>>,
+    shared: Arc<ReusedSleep>,
 }
 
 impl HeadTimer {
@@ -71,7 +71,7 @@ impl Timer for HeadTimer {
 /// connection's shared tokio sleep.
 #[derive(Debug)]
 struct HeadSleep {
-    shared: Arc<Mutex<ReusedSleep>>,
+    shared: Arc<ReusedSleep>,
     deadline: Instant,
 }
 
@@ -79,10 +79,7 @@ impl Future for HeadSleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // A poisoned lock means tokio panicked inside `poll_deadline`; every
-        // field is still a valid state to go on from.
-        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        shared.poll_deadline(self.deadline, cx)
+        self.shared.poll_deadline(self.deadline, cx)
     }
 }
 
@@ -117,7 +114,7 @@ pub(super) mod tests {
 
     /// The deadline the shared tokio sleep is armed for.
     fn armed(timer: &HeadTimer) -> Option<Instant> {
-        timer.shared.lock().unwrap().armed()
+        timer.shared.armed()
     }
 
     /// Lets the runtime's timer fire what is due.

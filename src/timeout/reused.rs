@@ -16,14 +16,39 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tokio::time::Instant;
 
 /// A tokio sleep reused for deadline after deadline; see the
-/// [module docs](self).
+/// [module docs](self). Behind a lock, so that the futures waiting on its
+/// deadlines can share it; they are polled from one task at a time, so it
+/// is never contended.
 #[derive(Debug, Default)]
-pub(crate) struct ReusedSleep {
+pub(crate) struct ReusedSleep(Mutex<State>);
+
+impl ReusedSleep {
+    /// Ready once `deadline` has passed; otherwise makes sure the task of
+    /// `cx` is woken at or before `deadline`.
+    pub(crate) fn poll_deadline(&self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        // A poisoned lock means tokio panicked inside `poll_deadline`; every
+        // field is still a valid state to go on from.
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.poll_deadline(deadline, cx)
+    }
+
+    /// The deadline the wheel entry is armed for, if there is one.
+    #[cfg(test)]
+    pub(crate) fn armed(&self) -> Option<Instant> {
+        let state = self.0.lock().unwrap();
+        state.sleep.as_ref().map(|sleep| sleep.deadline())
+    }
+}
+
+/// The tokio sleep and what is known about it.
+#[derive(Debug, Default)]
+struct State {
     /// Created at the first poll, then reset in place.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The waker `sleep` holds, while it is armed and has not fired.
@@ -33,10 +58,8 @@ pub(crate) struct ReusedSleep {
     passed: Option<Instant>,
 }
 
-impl ReusedSleep {
-    /// Ready once `deadline` has passed; otherwise makes sure the task of
-    /// `cx` is woken at or before `deadline`.
-    pub(crate) fn poll_deadline(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+impl State {
+    fn poll_deadline(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
         if self.passed.is_some_and(|passed| deadline <= passed) {
             return Poll::Ready(());
         }
@@ -86,12 +109,6 @@ impl ReusedSleep {
                 }
             }
         }
-    }
-
-    /// The deadline the wheel entry is armed for, if there is one.
-    #[cfg(test)]
-    pub(crate) fn armed(&self) -> Option<Instant> {
-        self.sleep.as_ref().map(|sleep| sleep.deadline())
     }
 }
 

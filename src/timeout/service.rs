@@ -1,5 +1,5 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -49,10 +49,13 @@ impl<S: Clone> Clone for Timeout<S> {
 /// request, so that a clone made for a single request (as axum and
 /// `Oneshot` make them) allocates nothing.
 #[derive(Debug, Default)]
-struct Reuse {
-    slot: Option<Arc<Slot>>,
-    /// Whether the clone has served a request.
-    called: bool,
+enum Reuse {
+    /// The clone has served no request.
+    #[default]
+    Unused,
+    /// One request, with a sleep of its own.
+    Called,
+    Slot(Arc<Slot>),
 }
 
 impl Reuse {
@@ -60,20 +63,20 @@ impl Reuse {
     /// request or an earlier one still holds it.
     #[inline]
     fn take(&mut self) -> Option<SlotGuard> {
-        match &self.slot {
-            Some(slot) => {
+        match self {
+            Self::Slot(slot) => {
                 (!slot.busy.swap(true, Ordering::Acquire)).then(|| SlotGuard(Arc::clone(slot)))
             }
-            None if self.called => {
+            Self::Called => {
                 let slot = Arc::new(Slot {
                     busy: AtomicBool::new(true),
-                    sleep: Mutex::default(),
+                    sleep: ReusedSleep::default(),
                 });
-                self.slot = Some(Arc::clone(&slot));
+                *self = Self::Slot(Arc::clone(&slot));
                 Some(SlotGuard(slot))
             }
-            None => {
-                self.called = true;
+            Self::Unused => {
+                *self = Self::Called;
                 None
             }
         }
@@ -84,8 +87,8 @@ impl Reuse {
 #[derive(Debug)]
 struct Slot {
     busy: AtomicBool,
-    /// Only the request holding the slot locks it, so it is never contended.
-    sleep: Mutex<ReusedSleep>,
+    /// Only the request holding the slot polls it.
+    sleep: ReusedSleep,
 }
 
 /// A request's hold on its clone's reused sleep; dropped with the request's
@@ -97,10 +100,7 @@ impl SlotGuard {
     /// Ready once `deadline` has passed; otherwise the task is woken at or
     /// before it.
     pub(super) fn poll_deadline(&self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
-        // A poisoned lock means tokio panicked inside `poll_deadline`; every
-        // field is still a valid state to go on from.
-        let mut sleep = self.0.sleep.lock().unwrap_or_else(PoisonError::into_inner);
-        sleep.poll_deadline(deadline, cx)
+        self.0.sleep.poll_deadline(deadline, cx)
     }
 }
 
@@ -347,15 +347,20 @@ mod tests {
 
     use super::*;
 
+    fn slot<S>(timeout: &Timeout<S>) -> Option<&Slot> {
+        match &timeout.reuse {
+            Reuse::Slot(slot) => Some(slot),
+            Reuse::Unused | Reuse::Called => None,
+        }
+    }
+
     /// The deadline the reused sleep's wheel entry is armed for.
     fn armed<S>(timeout: &Timeout<S>) -> Option<Instant> {
-        let slot = timeout.reuse.slot.as_ref()?;
-        slot.sleep.lock().unwrap().armed()
+        slot(timeout)?.sleep.armed()
     }
 
     fn is_busy<S>(timeout: &Timeout<S>) -> bool {
-        let slot = timeout.reuse.slot.as_ref().unwrap();
-        slot.busy.load(Ordering::Acquire)
+        slot(timeout).unwrap().busy.load(Ordering::Acquire)
     }
 
     /// A clone's first request has a sleep of its own; its second makes the
@@ -373,7 +378,7 @@ mod tests {
         // The inner `service_fn` is always ready.
         timeout.call(Request::new(())).await.unwrap();
         assert!(
-            timeout.reuse.slot.is_none(),
+            matches!(timeout.reuse, Reuse::Called),
             "the first request's own sleep"
         );
 
@@ -401,6 +406,6 @@ mod tests {
         assert!(!is_busy(&timeout));
 
         let clone = timeout.clone();
-        assert!(clone.reuse.slot.is_none() && !clone.reuse.called);
+        assert!(matches!(clone.reuse, Reuse::Unused));
     }
 }
