@@ -306,13 +306,13 @@ impl Table {
         })
     }
 
-    /// The bucket of the request's host, when a host rule names it.
     /// Whether some route has a host rule: otherwise the request's host
     /// plays no part in the look-up, and need not be read.
     pub(crate) fn routes_by_host(&self) -> bool {
         !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty()
     }
 
+    /// The bucket of the request's host, when a host rule names it.
     fn host_bucket(&self, host: Option<&str>) -> Option<&Bucket> {
         let host = host?;
         let index = self.exact_hosts.get(host).copied().or_else(|| {

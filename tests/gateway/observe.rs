@@ -129,7 +129,9 @@ async fn the_access_log_carries_the_request_id() {
     assert_eq!(status, 200, "{body}");
     let id = headers["x-request-id"].to_str().unwrap().to_owned();
     gateway.stop().await;
-    let events: Vec<Value> = (captured.events().into_iter())
+    let events: Vec<Value> = captured
+        .events()
+        .into_iter()
         .filter(|event| event["target"] == "meshgate::access")
         .collect();
     assert_eq!(events.len(), 1, "{events:?}");
